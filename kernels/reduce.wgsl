@@ -1,0 +1,43 @@
+// Reduction over one axis of a tensor viewed as (outer, n, inner) -> (outer, inner).
+// Placeholders: {{INIT}} the identity, {{COMBINE}} an expression of a and b.
+
+struct Params { outer: u32, n: u32, inner: u32 }
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read_write> Y: array<f32>;
+
+fn combine_(a: f32, b: f32) -> f32 { return {{COMBINE}}; }
+
+var<workgroup> partial: array<f32, 256>;
+
+// inner == 1: one workgroup of 256 per output; strided partial reductions then a tree in shared memory.
+// Workgroups are laid out (x, y) with row = x + y·nx.
+@compute @workgroup_size(256)
+fn rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= p.outer) { return; }  // uniform per workgroup
+  var acc: f32 = {{INIT}};
+  let base = row * p.n;
+  for (var k = lid; k < p.n; k += 256u) { acc = combine_(acc, X[base + k]); }
+  partial[lid] = acc;
+  workgroupBarrier();
+  for (var s = 128u; s > 0u; s >>= 1u) {
+    if (lid < s) { partial[lid] = combine_(partial[lid], partial[lid + s]); }
+    workgroupBarrier();
+  }
+  if (lid == 0u) { Y[row] = partial[0]; }
+}
+
+// inner > 1: one thread per output element; reads of neighbouring threads are contiguous along inner.
+@compute @workgroup_size(256)
+fn cols(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let idx = gid.x + gid.y * nwg.x * 256u;
+  if (idx >= p.outer * p.inner) { return; }
+  let o = idx / p.inner;
+  let i = idx % p.inner;
+  var acc: f32 = {{INIT}};
+  for (var k = 0u; k < p.n; k++) { acc = combine_(acc, X[(o * p.n + k) * p.inner + i]); }
+  Y[idx] = acc;
+}

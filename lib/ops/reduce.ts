@@ -1,0 +1,139 @@
+/**
+ * Reductions over one axis: sum, mean, max; and `sumToShape`, the adjoint of broadcasting.
+ * GPU forward in kernels/reduce.wgsl, VJPs, float64 references.
+ * @module
+ */
+import { kernelSource } from "../kernels.ts";
+import { dispatch } from "../runtime.ts";
+import { record, type VjpRule } from "../tape.ts";
+import { empty, type Shape, sizeOf, type Tensor } from "../tensor.ts";
+import { affine, broadcastTo } from "./elementwise.ts";
+import { expectF32, grid1d, normAxis, sameShape } from "./util.ts";
+
+type ReduceOp = "sum" | "max";
+const REDUCE_OPS = {
+  sum: { INIT: "0.0", COMBINE: "a + b" },
+  max: { INIT: "-3.4028235e38", COMBINE: "max(a, b)" },
+};
+
+function reduceDispatch(op: ReduceOp, x: Tensor, axis: number): { out: Tensor; outer: number; n: number; inner: number } {
+  const outer = sizeOf(x.shape.slice(0, axis));
+  const n = x.shape[axis];
+  const inner = sizeOf(x.shape.slice(axis + 1));
+  const out = empty([...x.shape.slice(0, axis), ...x.shape.slice(axis + 1)]);
+  const code = kernelSource("reduce.wgsl", REDUCE_OPS[op]);
+  if (inner === 1) {
+    dispatch({ name: `${op}_rows`, code, entry: "rows", bindings: ["read", "read_write"] }, [x.buffer, out.buffer], [
+      outer,
+      n,
+      inner,
+    ], grid1d(outer, 1));
+  } else {
+    dispatch({ name: `${op}_cols`, code, entry: "cols", bindings: ["read", "read_write"] }, [x.buffer, out.buffer], [
+      outer,
+      n,
+      inner,
+    ], grid1d(outer * inner));
+  }
+  return { out, outer, n, inner };
+}
+
+function withKeepDims(out: Tensor, x: Tensor, axis: number, keepDims: boolean): Tensor {
+  if (!keepDims) return out;
+  const shape = [...x.shape];
+  shape[axis] = 1;
+  return out.reshape(shape);
+}
+
+/**
+ * Sum over `axis` (negative counts from the end).
+ * @example
+ * ```ts
+ * import { initGpu } from "../runtime.ts";
+ * import { tensor } from "../tensor.ts";
+ * import { sum } from "./reduce.ts";
+ * await initGpu();
+ * console.log(await sum(tensor([1, 2, 3, 4], [2, 2]), 1).toArray()); // [3, 7]
+ * ```
+ */
+export function sum(x: Tensor, axis: number, keepDims = false): Tensor {
+  expectF32("sum", x);
+  const a = normAxis("sum", axis, x.rank);
+  const { out } = reduceDispatch("sum", x, a);
+  record("sum", [x], [out], { axis: a });
+  return withKeepDims(out, x, a, keepDims);
+}
+
+/** Mean over `axis`. */
+export function mean(x: Tensor, axis: number, keepDims = false): Tensor {
+  const a = normAxis("mean", axis, x.rank);
+  return affine(sum(x, a, keepDims), 1 / x.shape[a]);
+}
+
+/** Sum over every element, as a tensor of shape [1]. */
+export function sumAll(x: Tensor): Tensor {
+  return sum(x.reshape([x.size]), 0, true);
+}
+
+/** Max over `axis`. Its gradient flows to every position equal to the max. */
+export function max(x: Tensor, axis: number, keepDims = false): Tensor {
+  expectF32("max", x);
+  const a = normAxis("max", axis, x.rank);
+  if (x.shape[a] === 0) throw new RangeError("max: cannot reduce an empty axis");
+  const { out } = reduceDispatch("max", x, a);
+  record("max", [x], [out], { axis: a });
+  return withKeepDims(out, x, a, keepDims);
+}
+
+export const sumVjp: VjpRule<{ axis: number }> = ({ inputs: [x], attrs: { axis } }, [g]) => {
+  const shape = [...x.shape];
+  shape[axis] = 1;
+  return [broadcastTo(g!.reshape(shape), x.shape)];
+};
+
+export const maxVjp: VjpRule<{ axis: number }> = ({ inputs: [x], outputs: [y], attrs: { axis } }, [g]) => {
+  const outer = sizeOf(x.shape.slice(0, axis));
+  const n = x.shape[axis];
+  const inner = sizeOf(x.shape.slice(axis + 1));
+  const dx = empty(x.shape);
+  dispatch({
+    name: "max_backward",
+    code: kernelSource("reduce_backward.wgsl"),
+    entry: "max_backward",
+    bindings: ["read", "read", "read", "read_write"],
+  }, [x.buffer, y.buffer, g!.buffer, dx.buffer], [outer, n, inner], grid1d(x.size));
+  return [dx];
+};
+
+/** Sums `g` over the axes along which `shape` was broadcast to `g`'s shape (the adjoint of `broadcastTo`). */
+export function sumToShape(g: Tensor, shape: Shape): Tensor {
+  if (sameShape(g.shape, shape)) return g;
+  let cur = g;
+  const lead = g.rank - shape.length;
+  for (let i = 0; i < lead; i++) cur = sum(cur, 0);
+  for (let i = 0; i < shape.length; i++) {
+    if (shape[i] === 1 && cur.shape[i] !== 1) cur = sum(cur, i, true);
+  }
+  if (!sameShape(cur.shape, shape)) {
+    throw new RangeError(`sumToShape: [${g.shape.join(", ")}] does not reduce to [${shape.join(", ")}]`);
+  }
+  return cur;
+}
+
+/** Float64 reference of sum / max over an axis. */
+export function reduceRef(op: ReduceOp, x: Float64Array, shape: Shape, axis: number): Float64Array {
+  const outer = sizeOf(shape.slice(0, axis));
+  const n = shape[axis];
+  const inner = sizeOf(shape.slice(axis + 1));
+  const out = new Float64Array(outer * inner).fill(op === "sum" ? 0 : -Infinity);
+  for (let o = 0; o < outer; o++) {
+    for (let k = 0; k < n; k++) {
+      for (let i = 0; i < inner; i++) {
+        const v = x[(o * n + k) * inner + i];
+        const j = o * inner + i;
+        out[j] = op === "sum" ? out[j] + v : Math.max(out[j], v);
+      }
+    }
+  }
+  return out;
+}

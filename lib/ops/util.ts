@@ -1,0 +1,29 @@
+/** Helpers shared by the ops. @module */
+import type { Tensor } from "../tensor.ts";
+
+/** A 1-D grid of `ceil(n / groupSize)` workgroups folded into (x, y) so that x stays within 65535. */
+export function grid1d(n: number, groupSize = 256): [number, number] {
+  const groups = Math.ceil(n / groupSize);
+  if (groups <= 65535) return [Math.max(groups, 1), 1];
+  const y = Math.ceil(groups / 65535);
+  return [Math.ceil(groups / y), y];
+}
+
+/** Throws a RangeError unless `x` is f32. */
+export function expectF32(op: string, x: Tensor): void {
+  if (x.dtype !== "f32") throw new RangeError(`${op}: expected an f32 tensor, got ${x}`);
+}
+
+/** Normalises a possibly negative axis against a rank. */
+export function normAxis(op: string, axis: number, rank: number): number {
+  const a = axis < 0 ? axis + rank : axis;
+  if (!Number.isInteger(a) || a < 0 || a >= rank) {
+    throw new RangeError(`${op}: axis ${axis} is out of range for rank ${rank}`);
+  }
+  return a;
+}
+
+/** Equality of shapes. */
+export function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}

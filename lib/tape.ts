@@ -1,0 +1,83 @@
+/**
+ * The autodiff tape: ops record a node per primitive application while a tape is active and one of their inputs is
+ * being differentiated. The VJP rules live in `vjp_rules.ts`; this module knows no op.
+ * @module
+ */
+import type { Tensor } from "./tensor.ts";
+
+/**
+ * Every differentiable primitive. Adding a name here without adding its rule to `VJP_RULES` in `vjp_rules.ts`
+ * fails `deno check`.
+ */
+export type Primitive =
+  // elementwise (lib/ops/elementwise.ts)
+  | "add"
+  | "sub"
+  | "mul"
+  | "div"
+  | "affine"
+  | "unary"
+  | "broadcast"
+  // reductions (lib/ops/reduce.ts)
+  | "sum"
+  | "max";
+
+/** One recorded application of a primitive. `saved` holds what the forward kept for the backward. */
+export interface TapeNode<A = Record<string, unknown>> {
+  prim: Primitive;
+  inputs: readonly Tensor[];
+  outputs: readonly Tensor[];
+  attrs: A;
+  saved: readonly Tensor[];
+}
+
+/**
+ * A VJP rule: given the node and one cotangent per output (null where the output got none), returns one gradient
+ * per input (null where the input is not differentiable, e.g. token ids).
+ */
+export type VjpRule<A = Record<string, unknown>> = (
+  node: TapeNode<A>,
+  cotangents: readonly (Tensor | null)[],
+) => readonly (Tensor | null)[];
+
+/** The tape: nodes in recording order, and the ids of tensors that depend on a differentiated input. */
+export class Tape {
+  readonly nodes: TapeNode<unknown>[] = [];
+  readonly tracked = new Set<number>();
+}
+
+let active: Tape | null = null;
+
+/** The active tape, if any. */
+export function activeTape(): Tape | null {
+  return active;
+}
+
+/** Runs `fn` with `tape` active (tapes do not nest: the backward runs with no tape). */
+export function withTape<T>(tape: Tape | null, fn: () => T): T {
+  const prev = active;
+  active = tape;
+  try {
+    return fn();
+  } finally {
+    active = prev;
+  }
+}
+
+/** Whether an op applied to `inputs` now would be recorded (so the op should save what its backward needs). */
+export function isRecording(inputs: readonly Tensor[]): boolean {
+  return active !== null && inputs.some((t) => active!.tracked.has(t.id));
+}
+
+/** Records a primitive application if any input is tracked; marks the outputs tracked. */
+export function record<A>(
+  prim: Primitive,
+  inputs: readonly Tensor[],
+  outputs: readonly Tensor[],
+  attrs: A,
+  saved: readonly Tensor[] = [],
+): void {
+  if (!isRecording(inputs)) return;
+  active!.nodes.push({ prim, inputs, outputs, attrs, saved });
+  for (const o of outputs) active!.tracked.add(o.id);
+}
