@@ -1,0 +1,46 @@
+/**
+ * Helpers for GPU benchmarks: time a recorded piece of GPU work honestly (warm up, record `reps` copies, wait for
+ * the GPU to finish) and print a table of rates against the H100's limits.
+ */
+import { initGpu, sync } from "../lib/runtime.ts";
+
+/** The H100's fp32 peak (FLOP/s) and memory bandwidth (B/s), the limits our kernels are measured against. */
+export const H100 = { flops: 67e12, bandwidth: 3e12 };
+
+/** Seconds per repetition of `record` (which only records GPU work), measured over `reps` after `warmup`. */
+export async function timeGpu(record: () => void, reps = 20, warmup = 3): Promise<number> {
+  await initGpu();
+  for (let i = 0; i < warmup; i++) record();
+  await sync();
+  const t0 = performance.now();
+  for (let i = 0; i < reps; i++) record();
+  await sync();
+  return (performance.now() - t0) / 1000 / reps;
+}
+
+/** One row of a benchmark report. */
+export interface BenchRow {
+  name: string;
+  seconds: number;
+  flops?: number;
+  bytes?: number;
+}
+
+/** Prints a Markdown table: time, TFLOP/s and GB/s with their fractions of the H100 limits. */
+export function report(title: string, rows: BenchRow[]): void {
+  const lines = [
+    `\n### ${title}`,
+    "| case | time | TFLOP/s | of 67 | GB/s | of 3000 |",
+    "|---|---|---|---|---|---|",
+  ];
+  for (const r of rows) {
+    const tf = r.flops ? r.flops / r.seconds / 1e12 : undefined;
+    const gbs = r.bytes ? r.bytes / r.seconds / 1e9 : undefined;
+    lines.push(
+      `| ${r.name} | ${(r.seconds * 1e3).toFixed(3)} ms | ${tf?.toFixed(2) ?? "-"} | ${
+        tf ? ((tf / 67) * 100).toFixed(1) + "%" : "-"
+      } | ${gbs?.toFixed(0) ?? "-"} | ${gbs ? ((gbs / 3000) * 100).toFixed(1) + "%" : "-"} |`,
+    );
+  }
+  console.log(lines.join("\n"));
+}
