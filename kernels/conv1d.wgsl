@@ -1,0 +1,91 @@
+// Depthwise causal convolution along T, per run k, with mamba_ssm's tap order (weight[c, W−1] is the current
+// token):
+//   y[k, b, t, c] = bias[k, c] + Σ_{j<W} weight[k, c, j] · x[k, b, t − (W−1) + j, c]   (x = 0 before t = 0)
+//
+// Layout (one table for every entry point; an entry leaves the bindings it does not read unused):
+//   X   (K, B, T, C)  input x
+//   Wt  (K, C, W)     weight
+//   Bs  (K, C)        bias
+//   G   (K, B, T, C)  cotangent of y
+//   Out  forward: y (K, B, T, C); backward_dx: dx (K, B, T, C); backward_params: partial dw (K, S, C, W)
+//   Out2 backward_params only: partial db (K, S, C)
+// Element threads are ordered with c fastest, so neighbouring threads touch neighbouring addresses.
+
+struct Params { K: u32, B: u32, T: u32, C: u32, W: u32, chunk: u32, S: u32 }
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read> Wt: array<f32>;
+@group(0) @binding(3) var<storage, read> Bs: array<f32>;
+@group(0) @binding(4) var<storage, read> G: array<f32>;
+@group(0) @binding(5) var<storage, read_write> Out: array<f32>;
+@group(0) @binding(6) var<storage, read_write> Out2: array<f32>;
+
+// One thread per output element (k, b, t, c).
+@compute @workgroup_size(256)
+fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * 256u;
+  if (i >= p.K * p.B * p.T * p.C) { return; }
+  let c = i % p.C;
+  let t = (i / p.C) % p.T;
+  let k = i / (p.B * p.T * p.C);
+  let wbase = (k * p.C + c) * p.W;
+  var acc = Bs[k * p.C + c];
+  // tap j reads time t − (W−1) + j, which exists for j ≥ W−1−t
+  let j0 = select(0u, p.W - 1u - t, t + 1u < p.W);
+  for (var j = j0; j < p.W; j++) {
+    acc += Wt[wbase + j] * X[i - (p.W - 1u - j) * p.C];
+  }
+  Out[i] = acc;
+}
+
+// dx: the adjoint is an anti-causal conv with the taps reversed, one thread per (k, b, t, c):
+//   dx[t, c] = Σ_j weight[c, j] · g[t + (W−1) − j, c]   over the j with t + (W−1) − j < T.
+@compute @workgroup_size(256)
+fn backward_dx(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * 256u;
+  if (i >= p.K * p.B * p.T * p.C) { return; }
+  let c = i % p.C;
+  let t = (i / p.C) % p.T;
+  let k = i / (p.B * p.T * p.C);
+  let wbase = (k * p.C + c) * p.W;
+  var acc = 0.0;
+  // tap j reads time t + (W−1) − j, which exists for j ≥ t + W − T
+  let j0 = select(0u, t + p.W - p.T, t + p.W > p.T);
+  for (var j = j0; j < p.W; j++) {
+    acc += Wt[wbase + j] * G[i + (p.W - 1u - j) * p.C];
+  }
+  Out[i] = acc;
+}
+
+// Stage 1 of dweight[k, c, j] = Σ_{b,t} g[k, b, t, c] · x[k, b, t − (W−1) + j, c] and dbias[k, c] = Σ_{b,t} g,
+// without atomics: thread (k, s, j, c), j ≤ W (j = W is the bias), sums the rows r = b·T + t of chunk s,
+// [s·chunk, min((s+1)·chunk, B·T)), in order into the partials; the host sums the S partials in order.
+@compute @workgroup_size(256)
+fn backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * 256u;
+  let W1 = p.W + 1u;
+  if (i >= p.K * p.S * W1 * p.C) { return; }
+  let c = i % p.C;
+  let j = (i / p.C) % W1;
+  let ks = i / (W1 * p.C);
+  let s = ks % p.S;
+  let k = ks / p.S;
+  let BT = p.B * p.T;
+  let r0 = s * p.chunk;
+  let r1 = min(r0 + p.chunk, BT);
+  var acc = 0.0;
+  if (j == p.W) {
+    for (var r = r0; r < r1; r++) { acc += G[(k * BT + r) * p.C + c]; }
+    Out2[ks * p.C + c] = acc;
+  } else {
+    let lag = p.W - 1u - j; // x is read lag steps back in time
+    for (var r = r0; r < r1; r++) {
+      if (r % p.T >= lag) {
+        let gi = (k * BT + r) * p.C + c;
+        acc += G[gi] * X[gi - lag * p.C];
+      }
+    }
+    Out[(ks * p.C + c) * p.W + j] = acc;
+  }
+}

@@ -1,0 +1,340 @@
+/**
+ * RMSNorm and LayerNorm over the last axis, with per-run parameters: x (K, ..., D), weight and bias (K, D).
+ * Fused GPU forward and backward in kernels/norm.wgsl, the VJP rules, and float64 references.
+ *
+ * Forward (one workgroup per row): y = x̂ · w (+ b), x̂ = (x − μ) · rstd, rstd = (mean((x − μ)²) + eps)^(-1/2),
+ * μ = mean(x) for LayerNorm and 0 for RMSNorm. It saves the per-row stats [μ, rstd], shape (K, ..., 2), so the
+ * backward recomputes x̂ from x without another reduction.
+ *
+ * Backward. With ĝ = g · w and n = D, differentiating x̂ = (x − μ) · rstd through μ and rstd gives
+ *   dx = rstd · (ĝ − mean(ĝ) − x̂ · mean(ĝ · x̂))     (for RMSNorm drop the mean(ĝ) term: μ is not a function of x)
+ *   dw = Σ_rows g · x̂,   db = Σ_rows g              (sums over the rows of the same run k)
+ * dx: one workgroup per row (a second fused row kernel). dw, db: deterministic, without atomics, in two stages:
+ * stage 1 gives each thread one (k, s, d) and sums the rows of chunk s of run k in order into partials
+ * (K, S, D); stage 2 (reduce.ts `sum`, a thread per (k, d)) adds the S partials in order. With R rows per run the
+ * chunk is ⌈√R⌉ rows and S = ⌈R / chunk⌉ ≈ √R, so both stages loop ≈ √R times and stage 1 has K·S·D threads
+ * (for R = 1760, D = 1024: 43 k threads, where one thread per (k, d) would give 1 k threads looping 1760 times).
+ * Cost: stage 1 reads x and g once more (2·K·R·D floats, the same as the dx kernel) and writes K·S·D partials
+ * per parameter (≈ K·√R·D floats, 4 % of x for R = 1760); stage 2 reads those back. The result depends only on
+ * the shapes, so it is bit-identical run to run.
+ * @module
+ */
+import { kernelSource } from "../kernels.ts";
+import { dispatch, f32, type Kernel } from "../runtime.ts";
+import { isRecording, record, type VjpRule } from "../tape.ts";
+import { empty, type Shape, sizeOf, type Tensor } from "../tensor.ts";
+import { sum } from "./reduce.ts";
+import { expectF32, grid1d } from "./util.ts";
+
+/** Attributes of a norm node. */
+interface NormAttrs {
+  eps: number;
+}
+
+/** Rows per run R, width D, runs K of an x of shape (K, ..., D). */
+interface Dims {
+  K: number;
+  R: number;
+  D: number;
+}
+
+function checkInputs(op: string, x: Tensor, params: [string, Tensor][], eps: number): Dims {
+  expectF32(op, x);
+  if (x.rank < 2) throw new RangeError(`${op}: expected x of shape (K, ..., D), got ${x}`);
+  const K = x.shape[0], D = x.shape[x.rank - 1];
+  if (x.size === 0) throw new RangeError(`${op}: expected a non-empty x, got ${x}`);
+  for (const [name, t] of params) {
+    expectF32(op, t);
+    if (t.rank !== 2 || t.shape[0] !== K || t.shape[1] !== D) {
+      throw new RangeError(`${op}: expected ${name} of shape [${K}, ${D}] (K, D) to match x ${x}, got ${t}`);
+    }
+  }
+  if (!(eps >= 0)) throw new RangeError(`${op}: expected eps >= 0, got ${eps}`);
+  return { K, R: x.size / (K * D), D };
+}
+
+/** Threads of the row kernels: the next power of two ≥ D, within [32, 256] (a warp at least, a tree reduction). */
+function rowThreads(D: number): number {
+  return Math.min(256, Math.max(32, 2 ** Math.ceil(Math.log2(D))));
+}
+
+/** Row chunk of the dweight/dbias stage 1: ⌈√R⌉ rows, so S ≈ √R chunks. */
+function chunking(R: number): { chunk: number; S: number } {
+  const chunk = Math.ceil(Math.sqrt(R));
+  return { chunk, S: Math.ceil(R / chunk) };
+}
+
+function normKernel(center: boolean, D: number, entry: string, outputs: number): Kernel {
+  return {
+    name: `${center ? "layer" : "rms"}_norm_${entry}`,
+    code: kernelSource("norm.wgsl", { CENTER: String(center), WG: rowThreads(D) }),
+    entry,
+    bindings: ["read", "read", "read", "read", "read_write", ...new Array(outputs).fill("read_write")],
+  };
+}
+
+function uniforms({ K, R, D }: Dims, eps: number) {
+  const { chunk, S } = chunking(R);
+  return [K * R, R, D, f32(eps), chunk, S];
+}
+
+function normForward(center: boolean, x: Tensor, weight: Tensor, bias: Tensor | null, eps: number): Tensor {
+  const op = center ? "layerNorm" : "rmsNorm";
+  const params: [string, Tensor][] = bias ? [["weight", weight], ["bias", bias]] : [["weight", weight]];
+  const dims = checkInputs(op, x, params, eps);
+  const rows = dims.K * dims.R;
+  const y = empty(x.shape);
+  const stats = empty([...x.shape.slice(0, -1), 2]);
+  dispatch(
+    normKernel(center, dims.D, "forward", 1),
+    [x.buffer, weight.buffer, (bias ?? weight).buffer, x.buffer, stats.buffer, y.buffer],
+    uniforms(dims, eps),
+    grid1d(rows, 1),
+  );
+  const inputs = bias ? [x, weight, bias] : [x, weight];
+  if (isRecording(inputs)) record<NormAttrs>(op, inputs, [y], { eps }, [stats]);
+  else stats.dispose();
+  return y;
+}
+
+/**
+ * RMSNorm over the last axis with a weight per run: y = x / sqrt(mean(x²) + eps) · w.
+ * Saves the per-row rstd (with μ = 0), shape (K, ..., 2), for the backward.
+ * @param x (K, ..., D)
+ * @param weight (K, D)
+ * @returns y (K, ..., D)
+ * @example
+ * ```ts
+ * import { initGpu } from "../runtime.ts";
+ * import { tensor } from "../tensor.ts";
+ * import { rmsNorm } from "./norm.ts";
+ * await initGpu();
+ * const y = rmsNorm(tensor([3, 4], [1, 1, 2]), tensor([1, 2], [1, 2]), 0);
+ * console.log(await y.toArray()); // ≈ [0.8485, 2.2627]: [3, 4] / sqrt(12.5) · [1, 2]
+ * ```
+ */
+export function rmsNorm(x: Tensor, weight: Tensor, eps = 1e-5): Tensor {
+  return normForward(false, x, weight, null, eps);
+}
+
+/**
+ * LayerNorm over the last axis with a weight and bias per run: y = (x − μ) / sqrt(var(x) + eps) · w + b
+ * (biased variance, as torch.nn.LayerNorm). Saves the per-row [μ, rstd], shape (K, ..., 2), for the backward.
+ * @param x (K, ..., D)
+ * @param weight (K, D)
+ * @param bias (K, D)
+ * @returns y (K, ..., D)
+ * @example
+ * ```ts
+ * import { initGpu } from "../runtime.ts";
+ * import { tensor } from "../tensor.ts";
+ * import { layerNorm } from "./norm.ts";
+ * await initGpu();
+ * const y = layerNorm(tensor([1, 3], [1, 1, 2]), tensor([1, 1], [1, 2]), tensor([0, 10], [1, 2]), 0);
+ * console.log(await y.toArray()); // [-1, 11]
+ * ```
+ */
+export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): Tensor {
+  return normForward(true, x, weight, bias, eps);
+}
+
+/** The GPU backward shared by both norms: dx, dw and (LayerNorm) db. */
+function normBackward(
+  center: boolean,
+  x: Tensor,
+  weight: Tensor,
+  stats: Tensor,
+  g: Tensor,
+  eps: number,
+): Tensor[] {
+  const K = x.shape[0], D = x.shape[x.rank - 1];
+  const dims = { K, R: x.size / (K * D), D };
+  const u = uniforms(dims, eps);
+  const dx = empty(x.shape);
+  dispatch(
+    normKernel(center, D, "backward_dx", 1),
+    [x.buffer, weight.buffer, weight.buffer, g.buffer, stats.buffer, dx.buffer],
+    u,
+    grid1d(K * dims.R, 1),
+  );
+  const { S } = chunking(dims.R);
+  const pw = empty([K, S, D]);
+  const pb = center ? empty([K, S, D]) : null;
+  dispatch(
+    normKernel(center, D, center ? "backward_dwdb" : "backward_dw", center ? 2 : 1),
+    [x.buffer, x.buffer, x.buffer, g.buffer, stats.buffer, pw.buffer, ...(pb ? [pb.buffer] : [])],
+    u,
+    grid1d(K * S * D),
+  );
+  const finish = (partial: Tensor) => {
+    const out = sum(partial, 1);
+    partial.dispose();
+    return out;
+  };
+  return [dx, finish(pw), ...(pb ? [finish(pb)] : [])];
+}
+
+/** VJP of `rmsNorm`: [dx, dweight]. */
+export const rmsNormVjp: VjpRule<NormAttrs> = ({ inputs: [x, w], saved: [stats], attrs: { eps } }, [g]) =>
+  normBackward(false, x, w, stats, g!, eps);
+
+/** VJP of `layerNorm`: [dx, dweight, dbias]. */
+export const layerNormVjp: VjpRule<NormAttrs> = ({ inputs: [x, w], saved: [stats], attrs: { eps } }, [g]) =>
+  normBackward(true, x, w, stats, g!, eps);
+
+// ---------------------------------------------------------------------------------------------------------------
+// Float64 references (plain loops over rows; the same formulas as the module comment)
+
+function refDims(shape: Shape): Dims {
+  const K = shape[0], D = shape[shape.length - 1];
+  return { K, R: sizeOf(shape) / (K * D), D };
+}
+
+/** Per row: μ (0 without centring) and rstd. */
+function refStats(x: Float64Array, shape: Shape, center: boolean, eps: number) {
+  const { K, R, D } = refDims(shape);
+  const mu = new Float64Array(K * R), rstd = new Float64Array(K * R);
+  for (let row = 0; row < K * R; row++) {
+    let m = 0;
+    if (center) {
+      for (let d = 0; d < D; d++) m += x[row * D + d];
+      m /= D;
+    }
+    let q = 0;
+    for (let d = 0; d < D; d++) q += (x[row * D + d] - m) ** 2;
+    mu[row] = m;
+    rstd[row] = 1 / Math.sqrt(q / D + eps);
+  }
+  return { mu, rstd };
+}
+
+function normRef(
+  center: boolean,
+  x: Float64Array,
+  weight: Float64Array,
+  bias: Float64Array | null,
+  shape: Shape,
+  eps: number,
+): Float64Array {
+  const { K, R, D } = refDims(shape);
+  const { mu, rstd } = refStats(x, shape, center, eps);
+  const y = new Float64Array(x.length);
+  for (let row = 0; row < K * R; row++) {
+    const k = Math.floor(row / R);
+    for (let d = 0; d < D; d++) {
+      const i = row * D + d;
+      y[i] = (x[i] - mu[row]) * rstd[row] * weight[k * D + d] + (bias ? bias[k * D + d] : 0);
+    }
+  }
+  return y;
+}
+
+function normVjpRef(
+  center: boolean,
+  x: Float64Array,
+  weight: Float64Array,
+  shape: Shape,
+  g: Float64Array,
+  eps: number,
+): [Float64Array, Float64Array, Float64Array] {
+  const { K, R, D } = refDims(shape);
+  const { mu, rstd } = refStats(x, shape, center, eps);
+  const dx = new Float64Array(x.length), dw = new Float64Array(K * D), db = new Float64Array(K * D);
+  for (let row = 0; row < K * R; row++) {
+    const k = Math.floor(row / R);
+    let sg = 0, sgx = 0;
+    for (let d = 0; d < D; d++) {
+      const i = row * D + d;
+      const xh = (x[i] - mu[row]) * rstd[row];
+      const gh = g[i] * weight[k * D + d];
+      sg += gh;
+      sgx += gh * xh;
+      dw[k * D + d] += g[i] * xh;
+      db[k * D + d] += g[i];
+    }
+    const mg = center ? sg / D : 0, mgx = sgx / D;
+    for (let d = 0; d < D; d++) {
+      const i = row * D + d;
+      const xh = (x[i] - mu[row]) * rstd[row];
+      dx[i] = rstd[row] * (g[i] * weight[k * D + d] - mg - xh * mgx);
+    }
+  }
+  return [dx, dw, db];
+}
+
+/**
+ * Float64 reference of `rmsNorm`.
+ * @param x (K, ..., D), of shape `shape`
+ * @param weight (K, D)
+ * @example
+ * ```ts
+ * import { rmsNormRef } from "./norm.ts";
+ * console.log(rmsNormRef(new Float64Array([3, 4]), new Float64Array([1, 1]), [1, 2], 0)); // [0.8485.., 1.1313..]
+ * ```
+ */
+export function rmsNormRef(x: Float64Array, weight: Float64Array, shape: Shape, eps = 1e-5): Float64Array {
+  return normRef(false, x, weight, null, shape, eps);
+}
+
+/**
+ * Float64 reference VJP of `rmsNorm` for the cotangent g (K, ..., D).
+ * @returns [dx (K, ..., D), dweight (K, D)]
+ * @example
+ * ```ts
+ * import { rmsNormVjpRef } from "./norm.ts";
+ * const [dx, dw] = rmsNormVjpRef(new Float64Array([3, 4]), new Float64Array([1, 1]), [1, 2], new Float64Array([1, 0]));
+ * console.log(dx, dw);
+ * ```
+ */
+export function rmsNormVjpRef(
+  x: Float64Array,
+  weight: Float64Array,
+  shape: Shape,
+  g: Float64Array,
+  eps = 1e-5,
+): [Float64Array, Float64Array] {
+  const [dx, dw] = normVjpRef(false, x, weight, shape, g, eps);
+  return [dx, dw];
+}
+
+/**
+ * Float64 reference of `layerNorm`.
+ * @param x (K, ..., D), of shape `shape`
+ * @param weight (K, D)
+ * @param bias (K, D)
+ * @example
+ * ```ts
+ * import { layerNormRef } from "./norm.ts";
+ * const y = layerNormRef(new Float64Array([1, 3]), new Float64Array([1, 1]), new Float64Array([0, 10]), [1, 2], 0);
+ * console.log(y); // [-1, 11]
+ * ```
+ */
+export function layerNormRef(
+  x: Float64Array,
+  weight: Float64Array,
+  bias: Float64Array,
+  shape: Shape,
+  eps = 1e-5,
+): Float64Array {
+  return normRef(true, x, weight, bias, shape, eps);
+}
+
+/**
+ * Float64 reference VJP of `layerNorm` for the cotangent g (K, ..., D) (the bias does not enter the gradients).
+ * @returns [dx (K, ..., D), dweight (K, D), dbias (K, D)]
+ * @example
+ * ```ts
+ * import { layerNormVjpRef } from "./norm.ts";
+ * const [dx, dw, db] = layerNormVjpRef(new Float64Array([1, 3]), new Float64Array([1, 1]), [1, 2], new Float64Array([1, 0]));
+ * console.log(dx, dw, db);
+ * ```
+ */
+export function layerNormVjpRef(
+  x: Float64Array,
+  weight: Float64Array,
+  shape: Shape,
+  g: Float64Array,
+  eps = 1e-5,
+): [Float64Array, Float64Array, Float64Array] {
+  return normVjpRef(true, x, weight, shape, g, eps);
+}
