@@ -10,6 +10,22 @@ export const KERNEL_FILES = [
   "binary.wgsl",
   "reduce.wgsl",
   "reduce_backward.wgsl",
+  "ssd_scan_fwd.wgsl",
+  "ssd_scan_bwd.wgsl",
+  "ssd_scan_bwd_recompute.wgsl",
+  "ssd_scan_reduce.wgsl",
+  "norm.wgsl",
+  "conv1d.wgsl",
+  "matmul.wgsl",
+  "adamw.wgsl",
+  "grad_norm.wgsl",
+  "embedding.wgsl",
+  "softmax.wgsl",
+  "cross_entropy.wgsl",
+  "selective_scan_fwd.wgsl",
+  "selective_scan_bwd_fwd.wgsl",
+  "selective_scan_bwd.wgsl",
+  "attention_map.wgsl",
 ] as const;
 
 /** A kernel file's name. */

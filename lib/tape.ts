@@ -10,6 +10,8 @@ import type { Tensor } from "./tensor.ts";
  * fails `deno check`.
  */
 export type Primitive =
+  // views (lib/tensor.ts)
+  | "reshape"
   // elementwise (lib/ops/elementwise.ts)
   | "add"
   | "sub"
@@ -20,7 +22,22 @@ export type Primitive =
   | "broadcast"
   // reductions (lib/ops/reduce.ts)
   | "sum"
-  | "max";
+  | "max"
+  // Mamba 1 selective scan (lib/ops/selective_scan.ts)
+  | "selectiveScan"
+  // Mamba 2 scan (lib/ops/ssd_scan.ts)
+  | "ssdScan"
+  // normalisation (lib/ops/norm.ts)
+  | "rmsNorm"
+  | "layerNorm"
+  // depthwise causal conv (lib/ops/conv1d.ts)
+  | "conv1d"
+  // matrix product (lib/ops/matmul.ts)
+  | "matmul"
+  // embedding, softmax, cross-entropy (lib/ops/embedding.ts, softmax.ts, cross_entropy.ts)
+  | "embedding"
+  | "softmax"
+  | "crossEntropy";
 
 /** One recorded application of a primitive. `saved` holds what the forward kept for the backward. */
 export interface TapeNode<A = Record<string, unknown>> {

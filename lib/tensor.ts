@@ -5,6 +5,7 @@
  * passed to `keep`). `dispose` frees one at once. Reshaping shares storage, counted by reference.
  * @module
  */
+import { record } from "./tape.ts";
 import { acquireBuffer, copyBuffer, flush, gpu, readBuffer, releaseBuffer, writeBuffer } from "./runtime.ts";
 
 /** Element types: f32 for values, i32 for token ids. */
@@ -80,7 +81,10 @@ export class Tensor {
     const storage = this.#storage;
     if (!storage) throw new Error(`tensor ${this.id} used after dispose`);
     storage.refs++;
-    return new Tensor(storage, resolved, this.dtype);
+    const out = new Tensor(storage, resolved, this.dtype);
+    // A view is a new tensor to the tape: recording it keeps gradients flowing through reshapes.
+    record("reshape", [this], [out], {});
+    return out;
   }
 
   /** Reads the elements back (flushes pending work; ~12 ms on a GPU). */
@@ -231,7 +235,9 @@ export function leaves(tree: unknown): Tensor[] {
   const walk = (t: unknown) => {
     if (t instanceof Tensor) out.push(t);
     else if (Array.isArray(t)) t.forEach(walk);
-    else if (t && typeof t === "object") for (const k of Object.keys(t).sort()) walk((t as Record<string, unknown>)[k]);
+    else if (t && typeof t === "object") {
+      for (const k of Object.keys(t).sort()) walk((t as Record<string, unknown>)[k]);
+    }
   };
   walk(tree);
   return out;

@@ -101,7 +101,10 @@ export const mul = (a: Tensor, b: Tensor): Tensor => binaryForward("mul", a, b);
 /** a / b, broadcasting. */
 export const div = (a: Tensor, b: Tensor): Tensor => binaryForward("div", a, b);
 
-export const addVjp: VjpRule = ({ inputs: [a, b] }, [g]) => [sumToShape(g!, a.shape), sumToShape(g!, b.shape)];
+export const addVjp: VjpRule = (
+  { inputs: [a, b] },
+  [g],
+) => [sumToShape(g!, a.shape), sumToShape(g!, b.shape)];
 export const subVjp: VjpRule = ({ inputs: [a, b] }, [g]) => [
   sumToShape(g!, a.shape),
   sumToShape(neg(g!), b.shape),
@@ -148,9 +151,21 @@ function unaryKernel(op: UnaryOp, entry: "forward" | "backward"): Kernel {
   };
 }
 
-function unaryDispatch(op: UnaryOp, entry: "forward" | "backward", x: Tensor, g: Tensor, alpha = 1, beta = 0) {
+function unaryDispatch(
+  op: UnaryOp,
+  entry: "forward" | "backward",
+  x: Tensor,
+  g: Tensor,
+  alpha = 1,
+  beta = 0,
+) {
   const out = empty(x.shape);
-  dispatch(unaryKernel(op, entry), [x.buffer, g.buffer, out.buffer], [x.size, f32(alpha), f32(beta)], grid1d(x.size));
+  dispatch(
+    unaryKernel(op, entry),
+    [x.buffer, g.buffer, out.buffer],
+    [x.size, f32(alpha), f32(beta)],
+    grid1d(x.size),
+  );
   return out;
 }
 
@@ -263,16 +278,18 @@ export function binaryRef(
 
 const sig = (x: number) => 1 / (1 + Math.exp(-x));
 /** Float64 references of the unary ops: value and derivative. */
-export const UNARY_REF: Record<Exclude<UnaryOp, "affine">, { f: (x: number) => number; df: (x: number) => number }> =
-  {
-    neg: { f: (x) => -x, df: () => -1 },
-    exp: { f: Math.exp, df: Math.exp },
-    log: { f: Math.log, df: (x) => 1 / x },
-    sqrt: { f: Math.sqrt, df: (x) => 0.5 / Math.sqrt(x) },
-    square: { f: (x) => x * x, df: (x) => 2 * x },
-    sigmoid: { f: sig, df: (x) => sig(x) * (1 - sig(x)) },
-    silu: { f: (x) => x * sig(x), df: (x) => sig(x) * (1 + x * (1 - sig(x))) },
-    softplus: { f: (x) => Math.max(x, 0) + Math.log1p(Math.exp(-Math.abs(x))), df: sig },
-    tanh: { f: Math.tanh, df: (x) => 1 - Math.tanh(x) ** 2 },
-    relu: { f: (x) => Math.max(x, 0), df: (x) => (x > 0 ? 1 : 0) },
-  };
+export const UNARY_REF: Record<
+  Exclude<UnaryOp, "affine">,
+  { f: (x: number) => number; df: (x: number) => number }
+> = {
+  neg: { f: (x) => -x, df: () => -1 },
+  exp: { f: Math.exp, df: Math.exp },
+  log: { f: Math.log, df: (x) => 1 / x },
+  sqrt: { f: Math.sqrt, df: (x) => 0.5 / Math.sqrt(x) },
+  square: { f: (x) => x * x, df: (x) => 2 * x },
+  sigmoid: { f: sig, df: (x) => sig(x) * (1 - sig(x)) },
+  silu: { f: (x) => x * sig(x), df: (x) => sig(x) * (1 + x * (1 - sig(x))) },
+  softplus: { f: (x) => Math.max(x, 0) + Math.log1p(Math.exp(-Math.abs(x))), df: sig },
+  tanh: { f: Math.tanh, df: (x) => 1 - Math.tanh(x) ** 2 },
+  relu: { f: (x) => Math.max(x, 0), df: (x) => (x > 0 ? 1 : 0) },
+};

@@ -1,0 +1,270 @@
+// Batched matrix product C[z] = op(A[z]) · op(B[z]), op = identity or transpose, fp32.
+//
+// Shapes (row-major, per batch z): op(A) is (M, Kd), op(B) is (Kd, N), C is (M, N).
+//   A is stored (M, Kd), or (Kd, M) when TRANS_A;  B is stored (Kd, N), or (N, Kd) when TRANS_B.
+//   strideA / strideB / strideC are the element offsets between batches (0 for an operand shared by all batches).
+//
+// Tiling (a 16×16 = 256-thread workgroup computes one BM×BN tile of C; grid = (⌈N/BN⌉, ⌈M/BM⌉, batches)):
+//   - The Kd axis is walked in steps of BK. Each step, the workgroup stages a BM×BK slice of op(A) and a BK×BN
+//     slice of op(B) in workgroup memory, both stored k-major ("A transposed on store"): As[k][m], Bs[k][n].
+//     Then the inner loop reads, per k, contiguous vec4s of a column of op(A) and a row of op(B).
+//   - Register blocking: thread (tx, ty) owns TM×TN outputs: rows ty·4 + 64·h + (0..3) for h < TM/4 and columns
+//     tx·4 + 64·g + (0..3) for g < TN/4. Splitting a thread's rows and columns into 4-wide groups 64 apart (rather
+//     than one block of TM) makes the 16 threads of a half-warp read 16 consecutive vec4s of Bs (no bank
+//     conflicts) and the two ty rows of a warp read two broadcast vec4s of As.
+//   - Per k the thread does TM/4 + TN/4 vec4 loads from workgroup memory and TM·TN FMAs (8×8: 4 loads, 64 FMAs).
+//   - Workgroup memory is double-buffered: while computing on one buffer, the thread has already issued the global
+//     loads of the next K-step into registers, and stores them into the other buffer afterwards; one barrier per
+//     K-step. Rows of As and Bs are padded by 4 floats so that transposing stores (a 4-vector of k for one m)
+//     from neighbouring threads land in different banks.
+//   - Global loads are vec4 along the operand's contiguous axis when that axis' length is a multiple of 4
+//     (VEC_A / VEC_B; then a vec4 is either wholly inside or wholly outside the matrix), else 4 bounds-checked
+//     scalar loads. Elements outside the matrix load as 0, so a partial K-step adds nothing; rows and columns
+//     of C outside (M, N) are computed from zeros and not stored.
+//
+// Placeholders: {{TM}}, {{TN}} (4 or 8), {{BK}} (multiple of 4); {{TRANS_A}}, {{TRANS_B}}, {{VEC_A}}, {{VEC_B}}:
+// `true` or `false` on GPUs, so that unused paths compile away, or on CPU adapters an expression reading bits 0..3
+// of p.flags, so that one pipeline serves every combination (llvmpipe takes seconds to compile each pipeline).
+
+struct Params {
+  M: u32,
+  N: u32,
+  Kd: u32,
+  strideA: u32,
+  strideB: u32,
+  strideC: u32,
+  zBase: u32, // batch entry of wid.z = 0 (batches longer than the z grid limit take several dispatches)
+  flags: u32, // TRANS_A, TRANS_B, VEC_A, VEC_B as bits 0..3 (read only where the placeholders say so)
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+// A and B are each bound twice, as scalars and as vec4s, so both load paths see the same buffer (read-only
+// aliasing is allowed); only the path selected by VEC_A / VEC_B is executed.
+@group(0) @binding(1) var<storage, read> A: array<f32>;
+@group(0) @binding(2) var<storage, read> A4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> B: array<f32>;
+@group(0) @binding(4) var<storage, read> B4: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> C: array<f32>;
+
+const TM = {{TM}}u;
+const TN = {{TN}}u;
+const BK = {{BK}}u;
+
+const WG = 16u; // threads per side of the workgroup
+const BM = WG * TM; // rows of C per workgroup
+const BN = WG * TN; // columns of C per workgroup
+const AS_ROW = (BM + 4u) / 4u; // vec4s per k-row of As (padded)
+const BS_ROW = (BN + 4u) / 4u;
+const AS_BUF = BK * AS_ROW; // vec4s per buffer
+const BS_BUF = BK * BS_ROW;
+const A_VECS = BM * BK / 4u; // 4-element groups per tile slice
+const B_VECS = BN * BK / 4u;
+
+var<workgroup> As: array<vec4<f32>, 2u * AS_BUF>;
+var<workgroup> Bs: array<vec4<f32>, 2u * BS_BUF>;
+
+fn trans_a() -> bool { return {{TRANS_A}}; }
+fn trans_b() -> bool { return {{TRANS_B}}; }
+fn vec_a() -> bool { return {{VEC_A}}; }
+fn vec_b() -> bool { return {{VEC_B}}; }
+
+// Reads 4 consecutive elements A[i..i+3] (i a multiple of 4 when vec_a()); the first `n` are inside the matrix.
+fn readA(i: u32, n: u32) -> vec4<f32> {
+  if (vec_a()) {
+    return select(vec4<f32>(0.0), A4[i / 4u], n >= 4u);
+  }
+  // (reads past the end of the buffer are clamped by WebGPU's robust access; their values are discarded)
+  let v = vec4<f32>(A[i], A[i + 1u], A[i + 2u], A[i + 3u]);
+  return select(vec4<f32>(0.0), v, vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(n));
+}
+
+fn readB(i: u32, n: u32) -> vec4<f32> {
+  if (vec_b()) {
+    return select(vec4<f32>(0.0), B4[i / 4u], n >= 4u);
+  }
+  let v = vec4<f32>(B[i], B[i + 1u], B[i + 2u], B[i + 3u]);
+  return select(vec4<f32>(0.0), v, vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(n));
+}
+
+// How many of the 4 consecutive indices c..c+3 are < len (0 when the row index r is out of range).
+fn valid4(r: u32, rows: u32, c: u32, len: u32) -> u32 {
+  if (r >= rows || c >= len) { return 0u; }
+  return min(len - c, 4u);
+}
+
+// The l-th 4-element group of op(A)'s slice [m0, m0+BM) × [k0, k0+BK), read along A's contiguous axis; zeros
+// for l ≥ A_VECS (threads without a group when the slice has fewer groups than the workgroup has threads).
+fn loadA(aOff: u32, m0: u32, k0: u32, l: u32) -> vec4<f32> {
+  if (l >= A_VECS) { return vec4<f32>(0.0); }
+  if (trans_a()) { // A is (Kd, M): groups run along m
+    let k = k0 + l / (BM / 4u);
+    let m = m0 + 4u * (l % (BM / 4u));
+    return readA(aOff + k * p.M + m, valid4(k, p.Kd, m, p.M));
+  }
+  let m = m0 + l / (BK / 4u); // A is (M, Kd): groups run along k
+  let k = k0 + 4u * (l % (BK / 4u));
+  return readA(aOff + m * p.Kd + k, valid4(m, p.M, k, p.Kd));
+}
+
+fn loadB(bOff: u32, n0: u32, k0: u32, l: u32) -> vec4<f32> {
+  if (l >= B_VECS) { return vec4<f32>(0.0); }
+  if (trans_b()) { // B is (N, Kd): groups run along k
+    let n = n0 + l / (BK / 4u);
+    let k = k0 + 4u * (l % (BK / 4u));
+    return readB(bOff + n * p.Kd + k, valid4(n, p.N, k, p.Kd));
+  }
+  let k = k0 + l / (BN / 4u); // B is (Kd, N): groups run along n
+  let n = n0 + 4u * (l % (BN / 4u));
+  return readB(bOff + k * p.N + n, valid4(k, p.Kd, n, p.N));
+}
+
+// Stores the l-th group into buffer `buf` of As, k-major (transposing when the group runs along k).
+fn storeA(buf: u32, l: u32, v: vec4<f32>) {
+  if (l >= A_VECS) { return; }
+  if (trans_a()) {
+    As[buf * AS_BUF + (l / (BM / 4u)) * AS_ROW + l % (BM / 4u)] = v;
+  } else {
+    let m = l / (BK / 4u);
+    let i = buf * AS_BUF + 4u * (l % (BK / 4u)) * AS_ROW + m / 4u;
+    As[i][m % 4u] = v.x;
+    As[i + AS_ROW][m % 4u] = v.y;
+    As[i + 2u * AS_ROW][m % 4u] = v.z;
+    As[i + 3u * AS_ROW][m % 4u] = v.w;
+  }
+}
+
+fn storeB(buf: u32, l: u32, v: vec4<f32>) {
+  if (l >= B_VECS) { return; }
+  if (trans_b()) {
+    let n = l / (BK / 4u);
+    let i = buf * BS_BUF + 4u * (l % (BK / 4u)) * BS_ROW + n / 4u;
+    Bs[i][n % 4u] = v.x;
+    Bs[i + BS_ROW][n % 4u] = v.y;
+    Bs[i + 2u * BS_ROW][n % 4u] = v.z;
+    Bs[i + 3u * BS_ROW][n % 4u] = v.w;
+  } else {
+    Bs[buf * BS_BUF + (l / (BN / 4u)) * BS_ROW + l % (BN / 4u)] = v;
+  }
+}
+
+// The thread's outputs as up to four 4×4 blocks c{h}{g} (rows ty·4 + 64h, columns tx·4 + 64g); the blocks with
+// h = 1 exist only when TM = 8, those with g = 1 only when TN = 8. Everything register-held is a named variable and
+// every branch on TM or TN is on a constant: there are no loops over registers, which the shader compiler may not
+// unroll (an indexed array would then live in slow local memory).
+struct Acc {
+  c00: mat4x4<f32>,
+  c01: mat4x4<f32>,
+  c10: mat4x4<f32>,
+  c11: mat4x4<f32>,
+}
+
+// One k of the inner product: acc += op(A)[rows, k] ⊗ op(B)[k, cols], reading As and Bs at vec4 index ai and bi.
+fn kStep(acc: Acc, ai: u32, bi: u32) -> Acc {
+  var r = acc;
+  let a0 = As[ai];
+  let b0 = Bs[bi];
+  r.c00 = outer4(r.c00, a0, b0);
+  if (TN == 8u) {
+    r.c01 = outer4(r.c01, a0, Bs[bi + WG]);
+  }
+  if (TM == 8u) {
+    let a1 = As[ai + WG];
+    r.c10 = outer4(r.c10, a1, b0);
+    if (TN == 8u) {
+      r.c11 = outer4(r.c11, a1, Bs[bi + WG]);
+    }
+  }
+  return r;
+}
+
+// c += a ⊗ b for a 4×4 block: column i of c is output row i (4 columns).
+fn outer4(c: mat4x4<f32>, a: vec4<f32>, b: vec4<f32>) -> mat4x4<f32> {
+  return mat4x4<f32>(fma(vec4<f32>(a.x), b, c[0]), fma(vec4<f32>(a.y), b, c[1]), fma(vec4<f32>(a.z), b, c[2]),
+    fma(vec4<f32>(a.w), b, c[3]));
+}
+
+// Writes a 4×4 block with its top-left corner at (m, n), skipping what lies outside C.
+fn storeBlock(cOff: u32, m: u32, n: u32, c: mat4x4<f32>) {
+  storeRow(cOff, m, n, c[0]);
+  storeRow(cOff, m + 1u, n, c[1]);
+  storeRow(cOff, m + 2u, n, c[2]);
+  storeRow(cOff, m + 3u, n, c[3]);
+}
+
+fn storeRow(cOff: u32, m: u32, n: u32, v: vec4<f32>) {
+  if (m >= p.M) { return; }
+  let i = cOff + m * p.N + n;
+  if (n < p.N) { C[i] = v.x; }
+  if (n + 1u < p.N) { C[i + 1u] = v.y; }
+  if (n + 2u < p.N) { C[i + 2u] = v.z; }
+  if (n + 3u < p.N) { C[i + 3u] = v.w; }
+}
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let tx = lid.x;
+  let ty = lid.y;
+  let tid = ty * WG + tx;
+  let m0 = wid.y * BM;
+  let n0 = wid.x * BN;
+  let z = wid.z + p.zBase;
+  let aOff = z * p.strideA;
+  let bOff = z * p.strideB;
+  let steps = (p.Kd + BK - 1u) / BK;
+
+  var acc = Acc();
+  // Each thread moves at most two groups of each slice per K-step (BM·BK/4 ≤ 512).
+  var nextA0 = vec4<f32>();
+  var nextA1 = vec4<f32>();
+  var nextB0 = vec4<f32>();
+  var nextB1 = vec4<f32>();
+
+  // Prologue: stage K-step 0 into buffer 0.
+  if (steps > 0u) {
+    storeA(0u, tid, loadA(aOff, m0, 0u, tid));
+    if (A_VECS > 256u) { storeA(0u, tid + 256u, loadA(aOff, m0, 0u, tid + 256u)); }
+    storeB(0u, tid, loadB(bOff, n0, 0u, tid));
+    if (B_VECS > 256u) { storeB(0u, tid + 256u, loadB(bOff, n0, 0u, tid + 256u)); }
+  }
+  workgroupBarrier();
+
+  for (var s = 0u; s < steps; s++) {
+    let cur = s % 2u;
+    let more = s + 1u < steps;
+    // Issue the global loads of the next K-step now; their latency hides behind the FMAs below.
+    if (more) {
+      let k0 = (s + 1u) * BK;
+      nextA0 = loadA(aOff, m0, k0, tid);
+      if (A_VECS > 256u) { nextA1 = loadA(aOff, m0, k0, tid + 256u); }
+      nextB0 = loadB(bOff, n0, k0, tid);
+      if (B_VECS > 256u) { nextB1 = loadB(bOff, n0, k0, tid + 256u); }
+    }
+
+    // Four k's per iteration, written out, so that the compiler can issue the workgroup-memory loads of the next
+    // k before the FMAs of this one.
+    for (var k = 0u; k < BK; k += 4u) {
+      let ai = cur * AS_BUF + k * AS_ROW + ty;
+      let bi = cur * BS_BUF + k * BS_ROW + tx;
+      acc = kStep(acc, ai, bi);
+      acc = kStep(acc, ai + AS_ROW, bi + BS_ROW);
+      acc = kStep(acc, ai + 2u * AS_ROW, bi + 2u * BS_ROW);
+      acc = kStep(acc, ai + 3u * AS_ROW, bi + 3u * BS_ROW);
+    }
+
+    if (more) {
+      storeA(1u - cur, tid, nextA0);
+      if (A_VECS > 256u) { storeA(1u - cur, tid + 256u, nextA1); }
+      storeB(1u - cur, tid, nextB0);
+      if (B_VECS > 256u) { storeB(1u - cur, tid + 256u, nextB1); }
+    }
+    workgroupBarrier();
+  }
+
+  let cOff = z * p.strideC;
+  let m = m0 + ty * 4u;
+  let n = n0 + tx * 4u;
+  storeBlock(cOff, m, n, acc.c00);
+  if (TN == 8u) { storeBlock(cOff, m, n + 4u * WG, acc.c01); }
+  if (TM == 8u) { storeBlock(cOff, m + 4u * WG, n, acc.c10); }
+  if (TM == 8u && TN == 8u) { storeBlock(cOff, m + 4u * WG, n + 4u * WG, acc.c11); }
+}

@@ -1,0 +1,212 @@
+// Selective scan (Mamba 1), backward part 1 of 2: the forward-in-time sweep. It recomputes the states h_t from
+// h_{-1} = 0 (the forward saved nothing) and produces everything of the gradient that needs h_t but not dh_t:
+//   GF   = g_t·F_t, F_t = Σ_n A_n C_t[n] h_t[n]       (K, Bt, T, E)   for dΔ in the reverse sweep
+//   DZ   = dout·(Σ_n C h + D u)·silu'(z)              (K, Bt, T, E)   (only with z)
+//   HS   = h at the end of chunk c, c < NC-1           (K, Bt, E, NC, N) for the chunk-boundary terms
+//   CTOT = Σ_{t in chunk c} Δ_t                        (K, Bt, NC, E)
+//   DCP  = partial dC over this workgroup's channels   (G, K, Bt, T, N)
+//   DA   = Σ_t cΔ_t·g_t·C_t[n]·h_t[n]                 (K, Bt, E, N)   (cΔ: Δ summed from the chunk start)
+//   DDP  = Σ_t g_t·u_t                                 (K, Bt, E)
+// with g = dout·silu(z) (or dout). The derivation is in lib/ops/selective_scan.ts. Layout, tiling and the
+// unroll markers are as in selective_scan_fwd.wgsl.
+
+alias VE = {{VE}};
+const RE: u32 = {{RE}}u;
+const NR: u32 = {{NR}}u;
+const NR4: u32 = NR / 4u;
+const SN: u32 = {{SN}}u;
+const NP4: u32 = NR4 * SN;
+const WC: u32 = {{WC}}u;
+const WG: u32 = WC * SN;
+const TT: u32 = {{TT}}u;
+const HAS_Z: bool = {{HAS_Z}};
+const YN: u32 = {{YN}}u;           // TT·WC·SN with z, else 1 (the partial y is only needed for dz)
+const PSTR: u32 = {{PSTR}}u;       // TT·NP4 rounded up to odd: row stride of sDC (no bank conflicts)
+const LOG2E: f32 = 1.4426950408889634;
+const LN2: f32 = 0.6931471805599453;
+
+struct Params { T: u32, E: u32, N: u32, EV: u32, KB: u32, Bt: u32, L: u32, NC: u32 }
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> U: array<VE>;
+@group(0) @binding(2) var<storage, read> DLT: array<VE>;
+@group(0) @binding(3) var<storage, read> A: array<f32>;
+@group(0) @binding(4) var<storage, read> Bm: array<f32>;
+@group(0) @binding(5) var<storage, read> Cm: array<f32>;
+@group(0) @binding(6) var<storage, read> Dv: array<VE>;
+@group(0) @binding(7) var<storage, read> Z: array<VE>;
+@group(0) @binding(8) var<storage, read> DOUT: array<VE>;
+@group(0) @binding(9) var<storage, read_write> GF: array<VE>;
+@group(0) @binding(10) var<storage, read_write> DZ: array<VE>;
+@group(0) @binding(11) var<storage, read_write> HS: array<f32>;
+@group(0) @binding(12) var<storage, read_write> CTOT: array<VE>;
+@group(0) @binding(13) var<storage, read_write> DCP: array<f32>;
+@group(0) @binding(14) var<storage, read_write> DA: array<f32>;
+@group(0) @binding(15) var<storage, read_write> DDP: array<VE>;
+
+var<workgroup> sB: array<vec4<f32>, TT * NP4>;
+var<workgroup> sC: array<vec4<f32>, TT * NP4>;
+var<workgroup> sU: array<VE, TT * WC>;
+var<workgroup> sDl: array<VE, TT * WC>;
+var<workgroup> sG: array<VE, TT * WC>;
+var<workgroup> sF: array<VE, TT * WC * SN>;   // [s][tt][j]: partial Σ_n A2·C·h of slice s
+var<workgroup> sY: array<VE, YN>;             // [s][tt][j]: partial Σ_n C·h of slice s
+var<workgroup> sDC: array<vec4<f32>, WC * PSTR>;  // [j][tt][n / 4]: dC summed over the RE channels of lane j
+
+// load_A / load_HS / store_HS ...: the RE channels of a group from a (..., E, stride) layout.
+{{STRIDED}}
+fn hdot(a: VE, b: VE) -> f32 { return {{HDOT}}; }
+fn sigmoid_(x: VE) -> VE { return 1.0 / (1.0 + exp(-x)); }
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let row = wid.y + wid.z * nwg.y;
+  if (row >= p.KB) { return; }
+  let k = row / p.Bt;
+  let j = lid % WC;
+  let s = lid / WC;
+  let gj = wid.x * WC + j;
+  let live = gj < p.EV;
+  let rowT = row * p.T;
+
+  var A2: array<VE, NR>;
+  var h: array<VE, NR>;
+  var dA: array<VE, NR>;
+  //@unroll_n
+  if (live && s * NR + $nu < p.N) { A2[$n] = load_A((k * p.E + gj * RE) * p.N + s * NR + $nu, p.N) * LOG2E; }
+  //@end
+  var cdl = VE(0.0);  // Σ Δ from the chunk start to t (inclusive)
+  var ddp = VE(0.0);  // Σ g·u over the steps this thread reduces (channel group j)
+
+  for (var t0 = 0u; t0 < p.T; t0 += TT) {
+    for (var i = lid; i < TT * NP4 * 4u; i += WG) {
+      let t = t0 + i / (NP4 * 4u);
+      let n = i % (NP4 * 4u);
+      var b = 0.0;
+      var c = 0.0;
+      if (t < p.T && n < p.N) {
+        let o = (rowT + t) * p.N + n;
+        b = Bm[o];
+        c = Cm[o];
+      }
+      sB[i / 4u][i % 4u] = b;
+      sC[i / 4u][i % 4u] = c;
+    }
+    for (var i = lid; i < TT * WC; i += WG) {
+      let t = t0 + i / WC;
+      let g2 = wid.x * WC + i % WC;
+      var uu = VE(0.0);
+      var dd = VE(0.0);
+      var g = VE(0.0);
+      if (t < p.T && g2 < p.EV) {
+        let o = (rowT + t) * p.EV + g2;
+        uu = U[o];
+        dd = DLT[o];
+        g = DOUT[o];
+        if (HAS_Z) {
+          let z = Z[o];
+          g = g * z * sigmoid_(z);
+        }
+      }
+      sU[i] = uu;
+      sDl[i] = dd;
+      sG[i] = g;
+    }
+    workgroupBarrier();
+
+    for (var tt = 0u; tt < TT; tt++) {
+      let t = t0 + tt;
+      let dl = sDl[tt * WC + j];
+      let du = dl * sU[tt * WC + j];
+      let g = sG[tt * WC + j];
+      cdl += dl;
+      let cg = cdl * g;
+      let base = tt * NP4 + s * NR4;
+      //@unroll_q
+      let b$q = sB[base + $qu];
+      let c$q = sC[base + $qu];
+      var dc$q = vec4<f32>(0.0);
+      //@end
+      var y = VE(0.0);
+      var f = VE(0.0);
+      //@unroll_n
+      h[$n] = fma(exp2(dl * A2[$n]), h[$n], du * b$q.$c);
+      let ch$n = h[$n] * c$q.$c;
+      if (HAS_Z) { y += ch$n; }
+      f = fma(A2[$n], ch$n, f);
+      dA[$n] = fma(cg, ch$n, dA[$n]);
+      dc$q.$c = hdot(g, h[$n]);
+      //@end
+      //@unroll_q
+      sDC[j * PSTR + tt * NP4 + s * NR4 + $qu] = dc$q;
+      //@end
+      sF[(s * TT + tt) * WC + j] = f;
+      if (HAS_Z) { sY[(s * TT + tt) * WC + j] = y; }
+      // The end of a chunk that has a successor: keep h (the reverse sweep's boundary terms) and Σ Δ.
+      if (t < p.T && ((t + 1u) % p.L == 0u || t + 1u == p.T)) {
+        let c = t / p.L;
+        if (live) {
+          if (t + 1u < p.T) {
+            //@unroll_n
+            if (s * NR + $nu < p.N) { store_HS(((row * p.E + gj * RE) * p.NC + c) * p.N + s * NR + $nu, p.NC * p.N, h[$n]); }
+            //@end
+          }
+          if (s == 0u) { CTOT[(row * p.NC + c) * p.EV + gj] = cdl; }
+        }
+        cdl = VE(0.0);
+      }
+    }
+    workgroupBarrier();
+
+    // Per (t, channel group): sum the slices in a fixed order.
+    for (var i = lid; i < TT * WC; i += WG) {
+      let tt = i / WC;
+      let t = t0 + tt;
+      let jj = i % WC;  // == j, since WG is a multiple of WC: each thread always reduces its own channels
+      let g2 = wid.x * WC + jj;
+      if (t < p.T && g2 < p.EV) {
+        var f = VE(0.0);
+        for (var q = 0u; q < SN; q++) { f += sF[(q * TT + tt) * WC + jj]; }
+        let o = (rowT + t) * p.EV + g2;
+        GF[o] = sG[i] * f * LN2;
+        ddp = fma(sG[i], sU[i], ddp);
+        if (HAS_Z) {
+          var y = Dv[k * p.EV + g2] * sU[i];
+          for (var q = 0u; q < SN; q++) { y += sY[(q * TT + tt) * WC + jj]; }
+          let z = Z[o];
+          let sg = sigmoid_(z);
+          DZ[o] = DOUT[o] * y * sg * (1.0 + z * (1.0 - sg));
+        }
+      }
+    }
+    // Per (t, 4 states): sum dC over the workgroup's channel groups in a fixed order.
+    for (var i = lid; i < TT * NP4; i += WG) {
+      let t = t0 + i / NP4;
+      if (t < p.T) {
+        var v = vec4<f32>(0.0);
+        for (var jj = 0u; jj < WC; jj++) { v += sDC[jj * PSTR + i]; }
+        let n0 = (i % NP4) * 4u;
+        let o = ((wid.x * p.KB + row) * p.T + t) * p.N;
+        for (var c = 0u; c < 4u; c++) {
+          if (n0 + c < p.N) { DCP[o + n0 + c] = v[c]; }
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+
+  if (live) {
+    //@unroll_n
+    if (s * NR + $nu < p.N) { store_DA((row * p.E + gj * RE) * p.N + s * NR + $nu, p.N, dA[$n]); }
+    //@end
+  }
+  // dD: the partial sums of the SN threads of channel group j, in a fixed order.
+  sF[lid] = ddp;
+  workgroupBarrier();
+  if (s == 0u && live) {
+    var d = VE(0.0);
+    for (var q = 0u; q < SN; q++) { d += sF[q * WC + j]; }
+    DDP[row * p.EV + gj] = d;
+  }
+}

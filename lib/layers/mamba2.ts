@@ -1,0 +1,240 @@
+/**
+ * The Mamba 2 mixer as pure functions: `initMamba2` and `applyMamba2`.
+ *
+ * Glossary: K runs, B batch, T length, D model width, E = expand·D inner width, H = E/P heads, P head dim,
+ * G groups of B and C, N state size, W conv width.
+ *
+ * mamba_ssm's in_proj is one (D → 2E + 2GN + H) matrix split [z | x | B | C | dt] and its conv runs over the
+ * concatenation xBC; here each block is its own matrix and each of x, B, C has its own depthwise conv. That is the
+ * same function with the same default draws (every block of in_proj has fan-in D; a depthwise conv acts per
+ * channel), and it lets the mimetic init address W_B, W_C, W_Δ and the convs by name.
+ * @module
+ */
+import {
+  constant,
+  DEFAULT_INIT,
+  DELTA_ONE_BIAS,
+  drawParam,
+  dtBias,
+  type Mimetic,
+  type Sampler,
+  torchDefault,
+  upload,
+} from "../init.ts";
+import { type Key, uniform } from "../random.ts";
+import { type Tensor, tensor } from "../tensor.ts";
+import { add, exp, mul, neg, silu, softplus } from "../ops/elementwise.ts";
+import { matmul } from "../ops/matmul.ts";
+import { causalConv1d } from "../ops/conv1d.ts";
+import { rmsNorm } from "../ops/norm.ts";
+import { ssdScan } from "../ops/ssd_scan.ts";
+
+/** Static configuration of a Mamba 2 mixer (mamba_ssm's defaults). */
+export interface Mamba2Config {
+  kind: "mamba2";
+  /** N, d_state (128 in mamba_ssm; the paper sweeps 8..256). */
+  dState: number;
+  /** P, headdim. */
+  headDim: number;
+  expand: number;
+  /** G, ngroups. */
+  nGroups: number;
+  /** W, d_conv. */
+  dConv: number;
+  dtMin: number;
+  dtMax: number;
+  dtFloor: number;
+  /** ε of the gated RMSNorm. */
+  normEps: number;
+}
+
+/** mamba_ssm's Mamba2 defaults. */
+export const MAMBA2_DEFAULTS: Mamba2Config = {
+  kind: "mamba2",
+  dState: 128,
+  headDim: 64,
+  expand: 2,
+  nGroups: 1,
+  dConv: 4,
+  dtMin: 0.001,
+  dtMax: 0.1,
+  dtFloor: 1e-4,
+  normEps: 1e-5,
+};
+
+/** A depthwise causal conv: weight (K, C, W), bias (K, C). */
+export interface ConvParams {
+  weight: Tensor;
+  bias: Tensor;
+}
+
+/** Parameters of one Mamba 2 mixer; every tensor has the leading run axis K. */
+export interface Mamba2Params {
+  /** (K, D, E) */ inZ: Tensor;
+  /** (K, D, E) */ inX: Tensor;
+  /** (K, D, G·N) */ inB: Tensor;
+  /** (K, D, G·N) */ inC: Tensor;
+  /** (K, D, H) */ inDt: Tensor;
+  convX: ConvParams;
+  convB: ConvParams;
+  convC: ConvParams;
+  /** (K, H) */ dtBias: Tensor;
+  /** (K, H) */ aLog: Tensor;
+  /** (K, H) */ D: Tensor;
+  /** (K, E) */ normWeight: Tensor;
+  /** (K, E, D) */ outProj: Tensor;
+}
+
+/** Non-trained per-run constants: the exponent scale s of A = −exp(s·A_log) (1 by default, −c under mimetic A). */
+export interface Mamba2Consts {
+  /** (K, 1) */ aScale: Tensor;
+}
+
+/** Sizes derived from a config: D, E, H, P, G, N, W. */
+export interface Mamba2Dims {
+  D: number;
+  E: number;
+  H: number;
+  P: number;
+  G: number;
+  N: number;
+  W: number;
+}
+
+/** Derived sizes of a mixer. */
+export function mamba2Dims(cfg: Mamba2Config, dModel: number): Mamba2Dims {
+  const E = cfg.expand * dModel;
+  if (!Number.isInteger(E) || E % cfg.headDim !== 0) {
+    throw new RangeError(
+      `mamba2: headDim ${cfg.headDim} must divide the inner width expand·dModel = ${E}`,
+    );
+  }
+  const H = E / cfg.headDim;
+  if (H % cfg.nGroups !== 0) {
+    throw new RangeError(`mamba2: nGroups ${cfg.nGroups} must divide the ${H} heads`);
+  }
+  for (const [name, v] of [["dState", cfg.dState], ["dConv", cfg.dConv], ["headDim", cfg.headDim]] as const) {
+    if (!Number.isInteger(v) || v <= 0) {
+      throw new RangeError(`mamba2: ${name} must be a positive integer, got ${v}`);
+    }
+  }
+  return { D: dModel, E, H, P: cfg.headDim, G: cfg.nGroups, N: cfg.dState, W: cfg.dConv };
+}
+
+/**
+ * Initialises one Mamba 2 mixer for K runs: run k uses `runKeys[k]` and mimetic components `mimetic[k]`.
+ * Defaults as mamba_ssm; `nLayers` rescales out_proj by 1/√nLayers (mamba_ssm's prenorm-residual rescale).
+ */
+export function initMamba2(
+  runKeys: readonly Key[],
+  prefix: string,
+  cfg: Mamba2Config,
+  dModel: number,
+  nLayers: number,
+  mimetic: readonly Mimetic[] = runKeys.map(() => DEFAULT_INIT),
+): { params: Mamba2Params; consts: Mamba2Consts } {
+  const K = runKeys.length;
+  const { D, E, H, G, N, W } = mamba2Dims(cfg, dModel);
+  const draw = (name: string, shape: number[], s: Sampler | Sampler[]) =>
+    drawParam(runKeys, `${prefix}.${name}`, shape, s);
+  const up = (data: Float32Array, shape: number[]) => upload(data, K, shape);
+
+  const inB = draw("inB", [D, G * N], torchDefault(D));
+  const inC = draw("inC", [D, G * N], torchDefault(D));
+  // W_C := (W_C' + W_B)/2 for runs with the qk component: correlation 1/√2 ≈ 0.71 with W_B.
+  const n = D * G * N;
+  mimetic.forEach((m, k) => {
+    if (!m.qk) return;
+    for (let i = k * n; i < (k + 1) * n; i++) inC[i] = (inC[i] + inB[i]) / 2;
+  });
+  const perRun = (def: Sampler, mim: Sampler, use: (m: Mimetic) => boolean) =>
+    mimetic.map((m) => (use(m) ? mim : def));
+  // Identity conv: only the last tap (the current token) is 1.
+  const identityConv: Sampler = (_k, count) =>
+    Float64Array.from({ length: count }, (_, i) => (i % W === W - 1 ? 1 : 0));
+  const conv = (name: string, C: number): ConvParams => ({
+    weight: up(draw(`${name}.weight`, [C, W], perRun(torchDefault(W), identityConv, (m) => m.conv)), [C, W]),
+    bias: up(draw(`${name}.bias`, [C], perRun(torchDefault(W), constant(0), (m) => m.conv)), [C]),
+  });
+  const params: Mamba2Params = {
+    inZ: up(draw("inZ", [D, E], torchDefault(D)), [D, E]),
+    inX: up(draw("inX", [D, E], torchDefault(D)), [D, E]),
+    inB: up(inB, [D, G * N]),
+    inC: up(inC, [D, G * N]),
+    // Δ ≈ 1: W_Δ = 0 (and b_Δ below).
+    inDt: up(draw("inDt", [D, H], perRun(torchDefault(D), constant(0), (m) => m.delta)), [D, H]),
+    convX: conv("convX", E),
+    convB: conv("convB", G * N),
+    convC: conv("convC", G * N),
+    dtBias: up(
+      draw(
+        "dtBias",
+        [H],
+        perRun(dtBias(cfg.dtMin, cfg.dtMax, cfg.dtFloor), constant(DELTA_ONE_BIAS), (m) => m.delta),
+      ),
+      [H],
+    ),
+    // A_log = log(U(1, 16)) per head (mamba_ssm A_init_range).
+    aLog: up(draw("aLog", [H], (k, count) => uniform(k, count, 1, 16).map(Math.log)), [H]),
+    D: up(draw("D", [H], constant(1)), [H]),
+    normWeight: up(draw("normWeight", [E], constant(1)), [E]),
+    outProj: up(draw("outProj", [E, D], torchDefault(E)).map((v) => v / Math.sqrt(nLayers)), [E, D]),
+  };
+  const consts: Mamba2Consts = {
+    aScale: tensor(mimetic.map((m) => (m.A ? -m.c : 1)), [K, 1]),
+  };
+  return { params, consts };
+}
+
+/** The inputs of a Mamba 2 layer's scan, before it runs (for attention maps and analysis). */
+export interface Mamba2ScanInputs {
+  /** (K, B, T, H, P) after conv and SiLU */ x: Tensor;
+  /** (K, B, T, H), positive */ dt: Tensor;
+  /** (K, H), negative */ A: Tensor;
+  /** (K, B, T, G, N) */ B: Tensor;
+  /** (K, B, T, G, N) */ C: Tensor;
+  /** (K, B·T, E): the gate, before SiLU */ z: Tensor;
+}
+
+/** Computes the scan inputs of a Mamba 2 mixer from its input x (K, B, T, D). */
+export function mamba2ScanInputs(
+  p: Mamba2Params,
+  c: Mamba2Consts,
+  x: Tensor,
+  cfg: Mamba2Config,
+): Mamba2ScanInputs {
+  const [K, B, T, Dm] = x.shape;
+  const { E, H, P, G, N } = mamba2Dims(cfg, Dm);
+  const xf = x.reshape([K, B * T, Dm]);
+  const conv = (w: Tensor, cp: ConvParams, C: number) =>
+    silu(causalConv1d(matmul(xf, w).reshape([K, B, T, C]), cp.weight, cp.bias));
+  const dt = softplus(add(matmul(xf, p.inDt), p.dtBias.reshape([K, 1, H])));
+  return {
+    x: conv(p.inX, p.convX, E).reshape([K, B, T, H, P]),
+    dt: dt.reshape([K, B, T, H]),
+    // A = −exp(s·A_log): s = 1 is mamba_ssm's A = −exp(A_log); s = −c is the mimetic A ≈ 1.
+    A: neg(exp(mul(p.aLog, c.aScale))),
+    B: conv(p.inB, p.convB, G * N).reshape([K, B, T, G, N]),
+    C: conv(p.inC, p.convC, G * N).reshape([K, B, T, G, N]),
+    z: matmul(xf, p.inZ),
+  };
+}
+
+/**
+ * Applies a Mamba 2 mixer to x (K, B, T, D) → (K, B, T, D).
+ * @example
+ * ```ts ignore
+ * const y = applyMamba2(params, consts, x, MAMBA2_DEFAULTS);
+ * ```
+ */
+export function applyMamba2(p: Mamba2Params, c: Mamba2Consts, x: Tensor, cfg: Mamba2Config): Tensor {
+  const [K, B, T, Dm] = x.shape;
+  const { E } = mamba2Dims(cfg, Dm);
+  const s = mamba2ScanInputs(p, c, x, cfg);
+  const y = ssdScan({ x: s.x, dt: s.dt, A: s.A, B: s.B, C: s.C, D: p.D }).reshape([K, B * T, E]);
+  // Gated RMSNorm: y ⊙ silu(z), then the norm (mamba_ssm's norm_before_gate=False). mamba_ssm normalises per group
+  // of E/G channels; this normalises over all E channels, which is the same for G = 1 (the paper's setting) and a
+  // documented difference for G > 1.
+  const gated = rmsNorm(mul(y, silu(s.z)), p.normWeight, cfg.normEps);
+  return matmul(gated, p.outProj).reshape([K, B, T, Dm]);
+}

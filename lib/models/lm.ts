@@ -1,0 +1,162 @@
+/**
+ * A language model as pure functions: embedding → pre-norm residual blocks (x + Mixer(RMSNorm(x))) → final RMSNorm
+ * → head tied to the embedding. Each block chooses its mixer, so hybrids are a list of mixer configs.
+ *
+ * Glossary: K runs, B batch, T length, D model width, V vocab.
+ * @module
+ */
+import { constant, DEFAULT_INIT, drawParam, gaussian, type Mimetic, upload } from "../init.ts";
+import type { Key } from "../random.ts";
+import type { Tensor } from "../tensor.ts";
+import { add } from "../ops/elementwise.ts";
+import { matmul } from "../ops/matmul.ts";
+import { embedding } from "../ops/embedding.ts";
+import { rmsNorm } from "../ops/norm.ts";
+import { maskedCrossEntropy } from "../ops/cross_entropy.ts";
+import { sum } from "../ops/reduce.ts";
+import {
+  applyMamba1,
+  initMamba1,
+  type Mamba1Config,
+  type Mamba1Consts,
+  type Mamba1Params,
+} from "../layers/mamba1.ts";
+import {
+  applyMamba2,
+  initMamba2,
+  type Mamba2Config,
+  type Mamba2Consts,
+  type Mamba2Params,
+} from "../layers/mamba2.ts";
+
+/** The mixer of one block. */
+export type MixerConfig = Mamba1Config | Mamba2Config;
+
+/** Static configuration of a language model. */
+export interface LMConfig {
+  /** V */ vocab: number;
+  /** D */ dModel: number;
+  /** One mixer per block, bottom first. */
+  layers: MixerConfig[];
+  /** ε of the RMSNorms (mamba_ssm: 1e-5). */
+  normEps: number;
+}
+
+/** Parameters of one block. */
+export interface BlockParams {
+  /** (K, D) */ norm: Tensor;
+  mixer: Mamba1Params | Mamba2Params;
+}
+
+/** Parameters of the language model (every tensor has the leading run axis K). */
+export interface LMParams {
+  /** (K, V, D); also the output head (tied). */
+  embedding: Tensor;
+  layers: BlockParams[];
+  /** (K, D) */ normF: Tensor;
+}
+
+/** Non-trained per-run constants of the model. */
+export interface LMConsts {
+  layers: (Mamba1Consts | Mamba2Consts)[];
+}
+
+/** Checks a config, throwing a RangeError that names the field. */
+export function validateLMConfig(cfg: LMConfig): void {
+  for (const [name, v] of [["vocab", cfg.vocab], ["dModel", cfg.dModel]] as const) {
+    if (!Number.isInteger(v) || v <= 0) {
+      throw new RangeError(`model: ${name} must be a positive integer, got ${v}`);
+    }
+  }
+  if (cfg.layers.length === 0) throw new RangeError("model: layers must not be empty");
+}
+
+/**
+ * Initialises K runs of a language model: run k from `runKeys[k]`, with `mimetic(k, layer)` choosing the mimetic
+ * components of each layer (default: none).
+ * @example
+ * ```ts ignore
+ * const { params, consts } = initLM([key(0), key(1)], config, (k) => (k === 1 ? MIMETIC_MAMBA2 : DEFAULT_INIT));
+ * ```
+ */
+export function initLM(
+  runKeys: readonly Key[],
+  cfg: LMConfig,
+  mimetic: (run: number, layer: number) => Mimetic = () => DEFAULT_INIT,
+): { params: LMParams; consts: LMConsts } {
+  validateLMConfig(cfg);
+  const K = runKeys.length;
+  const { vocab: V, dModel: D } = cfg;
+  const nLayers = cfg.layers.length;
+  const layers: BlockParams[] = [];
+  const consts: LMConsts = { layers: [] };
+  cfg.layers.forEach((mc, i) => {
+    const m = runKeys.map((_, k) => mimetic(k, i));
+    const prefix = `layers[${i}].mixer`;
+    const { params, consts: c } = mc.kind === "mamba1"
+      ? initMamba1(runKeys, prefix, mc, D, nLayers, m)
+      : initMamba2(runKeys, prefix, mc, D, nLayers, m);
+    layers.push({
+      norm: upload(drawParam(runKeys, `layers[${i}].norm`, [D], constant(1)), K, [D]),
+      mixer: params,
+    });
+    consts.layers.push(c);
+  });
+  return {
+    params: {
+      // nn.Embedding re-drawn N(0, 0.02) by mamba_ssm's _init_weights.
+      embedding: upload(drawParam(runKeys, "embedding", [V, D], gaussian(0.02)), K, [V, D]),
+      layers,
+      normF: upload(drawParam(runKeys, "normF", [D], constant(1)), K, [D]),
+    },
+    consts,
+  };
+}
+
+/** The residual stream after every block: ids (K, B, T) → hidden (K, B, T, D), before the final norm. */
+export function applyBlocks(params: LMParams, consts: LMConsts, ids: Tensor, cfg: LMConfig): Tensor {
+  let h = embedding(params.embedding, ids);
+  cfg.layers.forEach((mc, i) => {
+    const { norm, mixer } = params.layers[i];
+    const x = rmsNorm(h, norm, cfg.normEps);
+    const y = mc.kind === "mamba1"
+      ? applyMamba1(mixer as Mamba1Params, consts.layers[i] as Mamba1Consts, x, mc)
+      : applyMamba2(mixer as Mamba2Params, consts.layers[i] as Mamba2Consts, x, mc);
+    h = add(h, y);
+  });
+  return h;
+}
+
+/** Logits (K, B·T, V) of ids (K, B, T). */
+export function applyLM(params: LMParams, consts: LMConsts, ids: Tensor, cfg: LMConfig): Tensor {
+  const [K, B, T] = ids.shape;
+  const h = rmsNorm(applyBlocks(params, consts, ids, cfg), params.normF, cfg.normEps);
+  return matmul(h.reshape([K, B * T, cfg.dModel]), params.embedding, { transB: true });
+}
+
+/** A batch on the GPU: ids and targets (K, B, T) i32, loss mask (K, B, T) f32. */
+export interface LMBatch {
+  inputs: Tensor;
+  targets: Tensor;
+  mask: Tensor;
+}
+
+/**
+ * The training loss: per run, masked next-token cross-entropy averaged over masked tokens; `loss` is the sum over
+ * runs (so each run's gradient is that of its own mean loss) and `aux` the per-run losses (K).
+ */
+export function lmLoss(
+  params: LMParams,
+  consts: LMConsts,
+  batch: LMBatch,
+  cfg: LMConfig,
+): { loss: Tensor; aux: Tensor } {
+  const [K, B, T] = batch.inputs.shape;
+  const logits = applyLM(params, consts, batch.inputs, cfg);
+  const perRun = maskedCrossEntropy(
+    logits,
+    batch.targets.reshape([K, B * T]),
+    batch.mask.reshape([K, B * T]),
+  );
+  return { loss: sum(perRun, 0, true), aux: perRun };
+}

@@ -1,0 +1,322 @@
+/**
+ * Batched matrix multiplication with optional transposes: `matmul(a, b, { transA, transB })`.
+ * GPU forward in kernels/matmul.wgsl (tiled, register-blocked, vec4 loads where aligned), VJP through `matmul`
+ * itself with transpose flags (no transpose is ever materialised), float64 references.
+ *
+ * The main use is per-run weights: x (K, B·T, D) @ W (K, D, E) → (K, B·T, E), one batch entry per run.
+ * @module
+ */
+import { kernelSource } from "../kernels.ts";
+import { dispatch, gpu, gpuInfo, type Kernel } from "../runtime.ts";
+import { record, type VjpRule } from "../tape.ts";
+import { empty, type Shape, sizeOf, type Tensor } from "../tensor.ts";
+import { sum } from "./reduce.ts";
+import { expectF32, sameShape } from "./util.ts";
+
+/** Transpose flags: `transA` reads a as (..., Kd, M), `transB` reads b as (..., N, Kd). */
+export interface MatmulOptions {
+  transA?: boolean;
+  transB?: boolean;
+  /** Tile configuration (for tuning and tests); chosen from the problem size when absent. */
+  tiles?: MatmulTiles;
+}
+
+/**
+ * A tile configuration of the kernel: each of the 256 threads computes TM×TN outputs of a (16·TM)×(16·TN) tile;
+ * the Kd axis is walked in steps of BK.
+ */
+export interface MatmulTiles {
+  TM: 4 | 8;
+  TN: 4 | 8;
+  BK: 8 | 16;
+}
+
+/** The sizes of one product: per batch entry op(A) (M, Kd) · op(B) (Kd, N). */
+interface Dims {
+  batch: number;
+  M: number;
+  N: number;
+  Kd: number;
+}
+
+/** The shapes of a and b read through the transpose flags; throws a RangeError naming what does not fit. */
+function matmulDims(
+  aShape: Shape,
+  bShape: Shape,
+  transA: boolean,
+  transB: boolean,
+): Dims & { outShape: number[] } {
+  if (aShape.length < 2 || bShape.length < 2) {
+    throw new RangeError(
+      `matmul: expected a and b of rank ≥ 2, got a [${aShape.join(", ")}] and b [${bShape.join(", ")}]`,
+    );
+  }
+  const [ar, ac] = aShape.slice(-2);
+  const [br, bc] = bShape.slice(-2);
+  const [M, Kd] = transA ? [ac, ar] : [ar, ac];
+  const [KdB, N] = transB ? [bc, br] : [br, bc];
+  if (Kd !== KdB) {
+    throw new RangeError(
+      `matmul: inner dimensions differ: a [${aShape.join(", ")}]${transA ? "ᵀ" : ""} has ${Kd} columns but ` +
+        `b [${bShape.join(", ")}]${transB ? "ᵀ" : ""} has ${KdB} rows`,
+    );
+  }
+  const aBatch = aShape.slice(0, -2);
+  const bBatch = bShape.slice(0, -2);
+  if (bBatch.length > 0 && !sameShape(aBatch, bBatch)) {
+    throw new RangeError(
+      `matmul: batch dimensions must be equal or b must be 2-D: got a [${aShape.join(", ")}] and ` +
+        `b [${bShape.join(", ")}]`,
+    );
+  }
+  return { batch: sizeOf(aBatch), M, N, Kd, outShape: [...aBatch, M, N] };
+}
+
+/** Fits the tile to the work: 128×128 tiles only when there are enough of them to fill the GPU. */
+function chooseTiles({ batch, M, N }: Dims): MatmulTiles {
+  const groups = (bm: number, bn: number) => batch * Math.ceil(M / bm) * Math.ceil(N / bn);
+  const wide = groups(128, 128) >= 256;
+  const BK = 8;
+  if (wide) return { TM: 8, TN: 8, BK };
+  if (groups(128, 64) >= 256) return { TM: 8, TN: 4, BK };
+  if (groups(64, 128) >= 256) return { TM: 4, TN: 8, BK };
+  return { TM: 4, TN: 4, BK };
+}
+
+/** The flag bits of the kernel's `Params.flags`. */
+const FLAG_BITS = { TRANS_A: 1, TRANS_B: 2, VEC_A: 4, VEC_B: 8 } as const;
+
+/**
+ * The kernel for a tile shape and flags. On GPUs the flags are compile-time constants (each combination its own
+ * pipeline, with the unused load paths compiled away); on CPU adapters they are read from `Params.flags`, since
+ * llvmpipe takes seconds to compile each pipeline and one per tile shape is enough there.
+ */
+function matmulKernel(t: MatmulTiles, flags: number): Kernel {
+  // Cached: substituting the source costs more than recording the dispatch itself.
+  const cacheKey = `${t.TM},${t.TN},${t.BK},${flags}`;
+  let kernel = kernelCache.get(cacheKey);
+  if (!kernel) kernelCache.set(cacheKey, kernel = buildKernel(t, flags));
+  return kernel;
+}
+const kernelCache = new Map<string, Kernel>();
+
+function buildKernel(t: MatmulTiles, flags: number): Kernel {
+  let { TM, TN, BK } = t;
+  // Two double-buffered, padded k-major tiles must fit in workgroup memory; halve BK where they do not.
+  const bytes = (bk: number) => 2 * bk * (16 * TM + 4 + 16 * TN + 4) * 4;
+  if (BK === 16 && bytes(16) > gpu().limits.maxComputeWorkgroupStorageSize) BK = 8;
+  const runtimeFlags = gpuInfo().isCpu;
+  const subst: Record<string, string | number> = { TM, TN, BK };
+  for (const [name, bit] of Object.entries(FLAG_BITS)) {
+    subst[name] = runtimeFlags ? `(p.flags & ${bit}u) != 0u` : String((flags & bit) !== 0);
+  }
+  return {
+    name: `matmul_${TM}x${TN}x${BK}_${runtimeFlags ? "f" : flags}`,
+    code: kernelSource("matmul.wgsl", subst),
+    bindings: ["read", "read", "read", "read", "read_write"],
+  };
+}
+
+/**
+ * Records C[z] = op(A[z]) · op(B[z]) into `out`, for z < batch. `strideA`/`strideB` are the element offsets between
+ * batch entries (0: one matrix shared by all entries). The building block of the forward and of both gradients.
+ */
+function matmulInto(
+  a: Tensor,
+  b: Tensor,
+  out: Tensor,
+  d: Dims,
+  transA: boolean,
+  transB: boolean,
+  sharedA: boolean,
+  sharedB: boolean,
+  tiles?: MatmulTiles,
+): void {
+  const { batch, M, N, Kd } = d;
+  if (batch === 0 || M === 0 || N === 0) return;
+  const t = tiles ?? chooseTiles(d);
+  // vec4 loads need each group of 4 along the contiguous axis to start at a multiple of 4 (the row length, and
+  // with it every batch offset, is then a multiple of 4).
+  const vecA = (transA ? M : Kd) % 4 === 0;
+  const vecB = (transB ? Kd : N) % 4 === 0;
+  const flags = (transA ? FLAG_BITS.TRANS_A : 0) | (transB ? FLAG_BITS.TRANS_B : 0) |
+    (vecA ? FLAG_BITS.VEC_A : 0) | (vecB ? FLAG_BITS.VEC_B : 0);
+  const kernel = matmulKernel(t, flags);
+  const maxBatch = gpu().limits.maxComputeWorkgroupsPerDimension;
+  // The z grid dimension is capped (65535): longer batches take several dispatches, starting at entry z0.
+  for (let z0 = 0; z0 < batch; z0 += maxBatch) {
+    const zs = Math.min(maxBatch, batch - z0);
+    dispatch(kernel, [a.buffer, a.buffer, b.buffer, b.buffer, out.buffer], [
+      M,
+      N,
+      Kd,
+      sharedA ? 0 : M * Kd,
+      sharedB ? 0 : Kd * N,
+      M * N,
+      z0,
+      flags,
+    ], [Math.ceil(N / (16 * t.TN)), Math.ceil(M / (16 * t.TM)), zs]);
+  }
+}
+
+/**
+ * Matrix product over the last two axes, batched over the leading ones.
+ *
+ * a: (..., M, Kd), or (..., Kd, M) with `transA`; b: (..., Kd, N), or (..., N, Kd) with `transB`, with the same
+ * leading (batch) axes as a, or 2-D (one matrix shared by every batch entry). Returns (..., M, N).
+ * Saves nothing beyond its inputs: the backward needs exactly a and b.
+ * @throws {RangeError} on ranks below 2, mismatched inner or batch dimensions, or non-f32 inputs.
+ * @example
+ * ```ts
+ * import { initGpu } from "../runtime.ts";
+ * import { tensor } from "../tensor.ts";
+ * import { matmul } from "./matmul.ts";
+ * await initGpu();
+ * const x = tensor([1, 2, 3, 4, 5, 6], [1, 2, 3]); // (K=1, B·T=2, D=3)
+ * const w = tensor([1, 0, 0, 1, 1, 1], [1, 3, 2]); // (K=1, D=3, E=2)
+ * console.log(await matmul(x, w).toArray()); // [4, 5, 10, 11]
+ * ```
+ */
+export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  expectF32("matmul", a);
+  expectF32("matmul", b);
+  const transA = opts.transA ?? false;
+  const transB = opts.transB ?? false;
+  const d = matmulDims(a.shape, b.shape, transA, transB);
+  const out = empty(d.outShape);
+  matmulInto(a, b, out, d, transA, transB, false, b.rank === 2 && a.rank > 2, opts.tiles);
+  record("matmul", [a, b], [out], { transA, transB });
+  return out;
+}
+
+/**
+ * The VJP of C = op(A)·op(B) with cotangent G (per batch entry; Xᵀ below is a flag, never a copy):
+ *   d op(A) = G·op(B)ᵀ, so dA = G·op(B)ᵀ, or its transpose op(B)·Gᵀ when transA;
+ *   d op(B) = op(A)ᵀ·G, so dB = op(A)ᵀ·G, or its transpose Gᵀ·op(A) when transB.
+ * With a shared 2-D b, dB sums over the batch: when A's entries stack along M (not transA), the sum is one
+ * product over the flattened (batch·M) axis; otherwise the per-entry products are summed over the batch axis.
+ */
+export const matmulVjp: VjpRule<{ transA: boolean; transB: boolean }> = (
+  { inputs: [a, b], attrs: { transA, transB } },
+  [g],
+) => {
+  const { batch, M, N, Kd } = matmulDims(a.shape, b.shape, transA, transB);
+  const sharedB = b.rank === 2 && a.rank > 2;
+  const G = g!;
+
+  // dA has a's stored shape; G is (batch, M, N).
+  const da = empty(a.shape);
+  if (!transA) {
+    // dA (M, Kd) = G (M, N) · op(B)ᵀ (N, Kd): B's stored form read with the opposite flag.
+    matmulInto(G, b, da, { batch, M, N: Kd, Kd: N }, false, !transB, false, sharedB);
+  } else {
+    // dA (Kd, M) = op(B) (Kd, N) · Gᵀ (N, M).
+    matmulInto(b, G, da, { batch, M: Kd, N: M, Kd: N }, transB, true, sharedB, false);
+  }
+
+  let db: Tensor;
+  if (!sharedB || !transA) {
+    // Per entry (or, for a shared b, over the flattened batch·M axis, which sums the entries in the product).
+    const rows = sharedB ? batch * M : M;
+    const nb = sharedB ? 1 : batch;
+    db = empty(b.shape);
+    if (!transB) {
+      // dB (Kd, N) = op(A)ᵀ (Kd, M) · G (M, N).
+      matmulInto(a, G, db, { batch: nb, M: Kd, N, Kd: rows }, !transA, false, false, false);
+    } else {
+      // dB (N, Kd) = Gᵀ (N, M) · op(A) (M, Kd).
+      matmulInto(G, a, db, { batch: nb, M: N, N: Kd, Kd: rows }, true, transA, false, false);
+    }
+  } else {
+    // Shared b with transA: A's entries are (Kd, M) blocks that do not stack into one matrix; sum per-entry
+    // gradients over the batch in a fixed order.
+    const per = empty([batch, ...b.shape]);
+    if (!transB) matmulInto(a, G, per, { batch, M: Kd, N, Kd: M }, false, false, false, false);
+    else matmulInto(G, a, per, { batch, M: N, N: Kd, Kd: M }, true, true, false, false);
+    db = sum(per, 0);
+    per.dispose();
+  }
+  return [da, db];
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Float64 references
+
+/** op(X)[i][k] of one batch entry of X stored (rows, cols) row-major at `off`. */
+function at(x: Float64Array, off: number, cols: number, trans: boolean, i: number, k: number): number {
+  return trans ? x[off + k * cols + i] : x[off + i * cols + k];
+}
+
+/**
+ * Float64 reference of `matmul`: same shapes and flags.
+ * @example
+ * ```ts
+ * import { matmulRef } from "./matmul.ts";
+ * const { data, shape } = matmulRef(new Float64Array([1, 2, 3, 4]), [2, 2], new Float64Array([1, 0, 0, 1]), [2, 2]);
+ * console.log(shape, data); // [2, 2] [1, 2, 3, 4]
+ * ```
+ */
+export function matmulRef(
+  a: Float64Array,
+  aShape: Shape,
+  b: Float64Array,
+  bShape: Shape,
+  opts: { transA?: boolean; transB?: boolean } = {},
+): { data: Float64Array; shape: number[] } {
+  const transA = opts.transA ?? false, transB = opts.transB ?? false;
+  const { batch, M, N, Kd, outShape } = matmulDims(aShape, bShape, transA, transB);
+  const sharedB = bShape.length === 2 && aShape.length > 2;
+  const aCols = aShape[aShape.length - 1], bCols = bShape[bShape.length - 1];
+  const out = new Float64Array(batch * M * N);
+  for (let z = 0; z < batch; z++) {
+    const ao = z * M * Kd, bo = sharedB ? 0 : z * Kd * N;
+    for (let i = 0; i < M; i++) {
+      for (let j = 0; j < N; j++) {
+        let s = 0;
+        for (let k = 0; k < Kd; k++) s += at(a, ao, aCols, transA, i, k) * at(b, bo, bCols, transB, k, j);
+        out[(z * M + i) * N + j] = s;
+      }
+    }
+  }
+  return { data: out, shape: outShape };
+}
+
+/**
+ * Float64 reference VJP of `matmul`: the gradients of <matmul(a, b), g> with respect to a and b (stored shapes).
+ * @example
+ * ```ts
+ * import { matmulVjpRef } from "./matmul.ts";
+ * const [da, db] = matmulVjpRef(new Float64Array([1, 2]), [1, 2], new Float64Array([3, 4]), [2, 1], new Float64Array([1]));
+ * console.log(da, db); // [3, 4] [1, 2]
+ * ```
+ */
+export function matmulVjpRef(
+  a: Float64Array,
+  aShape: Shape,
+  b: Float64Array,
+  bShape: Shape,
+  g: Float64Array,
+  opts: { transA?: boolean; transB?: boolean } = {},
+): [Float64Array, Float64Array] {
+  const transA = opts.transA ?? false, transB = opts.transB ?? false;
+  const { batch, M, N, Kd } = matmulDims(aShape, bShape, transA, transB);
+  const sharedB = bShape.length === 2 && aShape.length > 2;
+  const aCols = aShape[aShape.length - 1], bCols = bShape[bShape.length - 1];
+  const da = new Float64Array(a.length), db = new Float64Array(b.length);
+  // C[i][j] = Σ_k op(A)[i][k] op(B)[k][j]: each product term sends g[i][j] times its partner to both factors.
+  for (let z = 0; z < batch; z++) {
+    const ao = z * M * Kd, bo = sharedB ? 0 : z * Kd * N;
+    for (let i = 0; i < M; i++) {
+      for (let j = 0; j < N; j++) {
+        const gij = g[(z * M + i) * N + j];
+        for (let k = 0; k < Kd; k++) {
+          const ai = ao + (transA ? k * aCols + i : i * aCols + k);
+          const bi = bo + (transB ? j * bCols + k : k * bCols + j);
+          da[ai] += gij * b[bi];
+          db[bi] += gij * a[ai];
+        }
+      }
+    }
+  }
+  return [da, db];
+}

@@ -1,0 +1,533 @@
+/**
+ * The Mamba 2 scan (SSD, "state space duality"): forward, VJP, float64 references.
+ *
+ * ## Math (per run k, batch row b, head h; head h reads group g = h / (H/G))
+ *   a_t = exp(dt_t·A)                         (dt_t > 0 and A < 0 scalars per head, so 0 < a_t < 1)
+ *   h_t = a_t·h_{t−1} + dt_t·x_t·B_tᵀ          (P×N state, h_{−1} = 0)
+ *   y_t = h_t·C_t + D·x_t
+ *
+ * ## Design: a sequential scan with the state in registers (GPU kernels in kernels/ssd_scan_*.wgsl)
+ * One workgroup owns one (k, b, h) and walks all T steps; its P×N state is split over TP×TN threads, thread
+ * (tp, tn) holding PR rows × NC4 vec4 columns in registers (P 64, N 128: 256 threads × 32 floats). x_t, B_t,
+ * C_t, dt_t of a tile of S steps are staged in workgroup memory; per step each thread updates its state and
+ * writes one partial y per row (summed over its columns); after the tile y is summed over the TN column threads
+ * in a fixed order. Why not the chunked (matmul) SSD algorithm: on fp32 without tensor cores both do about the
+ * same arithmetic per step (≈ P·N multiply-adds for each of: the state update, y, and each gradient), and the
+ * sequential scan needs no chunk states, no decay masks and a third of the dispatches. The time-step body is
+ * generated unrolled (`stepCode`) so the state stays in registers whatever the shader compiler does with loops.
+ * Parallelism is K·Bt·H workgroups (2048 at Bt 64, H 32); T is not split.
+ *
+ * ## What the forward saves for the backward: nothing beyond its inputs (x, dt, A, B, C, D are held by the
+ * tape anyway). The backward recomputes h in one forward sweep (pass 1) instead of storing states: storing
+ * every h_t would be T·P·N floats per head, and chunk-boundary states are only needed to split T across
+ * workgroups, which this design does not do.
+ *
+ * ## Backward derivation
+ * With Γ_t = ∂L/∂h_t (through all later steps), Γ_t = dy_t·C_tᵀ + a_{t+1}·Γ_{t+1}, Γ_{T−1} = dy_{T−1}·C_{T−1}ᵀ.
+ *   dC_t[n] = Σ_p dy_t[p]·h_t[p, n]                         (summed over the heads of the group)
+ *   dB_t[n] = dt_t·Σ_p Γ_t[p, n]·x_t[p]                     (summed over the heads of the group)
+ *   dx_t[p] = dt_t·(Γ_t·B_t)[p] + D·dy_t[p]
+ *   d dt_t  = <Γ_t, x_t·B_tᵀ> + A·a_t·<Γ_t, h_{t−1}> ,   dA = Σ_t dt_t·a_t·<Γ_t, h_{t−1}> ,   dD = Σ <dy, x>
+ * The decay terms need Γ_t and h_{t−1} at the same step, which a forward sweep (h) and a reverse sweep (Γ)
+ * never have together. They are rewritten with s_t = a_t·<Γ_t, h_{t−1}>: since a_t·h_{t−1} = h_t − dt_t·x_t·B_tᵀ,
+ *   s_t = <Γ_t, h_t> − dt_t·q_t ,  q_t = <x_t, Γ_t·B_t> ,
+ *   <Γ_t, h_t> = <dy_t·C_tᵀ, h_t> + <Γ_{t+1}, a_{t+1}·h_t> = r_t + s_{t+1} ,  r_t = <dy_t, h_t·C_t> = <C_t, dCh_t>
+ * so s_t = s_{t+1} + r_t − dt_t·q_t (s_T = 0) is a reverse running sum of per-step scalars, and
+ *   d dt_t = q_t + A·s_t ,   dA = Σ_t dt_t·s_t .
+ * Pass 1 (kernels/ssd_scan_bwd_recompute.wgsl) sweeps forward: h_t, dCh_t (per head), r_t.
+ * Pass 2 (kernels/ssd_scan_bwd.wgsl) sweeps backward: Γ_t, dx_t, dBh_t (per head), q_t, s_t, d dt_t, and per
+ * (k, b, h) partials of dA and dD. Reductions (kernels/ssd_scan_reduce.wgsl) sum dBh, dCh over the heads of a
+ * group and the dA, dD partials over the batch, each in a fixed order: no atomics, bit-identical gradients.
+ * Scratch: dBh and dCh, (rows, T, H, N) each, allocated per chunk of batch rows so each stays under a binding
+ * limit (not needed when G = H: the kernels then write dB, dC directly).
+ * @module
+ */
+import { kernelSource } from "../kernels.ts";
+import { dispatch, gpu, type Kernel } from "../runtime.ts";
+import { record, type TapeNode, type VjpRule } from "../tape.ts";
+import { empty, type Tensor } from "../tensor.ts";
+import { expectF32, grid1d } from "./util.ts";
+
+/** The inputs of the scan. Shapes in the glossary's letters; Bt is the batch. */
+export interface SsdScanInputs {
+  /** (K, Bt, T, H, P) */
+  x: Tensor;
+  /** (K, Bt, T, H), positive (the caller applies softplus(dt + dt_bias)) */
+  dt: Tensor;
+  /** (K, H), negative */
+  A: Tensor;
+  /** (K, Bt, T, G, N) */
+  B: Tensor;
+  /** (K, Bt, T, G, N) */
+  C: Tensor;
+  /** (K, H) */
+  D: Tensor;
+}
+
+/** Sizes of one scan. */
+export interface SsdDims {
+  K: number;
+  Bt: number;
+  T: number;
+  H: number;
+  P: number;
+  G: number;
+  N: number;
+}
+
+/** Options (for tests): an upper bound on the bytes of each per-head gradient scratch buffer. */
+export interface SsdScanOptions {
+  partialBytes?: number;
+}
+
+/** The gradients of the scan, one per input, each of its input's shape. */
+export interface SsdScanGrads {
+  dx: Tensor;
+  ddt: Tensor;
+  dA: Tensor;
+  dB: Tensor;
+  dC: Tensor;
+  dD: Tensor;
+}
+
+function shapeStr(t: Tensor): string {
+  return `[${t.shape.join(", ")}]`;
+}
+
+/** Checks shapes and dtypes; returns the sizes. */
+export function ssdDims({ x, dt, A, B, C, D }: SsdScanInputs): SsdDims {
+  for (const t of [x, dt, A, B, C, D]) expectF32("ssdScan", t);
+  if (x.rank !== 5) throw new RangeError(`ssdScan: expected x of shape (K, Bt, T, H, P), got ${shapeStr(x)}`);
+  const [K, Bt, T, H, P] = x.shape;
+  if (B.rank !== 5) throw new RangeError(`ssdScan: expected B of shape (K, Bt, T, G, N), got ${shapeStr(B)}`);
+  const [, , , G, N] = B.shape;
+  const expect = (name: string, t: Tensor, shape: number[]) => {
+    if (t.rank !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+      throw new RangeError(`ssdScan: expected ${name} of shape [${shape.join(", ")}], got ${shapeStr(t)}`);
+    }
+  };
+  expect("dt", dt, [K, Bt, T, H]);
+  expect("A", A, [K, H]);
+  expect("B", B, [K, Bt, T, G, N]);
+  expect("C", C, [K, Bt, T, G, N]);
+  expect("D", D, [K, H]);
+  if ([K, Bt, T, H, P, G, N].some((d) => d < 1)) {
+    throw new RangeError(`ssdScan: every size must be ≥ 1, got x ${shapeStr(x)} and B ${shapeStr(B)}`);
+  }
+  if (H % G !== 0) throw new RangeError(`ssdScan: the groups G = ${G} must divide the heads H = ${H}`);
+  return { K, Bt, T, H, P, G, N };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Kernel configuration and generated code
+
+type Pass = "forward" | "recompute" | "reverse";
+
+/** The thread layout of a scan workgroup and the tile length S (steps staged in workgroup memory at once). */
+interface ScanLayout {
+  P: number;
+  N: number;
+  PR: number;
+  NC4: number;
+  TP: number;
+  TN: number;
+  S: number;
+}
+
+/**
+ * Splits the P×N state over threads: about 32 floats per thread (4 rows × 2 vec4 columns), at most 256 threads;
+ * small states get fewer floats per thread so that a workgroup still has ≥ 64 threads where it can.
+ */
+function scanLayout(pass: Pass, P: number, N: number): ScanLayout {
+  const N4 = Math.ceil(N / 4);
+  let NC4 = Math.min(2, N4), TN = Math.ceil(N4 / NC4);
+  let PR = Math.min(4, P), TP = Math.ceil(P / PR);
+  while (TP * TN > 256) {
+    if (PR <= 4 * NC4) {
+      PR *= 2;
+      TP = Math.ceil(P / PR);
+    } else {
+      NC4 *= 2;
+      TN = Math.ceil(N4 / NC4);
+    }
+  }
+  while (TP * TN < 64 && PR > 1) {
+    PR = Math.ceil(PR / 2);
+    TP = Math.ceil(P / PR);
+  }
+  const PP = TP * PR, NN4 = TN * NC4, PS = PP + 1;
+  // workgroup floats per staged step, by pass (see the var<workgroup> declarations of each kernel)
+  const perStep = pass === "forward"
+    ? PP + 8 * NN4 + 2 + TN * PS
+    : pass === "recompute"
+    ? 2 * PP + 8 * NN4 + 2 + 4 * TP * NN4 + 4 * NN4
+    : 3 * PP + 8 * NN4 + 5 + TN * PS + 4 * TP * NN4;
+  const budget = Math.floor(Math.min(gpu().limits.maxComputeWorkgroupStorageSize, 48 * 1024) / 4);
+  const S = Math.min(Number(Deno.env.get("SSD_S") ?? 16), Math.floor(budget / perStep));
+  if (S < 1) {
+    throw new RangeError(`ssdScan: P = ${P}, N = ${N} need more workgroup memory than the device's ${budget * 4} bytes`);
+  }
+  return { P, N, PR, NC4, TP, TN, S };
+}
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+/** Declarations of the register state: one vec4 per (row i, column j) of a thread. */
+function stateCode(L: ScanLayout): string {
+  return range(L.PR).flatMap((i) => range(L.NC4).map((j) => `var h${i}_${j} = vec4<f32>(0.0);`)).join("\n  ");
+}
+
+/** One unrolled time step `s` of a pass (the body of the step loop in the kernel). */
+function stepCode(pass: Pass, L: ScanLayout): string {
+  const I = range(L.PR), J = range(L.NC4);
+  const lines: string[] = [
+    "let xb = s * PP + tp * PR;",
+    "let nb = s * NN4 + tn;",
+    ...J.map((j) => `let b${j} = sb[nb + ${j * L.TN}u];`),
+  ];
+  if (pass !== "recompute") lines.push(...J.map((j) => `let c${j} = sc[nb + ${j * L.TN}u];`));
+  if (pass === "forward" || pass === "recompute") {
+    // h = a·h + (dt·x_p)·B
+    lines.push("let dv = vec4<f32>(sdec[s]);", "let dtv = sdt[s];");
+    lines.push(...I.map((i) => `let u${i} = dtv * sx[xb + ${i}u];`));
+    for (const i of I) for (const j of J) lines.push(`h${i}_${j} = fma(dv, h${i}_${j}, u${i} * b${j});`);
+  }
+  if (pass === "forward") {
+    // partial y_p = Σ_n h[p, n]·C[n] over this thread's columns
+    lines.push("let yb = (s * TN + tn) * PS + tp * PR;");
+    for (const i of I) lines.push(`sy[yb + ${i}u] = ${J.map((j) => `dot(h${i}_${j}, c${j})`).join(" + ")};`);
+  } else if (pass === "recompute") {
+    // partial dCh[n] = Σ_p dy[p]·h[p, n] over this thread's rows
+    lines.push(...I.map((i) => `let e${i} = sdy[xb + ${i}u];`));
+    lines.push("let db = (s * TP + tp) * NN4 + tn;");
+    for (const j of J) lines.push(`sdc[db + ${j * L.TN}u] = ${I.map((i) => `e${i} * h${i}_${j}`).join(" + ")};`);
+  } else {
+    // Γ = a_{t+1}·Γ + dy_p·C ; partial gB_p = Σ_n Γ[p, n]·B[n] ; partial dBh[n]/dt = Σ_p Γ[p, n]·x[p]
+    lines.push("let dv = vec4<f32>(sdecn[s]);");
+    lines.push(...I.map((i) => `let e${i} = sdy[xb + ${i}u];`));
+    lines.push(...I.map((i) => `let x${i} = sx[xb + ${i}u];`));
+    for (const i of I) for (const j of J) lines.push(`h${i}_${j} = fma(dv, h${i}_${j}, e${i} * c${j});`);
+    lines.push("let gb = (s * TN + tn) * PS + tp * PR;");
+    for (const i of I) lines.push(`sgp[gb + ${i}u] = ${J.map((j) => `dot(h${i}_${j}, b${j})`).join(" + ")};`);
+    lines.push("let db = (s * TP + tp) * NN4 + tn;");
+    for (const j of J) lines.push(`sdb[db + ${j * L.TN}u] = ${I.map((i) => `x${i} * h${i}_${j}`).join(" + ")};`);
+  }
+  return lines.join("\n      ");
+}
+
+const KERNEL_FILE = {
+  forward: "ssd_scan_fwd.wgsl",
+  recompute: "ssd_scan_bwd_recompute.wgsl",
+  reverse: "ssd_scan_bwd.wgsl",
+} as const;
+const BINDINGS = {
+  forward: ["read", "read", "read", "read", "read", "read", "read_write"],
+  recompute: ["read", "read", "read", "read", "read", "read", "read_write", "read_write"],
+  reverse: [
+    "read",
+    "read",
+    "read",
+    "read",
+    "read",
+    "read",
+    "read",
+    "read",
+    "read_write",
+    "read_write",
+    "read_write",
+    "read_write",
+  ],
+} as const;
+
+const kernelCache = new Map<string, { kernel: Kernel; S: number }>();
+
+/** The kernel of a pass for P, N, and its tile length S (passed as the last uniform). */
+function scanKernel(pass: Pass, P: number, N: number): { kernel: Kernel; S: number } {
+  const cacheKey = `${pass}|${P}|${N}`;
+  const hit = kernelCache.get(cacheKey);
+  if (hit) return hit;
+  const L = scanLayout(pass, P, N);
+  const PP = L.TP * L.PR, NN4 = L.TN * L.NC4, PS = PP + 1, WG = L.TP * L.TN;
+  const code = kernelSource(KERNEL_FILE[pass], {
+    P,
+    N,
+    PR: L.PR,
+    TP: L.TP,
+    TN: L.TN,
+    PP,
+    NN4,
+    PS,
+    S: L.S,
+    WG,
+    S_PP: L.S * PP,
+    S_NN4: L.S * NN4,
+    S_TN_PS: L.S * L.TN * PS,
+    S_TP_NN4: L.S * L.TP * NN4,
+    STATE: stateCode(L),
+    STEP: stepCode(pass, L),
+  });
+  const entry = { kernel: { name: `ssd_scan_${pass}`, code, bindings: BINDINGS[pass] }, S: L.S };
+  kernelCache.set(cacheKey, entry);
+  return entry;
+}
+
+/** The thread layout and tile length chosen for a pass (for benchmarks and reports). */
+export function ssdScanLayout(pass: Pass, P: number, N: number): Readonly<ScanLayout> {
+  return scanLayout(pass, P, N);
+}
+
+/** A grid of `count` workgroups folded into (x, y) within 65535 per dimension. */
+function grid(count: number): [number, number] {
+  const x = Math.min(count, 65535);
+  return [x, Math.ceil(count / x)];
+}
+
+function reduceKernel(entry: "sum_heads" | "sum_batch"): Kernel {
+  return {
+    name: `ssd_scan_${entry}`,
+    code: kernelSource("ssd_scan_reduce.wgsl"),
+    entry,
+    bindings: entry === "sum_heads" ? ["read", "read_write"] : ["read", "read_write", "read_write"],
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The op
+
+/**
+ * The Mamba 2 scan: per head, h_t = exp(dt_t·A)·h_{t−1} + dt_t·x_t·B_tᵀ, y_t = h_t·C_t + D·x_t (h_{−1} = 0).
+ * Saves nothing for the backward beyond its inputs (the backward recomputes the states).
+ * @returns y, (K, Bt, T, H, P).
+ * @throws {RangeError} on mismatched shapes, G not dividing H, or empty sizes.
+ * @example
+ * ```ts
+ * import { initGpu } from "../runtime.ts";
+ * import { full, tensor } from "../tensor.ts";
+ * import { ssdScan } from "./ssd_scan.ts";
+ * await initGpu();
+ * // K 1, Bt 1, T 3, H 1, P 1, G 1, N 1: with A = 0 and dt = 1, y_t = Σ_{s≤t} x_s (B = C = 1, D = 0)
+ * const y = ssdScan({
+ *   x: tensor([1, 2, 3], [1, 1, 3, 1, 1]),
+ *   dt: full([1, 1, 3, 1], 1),
+ *   A: full([1, 1], 0),
+ *   B: full([1, 1, 3, 1, 1], 1),
+ *   C: full([1, 1, 3, 1, 1], 1),
+ *   D: full([1, 1], 0),
+ * });
+ * console.log(await y.toArray()); // [1, 3, 6]
+ * ```
+ */
+export function ssdScan(inputs: SsdScanInputs, options: SsdScanOptions = {}): Tensor {
+  const d = ssdDims(inputs);
+  const { x, dt, A, B, C, D } = inputs;
+  const y = empty(x.shape);
+  const count = d.K * d.Bt * d.H;
+  const { kernel, S } = scanKernel("forward", d.P, d.N);
+  const params = [d.T, d.H, d.H / d.G, d.G, d.Bt, count, S];
+  dispatch(kernel, [x, dt, A, B, C, D, y].map((t) => t.buffer), params, grid(count));
+  record("ssdScan", [x, dt, A, B, C, D], [y], { options });
+  return y;
+}
+
+/**
+ * The gradients of `sum(ssdScan(inputs) ⊙ dy)` with respect to every input (what the VJP rule returns).
+ * @param dy the cotangent of y, (K, Bt, T, H, P).
+ */
+export function ssdScanGrads(inputs: SsdScanInputs, dy: Tensor, options: SsdScanOptions = {}): SsdScanGrads {
+  const d = ssdDims(inputs);
+  const { x, dt, A, B, C, D } = inputs;
+  if (dy.size !== x.size) throw new RangeError(`ssdScan: expected dy of shape ${shapeStr(x)}, got ${shapeStr(dy)}`);
+  const { K, Bt, T, H, G, N } = d;
+  const HG = H / G;
+  const KB = K * Bt;
+  const grads: SsdScanGrads = {
+    dx: empty(x.shape),
+    ddt: empty(dt.shape),
+    dA: empty(A.shape),
+    dB: empty(B.shape),
+    dC: empty(C.shape),
+    dD: empty(D.shape),
+  };
+  const rr = empty([KB, H, T]);
+  const sp = empty([KB, H, 2]);
+  // With one head per group the per-head sums are the gradients; otherwise they go through scratch buffers
+  // of at most `cap` bytes, one chunk of batch rows at a time.
+  const direct = HG === 1;
+  const rowBytes = T * H * N * 4;
+  const cap = options.partialBytes ?? Math.min(gpu().limits.maxStorageBufferBindingSize, 1 << 30);
+  const rows = direct ? KB : Math.max(1, Math.min(KB, Math.floor(cap / rowBytes)));
+  const dch = direct ? grads.dC : empty([rows, T, H, N]);
+  const dbh = direct ? grads.dB : empty([rows, T, H, N]);
+  const recompute = scanKernel("recompute", d.P, N);
+  const reverse = scanKernel("reverse", d.P, N);
+  const sumHeads = reduceKernel("sum_heads");
+  for (let kb0 = 0; kb0 < KB; kb0 += rows) {
+    const n = Math.min(rows, KB - kb0);
+    const okb = direct ? 0 : kb0;
+    const params = [T, H, HG, G, Bt, n * H, kb0, okb];
+    const bufs = [x, dt, A, B, C, dy, dch, rr].map((t) => t.buffer);
+    dispatch(recompute.kernel, bufs, [...params, recompute.S], grid(n * H));
+    if (!direct) {
+      const outs = n * T * G * N;
+      dispatch(sumHeads, [dch.buffer, grads.dC.buffer], [outs, G, HG, N, kb0 * T * G * N, Bt, H], grid1d(outs));
+    }
+    const bufsR = [x, dt, A, B, C, D, dy, rr, grads.dx, grads.ddt, dbh, sp].map((t) => t.buffer);
+    dispatch(reverse.kernel, bufsR, [...params, reverse.S], grid(n * H));
+    if (!direct) {
+      const outs = n * T * G * N;
+      dispatch(sumHeads, [dbh.buffer, grads.dB.buffer], [outs, G, HG, N, kb0 * T * G * N, Bt, H], grid1d(outs));
+    }
+  }
+  dispatch(reduceKernel("sum_batch"), [sp.buffer, grads.dA.buffer, grads.dD.buffer], [K * H, G, HG, N, 0, Bt, H], grid1d(K * H));
+  if (!direct) {
+    dch.dispose();
+    dbh.dispose();
+  }
+  rr.dispose();
+  sp.dispose();
+  return grads;
+}
+
+/** VJP of `ssdScan`: gradients for x, dt, A, B, C, D. */
+export const ssdScanVjp: VjpRule<{ options: SsdScanOptions }> = (
+  { inputs: [x, dt, A, B, C, D], attrs: { options } }: TapeNode<{ options: SsdScanOptions }>,
+  [dy],
+) => {
+  const g = ssdScanGrads({ x, dt, A, B, C, D }, dy!, options);
+  return [g.dx, g.ddt, g.dA, g.dB, g.dC, g.dD];
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Float64 references (plain sequential loops, the definition; the VJP stores every state and uses the textbook
+// reverse recursion, not the s_t rewrite of the GPU backward)
+
+/** Host arrays of the scan's inputs, row-major in the shapes of {@link SsdScanInputs}. */
+export interface SsdScanArrays {
+  x: ArrayLike<number>;
+  dt: ArrayLike<number>;
+  A: ArrayLike<number>;
+  B: ArrayLike<number>;
+  C: ArrayLike<number>;
+  D: ArrayLike<number>;
+}
+
+/**
+ * Float64 reference forward of {@link ssdScan}.
+ * @returns y, (K, Bt, T, H, P).
+ * @example
+ * ```ts
+ * import { ssdScanRef } from "./ssd_scan.ts";
+ * const dims = { K: 1, Bt: 1, T: 2, H: 1, P: 1, G: 1, N: 1 };
+ * const y = ssdScanRef({ x: [1, 1], dt: [1, 1], A: [Math.log(0.5)], B: [1, 1], C: [1, 1], D: [0] }, dims);
+ * console.log(y); // [1, 1.5]
+ * ```
+ */
+export function ssdScanRef(a: SsdScanArrays, dims: SsdDims): Float64Array {
+  const { K, Bt, T, H, P, G, N } = dims;
+  const HG = H / G;
+  const y = new Float64Array(K * Bt * T * H * P);
+  const h = new Float64Array(P * N);
+  for (let k = 0; k < K; k++) {
+    for (let b = 0; b < Bt; b++) {
+      const kb = k * Bt + b;
+      for (let hd = 0; hd < H; hd++) {
+        const g = Math.floor(hd / HG);
+        h.fill(0);
+        for (let t = 0; t < T; t++) {
+          const dtv = a.dt[(kb * T + t) * H + hd];
+          const dec = Math.exp(dtv * a.A[k * H + hd]);
+          const xo = ((kb * T + t) * H + hd) * P, bo = ((kb * T + t) * G + g) * N;
+          for (let p = 0; p < P; p++) {
+            let acc = 0;
+            for (let n = 0; n < N; n++) {
+              const v = dec * h[p * N + n] + dtv * a.x[xo + p] * a.B[bo + n];
+              h[p * N + n] = v;
+              acc += v * a.C[bo + n];
+            }
+            y[xo + p] = acc + a.D[k * H + hd] * a.x[xo + p];
+          }
+        }
+      }
+    }
+  }
+  return y;
+}
+
+/** Float64 gradients of the scan (arrays in the shapes of the inputs). */
+export interface SsdScanGradArrays {
+  dx: Float64Array;
+  ddt: Float64Array;
+  dA: Float64Array;
+  dB: Float64Array;
+  dC: Float64Array;
+  dD: Float64Array;
+}
+
+/**
+ * Float64 reference VJP of {@link ssdScan}: the gradients of sum(y ⊙ dy).
+ * @example
+ * ```ts
+ * import { ssdScanVjpRef } from "./ssd_scan.ts";
+ * const dims = { K: 1, Bt: 1, T: 1, H: 1, P: 1, G: 1, N: 1 };
+ * const g = ssdScanVjpRef({ x: [2], dt: [0.5], A: [-1], B: [3], C: [4], D: [1] }, [1], dims);
+ * console.log(g.dx); // [dt·B·C + D] = [7]
+ * ```
+ */
+export function ssdScanVjpRef(a: SsdScanArrays, dy: ArrayLike<number>, dims: SsdDims): SsdScanGradArrays {
+  const { K, Bt, T, H, P, G, N } = dims;
+  const HG = H / G;
+  const out: SsdScanGradArrays = {
+    dx: new Float64Array(K * Bt * T * H * P),
+    ddt: new Float64Array(K * Bt * T * H),
+    dA: new Float64Array(K * H),
+    dB: new Float64Array(K * Bt * T * G * N),
+    dC: new Float64Array(K * Bt * T * G * N),
+    dD: new Float64Array(K * H),
+  };
+  const hs = new Float64Array(T * P * N); // every state h_t of one head
+  const gam = new Float64Array(P * N);
+  for (let k = 0; k < K; k++) {
+    for (let b = 0; b < Bt; b++) {
+      const kb = k * Bt + b;
+      for (let hd = 0; hd < H; hd++) {
+        const g = Math.floor(hd / HG);
+        const Av = a.A[k * H + hd], Dv = a.D[k * H + hd];
+        const dec = (t: number) => Math.exp(a.dt[(kb * T + t) * H + hd] * Av);
+        for (let t = 0; t < T; t++) {
+          const dtv = a.dt[(kb * T + t) * H + hd], at = dec(t);
+          const xo = ((kb * T + t) * H + hd) * P, bo = ((kb * T + t) * G + g) * N;
+          for (let p = 0; p < P; p++) {
+            for (let n = 0; n < N; n++) {
+              const prev = t > 0 ? hs[((t - 1) * P + p) * N + n] : 0;
+              hs[(t * P + p) * N + n] = at * prev + dtv * a.x[xo + p] * a.B[bo + n];
+            }
+          }
+        }
+        gam.fill(0);
+        for (let t = T - 1; t >= 0; t--) {
+          const dtv = a.dt[(kb * T + t) * H + hd], at = dec(t), anext = t + 1 < T ? dec(t + 1) : 0;
+          const xo = ((kb * T + t) * H + hd) * P, bo = ((kb * T + t) * G + g) * N;
+          let dDecay = 0, dU = 0; // <Γ_t, h_{t−1}>, <Γ_t, x_t·B_tᵀ>
+          for (let p = 0; p < P; p++) {
+            let gB = 0;
+            for (let n = 0; n < N; n++) {
+              const j = p * N + n;
+              gam[j] = anext * gam[j] + dy[xo + p] * a.C[bo + n];
+              const ht = hs[t * P * N + j], hprev = t > 0 ? hs[(t - 1) * P * N + j] : 0;
+              out.dC[bo + n] += dy[xo + p] * ht;
+              out.dB[bo + n] += dtv * gam[j] * a.x[xo + p];
+              gB += gam[j] * a.B[bo + n];
+              dDecay += gam[j] * hprev;
+            }
+            out.dx[xo + p] = dtv * gB + Dv * dy[xo + p];
+            dU += a.x[xo + p] * gB;
+            out.dD[k * H + hd] += dy[xo + p] * a.x[xo + p];
+          }
+          out.ddt[(kb * T + t) * H + hd] = dU + dDecay * Av * at;
+          out.dA[k * H + hd] += dDecay * dtv * at;
+        }
+      }
+    }
+  }
+  return out;
+}

@@ -1,0 +1,149 @@
+/**
+ * mimetic: a WebGPU toolkit for studying how state space models learn to recall.
+ *
+ * Models are pure functions (`initLM(keys, config) → params`, `applyLM(params, consts, ids) → logits`), gradients
+ * come from our own reverse-mode autodiff (`valueAndGrad`), and every op runs our own WGSL kernels.
+ *
+ * @example
+ * ```ts
+ * import { initGpu, tensor, valueAndGrad, mul, sum } from "./mod.ts";
+ * await initGpu();
+ * const f = (p: { w: ReturnType<typeof tensor> }) => sum(mul(p.w, p.w), 0);
+ * const { value, grads } = valueAndGrad(f)({ w: tensor([3, 4]) });
+ * console.log(await value.item(), await grads.w.toArray()); // 25, [6, 8]
+ * ```
+ * @module
+ */
+
+// Runtime and tensors
+export {
+  type DeviceInfo,
+  flush,
+  getDevice,
+  gpuInfo,
+  GpuUnavailableError,
+  initGpu,
+  liveGpuBytes,
+  pooledGpuBytes,
+  runtimeStats,
+  sync,
+  trimPool,
+} from "./lib/runtime.ts";
+export {
+  assign,
+  clone,
+  disposeTree,
+  type DType,
+  empty,
+  full,
+  keep,
+  leaves,
+  mapTree,
+  readTensors,
+  type Shape,
+  Tensor,
+  tensor,
+  tidy,
+  type Tree,
+  zeros,
+} from "./lib/tensor.ts";
+export { grad, valueAndGrad, vjp } from "./lib/autodiff.ts";
+export * as random from "./lib/random.ts";
+export { foldIn, type Key, key, split } from "./lib/random.ts";
+
+// Ops
+export {
+  add,
+  affine,
+  broadcastTo,
+  div,
+  exp,
+  log,
+  mul,
+  neg,
+  relu,
+  scale,
+  sigmoid,
+  silu,
+  softplus,
+  sqrt,
+  square,
+  sub,
+  tanh,
+} from "./lib/ops/elementwise.ts";
+export { max, mean, sum, sumAll } from "./lib/ops/reduce.ts";
+export { matmul } from "./lib/ops/matmul.ts";
+export { embedding } from "./lib/ops/embedding.ts";
+export { softmax } from "./lib/ops/softmax.ts";
+export { argmaxLastAxis, maskedCrossEntropy } from "./lib/ops/cross_entropy.ts";
+export { layerNorm, rmsNorm } from "./lib/ops/norm.ts";
+export { causalConv1d } from "./lib/ops/conv1d.ts";
+export { selectiveScan } from "./lib/ops/selective_scan.ts";
+export { ssdScan } from "./lib/ops/ssd_scan.ts";
+
+// Optimiser, layers, models, init
+export { adamwInit, type AdamWState, adamwStep, disposeAdamW, lrSchedule } from "./lib/optim.ts";
+export {
+  correlation,
+  DEFAULT_INIT,
+  DELTA_ONE_BIAS,
+  inverseSoftplus,
+  type Mimetic,
+  MIMETIC_MAMBA1,
+  MIMETIC_MAMBA2,
+} from "./lib/init.ts";
+export {
+  applyMamba1,
+  initMamba1,
+  MAMBA1_DEFAULTS,
+  type Mamba1Config,
+  type Mamba1Params,
+} from "./lib/layers/mamba1.ts";
+export {
+  applyMamba2,
+  initMamba2,
+  MAMBA2_DEFAULTS,
+  type Mamba2Config,
+  type Mamba2Params,
+} from "./lib/layers/mamba2.ts";
+export {
+  applyBlocks,
+  applyLM,
+  initLM,
+  type LMBatch,
+  type LMConfig,
+  type LMConsts,
+  lmLoss,
+  type LMParams,
+  type MixerConfig,
+} from "./lib/models/lm.ts";
+
+// Training, evaluation, output
+export {
+  type BatchMaker,
+  disposeModel,
+  type HistoryRow,
+  runKeys,
+  type TaskBatch,
+  TRAIN_DEFAULTS,
+  trainLM,
+  type TrainOptions,
+  type TrainResult,
+  type TrainRun,
+} from "./lib/train.ts";
+export {
+  type Accuracy,
+  areaUnderCurve,
+  type EvalRows,
+  evaluateRows,
+  generalisationLength,
+} from "./lib/eval.ts";
+export { loadCheckpoint, restoreCheckpoint, saveCheckpoint } from "./lib/checkpoint.ts";
+export * from "./lib/output.ts";
+export { fmtSeconds, Progress } from "./lib/progress.ts";
+
+// Tasks (data only)
+export * from "./tasks/mod.ts";
+
+// Command-line plumbing for experiment scripts
+export { type FlagSpec, helpText, parseFlags, runMain, UsageError } from "./lib/cli.ts";

@@ -1,0 +1,134 @@
+import assert from "node:assert/strict";
+import { maxRelError, noGpu, type OpCase, opTests, randomInputs } from "./harness.ts";
+import { matmul, matmulRef, type MatmulTiles, matmulVjpRef } from "../lib/ops/matmul.ts";
+import { tensor, tidy } from "../lib/tensor.ts";
+import { gpuInfo } from "../lib/runtime.ts";
+
+const cpu = noGpu || gpuInfo().isCpu;
+
+interface Spec {
+  /** Batch axes of a (and of b unless `sharedB`). */
+  batch?: number[];
+  M: number;
+  Kd: number;
+  N: number;
+  transA?: boolean;
+  transB?: boolean;
+  /** b is 2-D, shared by every batch entry. */
+  sharedB?: boolean;
+  tiles?: MatmulTiles;
+}
+
+function shapes({ batch = [], M, Kd, N, transA, transB, sharedB }: Spec): [number[], number[]] {
+  const a = [...batch, ...(transA ? [Kd, M] : [M, Kd])];
+  const b = [...(sharedB ? [] : batch), ...(transB ? [N, Kd] : [Kd, N])];
+  return [a, b];
+}
+
+function matmulCase(s: Spec): OpCase {
+  const [aShape, bShape] = shapes(s);
+  const flags = { transA: s.transA, transB: s.transB };
+  const t = s.tiles ? ` tiles ${s.tiles.TM}×${s.tiles.TN}×${s.tiles.BK}` : "";
+  return {
+    name: `matmul [${aShape}]${s.transA ? "ᵀ" : ""}·[${bShape}]${s.transB ? "ᵀ" : ""}${t}`,
+    inputs: [{ shape: aShape }, { shape: bShape }],
+    gpu: ([a, b]) => matmul(a, b, { ...flags, tiles: s.tiles }),
+    ref: ([a, b]) => matmulRef(a, aShape, b, bShape, flags).data,
+    refVjp: ([a, b], g) => matmulVjpRef(a, aShape, b, bShape, g, flags),
+  };
+}
+
+// Small problems get 64×64 tiles (4×4 per thread) by default. llvmpipe needs 10-20 s of CPU to compile a larger
+// tile shape, so on a CPU adapter only the 64×128 tile (TN = 8: the second column block) is tested besides; the
+// 128-row shapes (TM = 8) and BK = 16 are tested where a GPU is present, and by tests/matmul_bench.ts, which checks
+// every tile shape against the reference on odd sizes before it times them.
+const combos = [[false, false], [true, false], [false, true], [true, true]] as const;
+
+const cases: OpCase[] = combos.flatMap(([transA, transB]) => [
+  // size 1 and odd sizes (scalar loads, partial tiles everywhere)
+  matmulCase({ M: 1, Kd: 1, N: 1, transA, transB }),
+  matmulCase({ M: 3, Kd: 5, N: 7, transA, transB }),
+  matmulCase({ M: 67, Kd: 33, N: 129, transA, transB }),
+  // multiples of 4 (vec4 loads) with a partial K-step and M, N crossing tile boundaries
+  matmulCase({ M: 132, Kd: 20, N: 136, transA, transB }),
+  // batched, and b shared by the batch (its gradient sums over the batch)
+  matmulCase({ batch: [2, 3], M: 5, Kd: 12, N: 8, transA, transB }),
+  matmulCase({ batch: [3], M: 6, Kd: 9, N: 4, transA, transB, sharedB: true }),
+]);
+// The 128-row and 128-column tiles (crossing them), with vec4 loads for one operand only.
+cases.push(
+  matmulCase({
+    batch: [2],
+    M: 9,
+    Kd: 7,
+    N: 136,
+    transA: true,
+    sharedB: true,
+    tiles: { TM: 4, TN: 8, BK: 8 },
+  }),
+);
+if (!cpu) {
+  cases.push(
+    matmulCase({ M: 140, Kd: 16, N: 9, tiles: { TM: 8, TN: 4, BK: 8 } }),
+    matmulCase({ batch: [2], M: 140, Kd: 40, N: 131, transB: true, tiles: { TM: 8, TN: 8, BK: 8 } }),
+    matmulCase({ batch: [2], M: 70, Kd: 40, N: 36, sharedB: true, tiles: { TM: 8, TN: 8, BK: 16 } }),
+    matmulCase({ M: 70, Kd: 41, N: 36, transA: true, transB: true, tiles: { TM: 4, TN: 4, BK: 16 } }),
+  );
+}
+
+opTests(cases);
+
+Deno.test({
+  name: "matmul: zero-length inner dimension gives zeros; empty outputs are fine",
+  ignore: noGpu,
+  fn: async () => {
+    const out = tidy(() => matmul(tensor(new Float32Array(0), [3, 0]), tensor(new Float32Array(0), [0, 2])));
+    assert.deepEqual([...await out.toArray()], [0, 0, 0, 0, 0, 0]);
+    out.dispose();
+    const e = tidy(() => matmul(tensor(new Float32Array(0), [0, 4]), tensor(new Float32Array(8), [4, 2])));
+    assert.deepEqual(e.shape, [0, 2]);
+    e.dispose();
+  },
+});
+
+Deno.test({
+  name: "matmul: the per-run shape x (K, B·T, D) @ W (K, D, E) on every tile configuration",
+  ignore: noGpu,
+  fn: async () => {
+    const [K, BT, D, E] = [2, 37, 24, 20];
+    const [x, w] = randomInputs([{ shape: [K, BT, D] }, { shape: [K, D, E] }]);
+    const want = matmulRef(x, [K, BT, D], w, [K, D, E]).data;
+    const configs: MatmulTiles[] = [{ TM: 4, TN: 4, BK: 8 }, { TM: 4, TN: 8, BK: 8 }];
+    if (!cpu) configs.push({ TM: 8, TN: 4, BK: 8 }, { TM: 8, TN: 8, BK: 8 }, { TM: 8, TN: 8, BK: 16 });
+    for (const tiles of configs) {
+      const y = tidy(() => matmul(tensor(x, [K, BT, D]), tensor(w, [K, D, E]), { tiles }));
+      const err = maxRelError(await y.toArray(), want);
+      y.dispose();
+      assert.ok(err < 1e-5, `tiles ${JSON.stringify(tiles)}: error ${err}`);
+    }
+  },
+});
+
+Deno.test({
+  name: "matmul: bad shapes throw RangeErrors naming the op",
+  ignore: noGpu,
+  fn: () => {
+    tidy(() => {
+      const a = tensor(new Float32Array(6), [2, 3]);
+      assert.throws(() => matmul(a, tensor(new Float32Array(8), [4, 2])), /matmul: inner dimensions differ/);
+      assert.throws(
+        () => matmul(a, tensor(new Float32Array(3), [3])),
+        /matmul: expected a and b of rank ≥ 2/,
+      );
+      const a3 = tensor(new Float32Array(12), [2, 2, 3]);
+      assert.throws(
+        () => matmul(a3, tensor(new Float32Array(18), [3, 3, 2])),
+        /batch dimensions must be equal/,
+      );
+      assert.throws(
+        () => matmul(a, tensor(new Float32Array(12), [2, 3, 2])),
+        /batch dimensions must be equal/,
+      );
+    });
+  },
+});

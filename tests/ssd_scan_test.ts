@@ -1,0 +1,83 @@
+import assert from "node:assert/strict";
+import { type OpCase, opTests, noGpu, randomInputs } from "./harness.ts";
+import { type SsdDims, ssdScan, ssdScanGrads, type SsdScanOptions, ssdScanRef, ssdScanVjpRef } from "../lib/ops/ssd_scan.ts";
+import { readTensors, tensor, tidy } from "../lib/tensor.ts";
+
+/** One scan case in its valid input ranges: dt in [0.01, 1], A in [−2, −0.1]. */
+function ssdCase(name: string, dims: SsdDims, options: SsdScanOptions = {}, tol?: number): OpCase {
+  const { K, Bt, T, H, P, G, N } = dims;
+  const arrays = ([x, dt, A, B, C, D]: Float64Array[]) => ({ x, dt, A, B, C, D });
+  return {
+    name: `ssdScan ${name} (K ${K}, Bt ${Bt}, T ${T}, H ${H}, P ${P}, G ${G}, N ${N})`,
+    inputs: [
+      { shape: [K, Bt, T, H, P] },
+      { shape: [K, Bt, T, H], range: [0.01, 1] },
+      { shape: [K, H], range: [-2, -0.1] },
+      { shape: [K, Bt, T, G, N] },
+      { shape: [K, Bt, T, G, N] },
+      { shape: [K, H] },
+    ],
+    gpu: ([x, dt, A, B, C, D]) => ssdScan({ x, dt, A, B, C, D }, options),
+    ref: (xs) => ssdScanRef(arrays(xs), dims),
+    refVjp: (xs, ct) => {
+      const g = ssdScanVjpRef(arrays(xs), ct, dims);
+      return [g.dx, g.ddt, g.dA, g.dB, g.dC, g.dD];
+    },
+    tol: tol ?? 1e-4,
+  };
+}
+
+opTests([
+  ssdCase("T = 1", { K: 1, Bt: 2, T: 1, H: 2, P: 3, G: 1, N: 5 }),
+  ssdCase("T not a multiple of the tile, odd P and N", { K: 1, Bt: 1, T: 37, H: 2, P: 5, G: 2, N: 6 }),
+  ssdCase("G = 1, H = 4, K = 2", { K: 2, Bt: 2, T: 19, H: 4, P: 8, G: 1, N: 16 }),
+  ssdCase("G = 2, H = 4, K = 2", { K: 2, Bt: 2, T: 21, H: 4, P: 8, G: 2, N: 12 }),
+  ssdCase("several threads per row and column", { K: 1, Bt: 1, T: 40, H: 2, P: 12, G: 1, N: 20 }),
+  // scratch of one batch row: the per-head gradient sums run in three chunks
+  ssdCase("chunked head sums", { K: 1, Bt: 3, T: 9, H: 4, P: 4, G: 2, N: 8 }, { partialBytes: 1 }),
+  ssdCase("T = 2048", { K: 1, Bt: 1, T: 2048, H: 2, P: 2, G: 1, N: 3 }),
+]);
+
+Deno.test({
+  name: "ssdScan: gradients are bit-identical run to run",
+  ignore: noGpu,
+  fn: async () => {
+    const dims: SsdDims = { K: 1, Bt: 2, T: 33, H: 4, P: 8, G: 2, N: 8 };
+    const { K, Bt, T, H, P, G, N } = dims;
+    const shapes = [[K, Bt, T, H, P], [K, Bt, T, H], [K, H], [K, Bt, T, G, N], [K, Bt, T, G, N], [K, H]];
+    const xs = randomInputs([
+      { shape: shapes[0] },
+      { shape: shapes[1], range: [0.01, 1] },
+      { shape: shapes[2], range: [-2, -0.1] },
+      { shape: shapes[3] },
+      { shape: shapes[4] },
+      { shape: shapes[5] },
+      { shape: shapes[0] },
+    ]);
+    const run = () =>
+      tidy(() => {
+        const [x, dt, A, B, C, D, dy] = xs.map((v, i) => tensor(v, shapes[i] ?? shapes[0]));
+        const g = ssdScanGrads({ x, dt, A, B, C, D }, dy);
+        return [g.dx, g.ddt, g.dA, g.dB, g.dC, g.dD];
+      });
+    const a = run(), b = run();
+    const [ra, rb] = [await readTensors(a), await readTensors(b)];
+    [...a, ...b].forEach((t) => t.dispose());
+    ra.forEach((v, i) => assert.deepEqual(new Uint32Array(v.buffer), new Uint32Array(rb[i].buffer), `gradient ${i}`));
+  },
+});
+
+Deno.test({
+  name: "ssdScan: rejects mismatched shapes with a RangeError",
+  ignore: noGpu,
+  fn: () => {
+    tidy(() => {
+      const x = tensor(new Float32Array(12), [1, 1, 3, 2, 2]);
+      const dt = tensor(new Float32Array(6), [1, 1, 3, 2]);
+      const hd = tensor(new Float32Array(2), [1, 2]);
+      const B = tensor(new Float32Array(6), [1, 1, 3, 3, 2]); // G = 3 does not divide H = 2
+      assert.throws(() => ssdScan({ x, dt, A: hd, B, C: B, D: hd }), RangeError);
+      assert.throws(() => ssdScan({ x, dt: x, A: hd, B, C: B, D: hd }), /expected dt of shape/);
+    });
+  },
+});
