@@ -12,7 +12,8 @@
 //     tx·4 + 64·g + (0..3) for g < TN/4. Splitting a thread's rows and columns into 4-wide groups 64 apart (rather
 //     than one block of TM) makes the 16 threads of a half-warp read 16 consecutive vec4s of Bs (no bank
 //     conflicts) and the two ty rows of a warp read two broadcast vec4s of As.
-//   - Per k the thread does TM/4 + TN/4 vec4 loads from workgroup memory and TM·TN FMAs (8×8: 4 loads, 64 FMAs).
+//   - Per k the thread does TM/4 + TN/4 vec4 loads from workgroup memory and TM·TN FMAs (8×8: 4 loads, 64 FMAs),
+//     on accumulators held as named 4×4 matrices (struct Acc), the k loop written out 4 deep (see kStep).
 //   - Workgroup memory is double-buffered: while computing on one buffer, the thread has already issued the global
 //     loads of the next K-step into registers, and stores them into the other buffer afterwards; one barrier per
 //     K-step. Rows of As and Bs are padded by 4 floats so that transposing stores (a 4-vector of k for one m)

@@ -72,7 +72,11 @@ function matmulDims(
   return { batch: sizeOf(aBatch), M, N, Kd, outShape: [...aBatch, M, N] };
 }
 
-/** Fits the tile to the work: 128×128 tiles only when there are enough of them to fill the GPU. */
+/**
+ * Fits the tile to the work: 128×128 tiles (the fastest on the H100 at 2048³ and on the per-run shape, measured by
+ * tests/matmul_bench.ts with MATMUL_TUNE=1) only when there are enough of them to give the 132 SMs ~2 each;
+ * smaller tiles otherwise. BK = 16 measured no better than 8.
+ */
 function chooseTiles({ batch, M, N }: Dims): MatmulTiles {
   const groups = (bm: number, bn: number) => batch * Math.ceil(M / bm) * Math.ceil(N / bn);
   const wide = groups(128, 128) >= 256;

@@ -1,0 +1,173 @@
+/**
+ * Matmul throughput: square products at 1024³, 2048³, 4096³ (128³, 256³ on a CPU adapter), the transposed forms
+ * the backward uses, and the batched per-run case x (K=4, 2048, 1024) @ W (K=4, 1024, 1024).
+ * Before timing, every tile configuration is checked against the float64 reference on odd sizes, so a tuning run
+ * on a GPU also checks the configurations that the CPU tests skip (8×8 tiles compile for minutes on llvmpipe).
+ *
+ *   deno bench -A tests/matmul_bench.ts                     # table + Deno.bench
+ *   MATMUL_TUNE=1 deno run -A tests/matmul_bench.ts         # also sweep every tile configuration
+ */
+import { H100, report, timeGpu } from "./bench_util.ts";
+import { maxRelError, randomInputs } from "./harness.ts";
+import { dispatch, flush, gpuInfo, initGpu, sync, trimPool } from "../lib/runtime.ts";
+import { matmul, type MatmulOptions, matmulRef, type MatmulTiles } from "../lib/ops/matmul.ts";
+import { empty, type Tensor, tensor, tidy } from "../lib/tensor.ts";
+
+await initGpu();
+const cpu = gpuInfo().isCpu;
+const tune = Deno.env.get("MATMUL_TUNE") === "1";
+console.log(`device: ${gpuInfo().description}; H100 fp32 peak ${H100.flops / 1e12} TFLOP/s`);
+
+const ALL_TILES: MatmulTiles[] = [
+  { TM: 8, TN: 8, BK: 8 },
+  { TM: 8, TN: 8, BK: 16 },
+  { TM: 8, TN: 4, BK: 8 },
+  { TM: 4, TN: 8, BK: 8 },
+  { TM: 4, TN: 4, BK: 8 },
+  { TM: 4, TN: 4, BK: 16 },
+];
+const tileName = (t?: MatmulTiles) => (t ? `${t.TM}×${t.TN}×${t.BK}` : "auto");
+
+/** Random operands for op(A) (M, Kd) · op(B) (Kd, N), batched over `batch` (none when 0). */
+function operands(M: number, Kd: number, N: number, opts: MatmulOptions = {}, batch = 0): [Tensor, Tensor] {
+  const lead = batch ? [batch] : [];
+  const aShape = [...lead, ...(opts.transA ? [Kd, M] : [M, Kd])];
+  const bShape = [...lead, ...(opts.transB ? [N, Kd] : [Kd, N])];
+  const [a, b] = randomInputs([{ shape: aShape }, { shape: bShape }]);
+  return [tensor(a, aShape), tensor(b, bShape)];
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Correctness of every configuration the timings use (GPU only: llvmpipe compiles large tiles for minutes).
+
+if (!cpu) {
+  let worst = 0;
+  for (const tiles of ALL_TILES) {
+    for (const [transA, transB] of [[false, false], [true, false], [false, true], [true, true]]) {
+      for (const [M, Kd, N] of [[259, 133, 261], [260, 132, 264]]) {
+        const opts = { transA, transB, tiles };
+        const aShape = [2, ...(transA ? [Kd, M] : [M, Kd])], bShape = transB ? [N, Kd] : [Kd, N];
+        const [a, b] = randomInputs([{ shape: aShape }, { shape: bShape }]);
+        const y = tidy(() => matmul(tensor(a, aShape), tensor(b, bShape), opts));
+        const err = maxRelError(await y.toArray(), matmulRef(a, aShape, b, bShape, opts).data);
+        y.dispose();
+        worst = Math.max(worst, err);
+        if (!(err < 1e-4)) {
+          throw new Error(`matmul ${tileName(tiles)} ${JSON.stringify(opts)} ${M}×${Kd}×${N}: ${err}`);
+        }
+      }
+    }
+  }
+  console.log(
+    `correctness: every tile configuration and transpose matches float64 (max rel error ${
+      worst.toExponential(2)
+    })`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Timings
+
+/** Repetitions for the shorter of the two timed runs: the longer (4×) keeps the GPU busy for ~0.2 s. */
+const repsFor = (expectedSeconds: number) =>
+  cpu ? 2 : Math.min(100, Math.max(4, Math.ceil(0.05 / expectedSeconds)));
+
+/**
+ * Seconds per repetition of `record`, free of the fixed cost of waiting for the GPU (~12 ms on the H100 through
+ * Deno, as long as 20 products of 1024³): the difference of two timed runs of n and 4n repetitions, over 3n.
+ */
+async function timePerRep(record: () => void, n: number): Promise<number> {
+  if (cpu) return await timeGpu(record, n); // the wait is short next to llvmpipe's work; a difference is noise
+  const short = (await timeGpu(record, n)) * n;
+  const long = (await timeGpu(record, 4 * n)) * 4 * n;
+  return (long - short) / (3 * n);
+}
+
+async function timeMatmul(
+  name: string,
+  M: number,
+  Kd: number,
+  N: number,
+  opts: MatmulOptions = {},
+  batch = 0,
+) {
+  const [a, b] = operands(M, Kd, N, opts, batch);
+  const flops = 2 * M * N * Kd * Math.max(batch, 1);
+  const n = repsFor(flops / (cpu ? 1e9 : 10e12));
+  // Fill the buffer pool with an output buffer per repetition first, so that no allocation is timed (outputs
+  // return to the pool only at a submit, and the timed loop must not submit per product).
+  const spare = Array.from({ length: 4 * n + 3 }, () => empty([...(batch ? [batch] : []), M, N]));
+  spare.forEach((t) => t.dispose());
+  flush();
+  const seconds = await timePerRep(() => matmul(a, b, opts).dispose(), n);
+  a.dispose();
+  b.dispose();
+  trimPool();
+  return { name, seconds, flops };
+}
+
+const sizes = cpu ? [128, 256] : [1024, 2048, 4096];
+const big = sizes.at(-1)!;
+const rows = [];
+for (const n of sizes) rows.push(await timeMatmul(`${n}³ A·B`, n, n, n));
+rows.push(await timeMatmul(`${big}³ Aᵀ·B`, big, big, big, { transA: true }));
+rows.push(await timeMatmul(`${big}³ A·Bᵀ`, big, big, big, { transB: true }));
+rows.push(await timeMatmul(`${big}³ Aᵀ·Bᵀ`, big, big, big, { transA: true, transB: true }));
+// Per-run weights: x (K, B·T, D) @ W (K, D, E), and the two products of its backward.
+const [K, BT, D, E] = cpu ? [4, 128, 64, 64] : [4, 2048, 1024, 1024];
+rows.push(await timeMatmul(`per-run x(${K},${BT},${D})·W(${K},${D},${E})`, BT, D, E, {}, K));
+rows.push(await timeMatmul(`per-run dx = g·Wᵀ`, BT, E, D, { transB: true }, K));
+rows.push(await timeMatmul(`per-run dW = xᵀ·g`, D, BT, E, { transA: true }, K));
+report(`matmul (${gpuInfo().description})`, rows);
+
+if (tune) {
+  // What this stack (WGSL → SPIR-V → driver) gets from pure register FMAs: the ceiling for any matmul kernel.
+  const iters = 4096, groups = 132 * 32;
+  const out = empty([groups * 256]);
+  const fmaKernel = {
+    name: "fma_peak",
+    bindings: ["read_write"] as const,
+    code: `struct Params { n: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  var x0 = vec4<f32>(f32(gid.x) * 1e-9); var x1 = x0 + 1.0; var x2 = x0 + 2.0; var x3 = x0 + 3.0;
+  var x4 = x0 + 4.0; var x5 = x0 + 5.0; var x6 = x0 + 6.0; var x7 = x0 + 7.0;
+  let b = vec4<f32>(0.999); let c = vec4<f32>(0.001);
+  for (var i = 0u; i < p.n; i++) {
+    x0 = fma(x0, b, c); x1 = fma(x1, b, c); x2 = fma(x2, b, c); x3 = fma(x3, b, c);
+    x4 = fma(x4, b, c); x5 = fma(x5, b, c); x6 = fma(x6, b, c); x7 = fma(x7, b, c);
+    x0 = fma(x0, b, c); x1 = fma(x1, b, c); x2 = fma(x2, b, c); x3 = fma(x3, b, c);
+    x4 = fma(x4, b, c); x5 = fma(x5, b, c); x6 = fma(x6, b, c); x7 = fma(x7, b, c);
+  }
+  let s = x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7;
+  out[gid.x] = s.x + s.y + s.z + s.w;
+}`,
+  };
+  const seconds = await timePerRep(() => dispatch(fmaKernel, [out.buffer], [iters], [groups]), repsFor(0.02));
+  out.dispose();
+  report("fp32 FMA ceiling of this stack", [{
+    name: "register FMAs only",
+    seconds,
+    flops: groups * 256 * iters * 128,
+  }]);
+
+  const sweep = [];
+  for (const tiles of ALL_TILES) {
+    for (const n of sizes) sweep.push(await timeMatmul(`${n}³ tiles ${tileName(tiles)}`, n, n, n, { tiles }));
+    sweep.push(await timeMatmul(`per-run tiles ${tileName(tiles)}`, BT, D, E, { tiles }, K));
+  }
+  report("matmul tile sweep", sweep);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Deno.bench (one matmul and a wait for the GPU per iteration, so each includes the ~12 ms wait)
+
+for (const n of sizes) {
+  const [a, b] = operands(n, n, n);
+  Deno.bench(`matmul ${n}³`, { group: "matmul" }, async () => {
+    matmul(a, b).dispose();
+    await sync();
+  });
+}
