@@ -13,25 +13,27 @@
  *   mask[i, j] = (1/H) Σ_h exp(A_h·s_h(i, j))
  *
  * ## Precision: no differences of long prefix sums
- * With S_t = Σ_{u≤t} Δ_u, s(i, j) = S_i − S_j loses the f32 rounding of S_i (≈ ε·S_i, with S_i up to T·Δ) however
- * small s is, and exp(A·s) inherits an absolute exponent error |A|·ε·S_i: near the diagonal at T = 1000, Δ ≈ 1 and
- * |A| = 4 that is ~1e-4 relative (naive prefix sums, measured in tests/attention_map_test.ts). Here time is cut
- * into blocks of TB = 16 (the tile edge) and a `prefix` pass stores, per channel, the inclusive prefix U_t from the
- * start of t's block, the exclusive suffix R_t to its end, and each block's sum BS_b, all summed in a fixed order.
- * Then, for i in block bi and j in block bj:
+ * With S_t = Σ_{u≤t} Δ_u, s(i, j) = S_i − S_j carries the f32 rounding of S_i (≈ ε·S_i, S_i up to T·Δ) however
+ * small s is, so exp(A·s) gets a relative error up to |A|·ε·S_i whatever its size: up to ~2e-4 for entries near the
+ * diagonal at T = 1000, Δ ≈ 1, |A| = 4. Here time is cut into blocks of TB = 16 (the tile edge) and a `prefix` pass
+ * stores, per channel, the inclusive prefix U_t from the start of t's block, the exclusive suffix R_t to its end,
+ * and each block's sum BS_b, all summed sequentially in a fixed order. For i in block bi and j in block bj:
  *   bi = bj:  s = U_i − U_j                          (a difference of sums of at most 16 terms)
- *   bi > bj:  s = U_i + R_j + Σ_{bj < b < bi} BS_b    (only positive terms: relative error a few ε)
- * so the exponent's error is proportional to s itself (where exp(A·s) is not negligible, |A·s| ≲ 90, that is an
- * absolute error of ~1e-5 at most), independent of T. The map's own sums are two-level (chunks of 32 channels,
- * then chunk totals), so at T = 1000 the measured max error is ~1e-6 of max |map| (tests/attention_map_test.ts).
+ *   bi > bj:  s = U_i + R_j + Σ_{bj < b < bi} BS_b    (positive terms only)
+ * so s has a relative error of at most ~(TB + T/TB)·ε (typically far less), and exp(A·s) a relative error
+ * ≲ |A·s|·(TB + T/TB)·ε: proportional to the exponent, small wherever the entry is not negligible, and not
+ * growing with the position i. The map's sums are two-level (chunks of 32 channels, then chunk totals).
+ * Measured at T = 1000 (Δ ∈ [0.5, 1.5], A ∈ [−4, −1e-3], tests/attention_map_test.ts): max error 1.3e-7 of
+ * max |map|, against 5e-6 – 1e-5 with exponents from naive f32 prefix-sum differences.
  *
  * ## GPU layout and cost
  * One workgroup per 16×16 tile (i block, j block, k), one thread per (i, j); tiles above the diagonal write zeros.
  * Mamba 1 stages, per chunk of 32 channels, the exponent parts and Δ_j in workgroup memory and keeps NB (a divisor
  * of N, ≤ 16) accumulators per thread in registers, so each (i, j, e, n) costs one exp and three multiply-adds:
- * ≈ E·N·T²/2 exps (T = 1000, E = 2048, N = 32: 3.3e10 exps, ~1.3e11 FLOP). The exp unit bounds it (on an H100
- * ~16 exp/clk/SM, a few ms at best; tests/attention_map_bench.ts measures it). A restructuring that was
- * considered: exp(A(U_i + V_j)) = exp(A·U_i)·exp(A·V_j) with both factors ≤ 1 (stable), which turns each
+ * ≈ E·N·T²/2 exps (T = 1000, E = 2048, N = 32: 3.3e10 exps, ~1.3e11 FLOP). The exp unit bounds it: an H100
+ * does ~16 exp/clk/SM, 3.7e12/s, so ≥ 9 ms for that map, tens of ms expected (tests/attention_map_bench.ts
+ * measures it; on llvmpipe T = 1000 takes ~9 s even for E·N = 6, so tests keep E, N tiny there). A restructuring
+ * that was considered: exp(A(U_i + V_j)) = exp(A·U_i)·exp(A·V_j) with both factors ≤ 1 (stable), which turns each
  * off-diagonal tile row into a T×T×(E·N) matrix product with only T·E·N exps per block row — fewer exps but the
  * same multiply-add count and a matmul-style kernel; not done, since a map is computed a handful of times per run.
  * Mamba 2 is cheap: per (i, j) one G·N dot product and H exps (T = 1000, H = 32, N = 128: ~1e8 FLOP).
@@ -85,7 +87,9 @@ const shapeStr = (t: Tensor | readonly number[]) => `[${("shape" in t ? t.shape 
 
 function expectShape(op: string, name: string, t: Tensor, shape: readonly number[], letters: string): void {
   if (t.rank !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
-    throw new RangeError(`${op}: expected ${name} of shape ${shapeStr(shape)} ${letters}, got ${shapeStr(t)}`);
+    throw new RangeError(
+      `${op}: expected ${name} of shape ${shapeStr(shape)} ${letters}, got ${shapeStr(t)}`,
+    );
   }
 }
 
@@ -96,10 +100,14 @@ function checkBatchIndex(op: string, batchIndex: number, Bt: number): void {
 }
 
 /** Sizes of a Mamba 1 map; throws a RangeError on bad shapes. */
-export function mamba1MapDims({ delta, A, B, C }: Mamba1MapInputs): { K: number; Bt: number; T: number; E: number; N: number } {
+export function mamba1MapDims(
+  { delta, A, B, C }: Mamba1MapInputs,
+): { K: number; Bt: number; T: number; E: number; N: number } {
   const op = "mamba1AttentionMap";
   for (const t of [delta, A, B, C]) expectF32(op, t);
-  if (delta.rank !== 4) throw new RangeError(`${op}: expected delta of shape (K, Bt, T, E), got ${shapeStr(delta)}`);
+  if (delta.rank !== 4) {
+    throw new RangeError(`${op}: expected delta of shape (K, Bt, T, E), got ${shapeStr(delta)}`);
+  }
   const [K, Bt, T, E] = delta.shape;
   if (A.rank !== 3) throw new RangeError(`${op}: expected A of shape (K, E, N), got ${shapeStr(A)}`);
   const N = A.shape[2];
@@ -135,7 +143,17 @@ export function mamba2MapDims(
 // ---------------------------------------------------------------------------------------------------------------
 // Kernels
 
-const BINDINGS = ["read", "read_write", "read_write", "read_write", "read", "read", "read", "read_write", "read_write"] as const;
+const BINDINGS = [
+  "read",
+  "read_write",
+  "read_write",
+  "read_write",
+  "read",
+  "read",
+  "read",
+  "read_write",
+  "read_write",
+] as const;
 
 /** States per register pass of the Mamba 1 kernel: the largest divisor of N that is ≤ 16 (no padded states). */
 function statesPerPass(N: number): number {
@@ -217,6 +235,7 @@ function runMap(
  * @throws {RangeError} on mismatched shapes or a batchIndex outside [0, Bt).
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { initGpu } from "../runtime.ts";
  * import { full, tensor } from "../tensor.ts";
  * import { mamba1AttentionMap } from "./attention_map.ts";
@@ -228,8 +247,9 @@ function runMap(
  *   B: full([1, 1, 3, 1], 1),
  *   C: full([1, 1, 3, 1], 2),
  * });
- * console.log(await map.toArray()); // [2, 0, 0,  1, 2, 0,  0.5, 1, 2]
- * console.log(await mask.toArray()); // [1, 0, 0,  0.5, 1, 0,  0.25, 0.5, 1]
+ * const near = (a: ArrayLike<number>, b: number[]) => b.every((v, i) => Math.abs(a[i] - v) < 1e-6);
+ * assert.ok(near(await map.toArray(), [2, 0, 0, 1, 2, 0, 0.5, 1, 2]));
+ * assert.ok(near(await mask.toArray(), [1, 0, 0, 0.5, 1, 0, 0.25, 0.5, 1]));
  * ```
  */
 export function mamba1AttentionMap(inputs: Mamba1MapInputs, opts: AttentionMapOptions = {}): AttentionMap {
@@ -250,6 +270,7 @@ export function mamba1AttentionMap(inputs: Mamba1MapInputs, opts: AttentionMapOp
  * @throws {RangeError} on mismatched shapes, G not dividing H, or a batchIndex outside [0, Bt).
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { initGpu } from "../runtime.ts";
  * import { full, tensor } from "../tensor.ts";
  * import { mamba2AttentionMap } from "./attention_map.ts";
@@ -261,7 +282,8 @@ export function mamba1AttentionMap(inputs: Mamba1MapInputs, opts: AttentionMapOp
  *   B: full([1, 1, 2, 1, 1], 1),
  *   C: full([1, 1, 2, 1, 1], 1),
  * });
- * console.log(await map.toArray()); // [1, 0, 0.5, 1]
+ * const got = await map.toArray();
+ * assert.ok([1, 0, 0.5, 1].every((v, i) => Math.abs(got[i] - v) < 1e-6));
  * ```
  */
 export function mamba2AttentionMap(inputs: Mamba2MapInputs, opts: AttentionMapOptions = {}): AttentionMap {
@@ -285,12 +307,16 @@ export function mamba2AttentionMap(inputs: Mamba2MapInputs, opts: AttentionMapOp
  * @throws {RangeError} unless map has T·T entries and stride is a positive integer.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { attentionMapToRows } from "./attention_map.ts";
- * console.log(attentionMapToRows(Float32Array.from([1, 0, 0, 1, 2, 0, 1, 2, 3]), 3, 2)); // [[1, 0], [1, 3]]
+ * const rows = attentionMapToRows(Float32Array.from([1, 0, 0, 1, 2, 0, 1, 2, 3]), 3, 2);
+ * assert.deepEqual(rows, [[1, 0], [1.5, 3]]);
  * ```
  */
 export function attentionMapToRows(map: ArrayLike<number>, T: number, stride = 1): number[][] {
-  if (!Number.isInteger(T) || T < 1) throw new RangeError(`attentionMapToRows: expected T a positive integer, got ${T}`);
+  if (!Number.isInteger(T) || T < 1) {
+    throw new RangeError(`attentionMapToRows: expected T a positive integer, got ${T}`);
+  }
   if (map.length !== T * T) {
     throw new RangeError(`attentionMapToRows: expected map of T·T = ${T * T} entries, got ${map.length}`);
   }
@@ -339,7 +365,14 @@ export interface AttentionMapArrays {
 }
 
 /** Float64 prefix sums S[t, c] = Σ_{u≤t} Δ[u, c] of batch row b of run k. */
-function prefixRef(delta: ArrayLike<number>, k: number, b: number, Bt: number, T: number, Ch: number): Float64Array {
+function prefixRef(
+  delta: ArrayLike<number>,
+  k: number,
+  b: number,
+  Bt: number,
+  T: number,
+  Ch: number,
+): Float64Array {
   const S = new Float64Array(T * Ch);
   const base = (k * Bt + b) * T * Ch;
   for (let c = 0; c < Ch; c++) {
@@ -353,10 +386,11 @@ function prefixRef(delta: ArrayLike<number>, k: number, b: number, Bt: number, T
  * Float64 reference of {@link mamba1AttentionMap}.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { mamba1AttentionMapRef } from "./attention_map.ts";
  * const dims = { K: 1, Bt: 1, T: 2, E: 1, N: 1 };
  * const { map } = mamba1AttentionMapRef({ delta: [1, 1], A: [Math.log(0.5)], B: [1, 1], C: [1, 1] }, dims);
- * console.log(map); // [1, 0, 0.5, 1]
+ * assert.ok([1, 0, 0.5, 1].every((v, i) => Math.abs(map[i] - v) < 1e-12));
  * ```
  */
 export function mamba1AttentionMapRef(
@@ -393,10 +427,11 @@ export function mamba1AttentionMapRef(
  * Float64 reference of {@link mamba2AttentionMap}.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { mamba2AttentionMapRef } from "./attention_map.ts";
  * const dims = { K: 1, Bt: 1, T: 2, H: 1, G: 1, N: 1 };
  * const { mask } = mamba2AttentionMapRef({ dt: [1, 1], A: [Math.log(0.5)], B: [1, 1], C: [1, 1] }, dims);
- * console.log(mask); // [1, 0, 0.5, 1]
+ * assert.ok([1, 0, 0.5, 1].every((v, i) => Math.abs(mask[i] - v) < 1e-12));
  * ```
  */
 export function mamba2AttentionMapRef(
@@ -415,7 +450,9 @@ export function mamba2AttentionMapRef(
       for (let j = 0; j <= i; j++) {
         for (let g = 0; g < G; g++) {
           let s = 0;
-          for (let n = 0; n < N; n++) s += a.C[((row + i) * G + g) * N + n] * a.B[((row + j) * G + g) * N + n];
+          for (let n = 0; n < N; n++) {
+            s += a.C[((row + i) * G + g) * N + n] * a.B[((row + j) * G + g) * N + n];
+          }
           cb[g] = s;
         }
         let m = 0, mk = 0;
