@@ -49,7 +49,9 @@ export function getDevice(): Promise<GPUDevice> {
 
 async function createDevice(): Promise<GPUDevice> {
   const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
-  if (!gpu) throw new GpuUnavailableError("WebGPU is not available in this runtime (navigator.gpu is missing)");
+  if (!gpu) {
+    throw new GpuUnavailableError("WebGPU is not available in this runtime (navigator.gpu is missing)");
+  }
   const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
   if (!adapter) {
     throw new GpuUnavailableError(
@@ -145,9 +147,9 @@ export interface Kernel {
 const pipelineCache = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
 
 function pipelineFor(kernel: Kernel) {
-  const key = `${kernel.entry ?? "main"}|${JSON.stringify(kernel.constants ?? {})}|${kernel.bindings.join(",")}|${
-    kernel.code
-  }`;
+  const key = `${kernel.entry ?? "main"}|${JSON.stringify(kernel.constants ?? {})}|${
+    kernel.bindings.join(",")
+  }|${kernel.code}`;
   let hit = pipelineCache.get(key);
   if (hit) return hit;
   const dev = gpu();
@@ -281,14 +283,18 @@ export function dispatch(
   workgroups: readonly [number, number?, number?],
 ): void {
   if (buffers.length !== kernel.bindings.length) {
-    throw new Error(`kernel ${kernel.name}: expected ${kernel.bindings.length} buffers, got ${buffers.length}`);
+    throw new Error(
+      `kernel ${kernel.name}: expected ${kernel.bindings.length} buffers, got ${buffers.length}`,
+    );
   }
   if (uniforms.length > UNIFORM_SLOT / 4) throw new Error(`kernel ${kernel.name}: too many uniforms`);
   const [x, y = 1, z = 1] = workgroups;
   if (x === 0 || y === 0 || z === 0) return;
   const maxGroups = gpu().limits.maxComputeWorkgroupsPerDimension;
   if (x > maxGroups || y > maxGroups || z > maxGroups) {
-    throw new RangeError(`kernel ${kernel.name}: workgroup grid ${x}×${y}×${z} exceeds ${maxGroups} per dimension`);
+    throw new RangeError(
+      `kernel ${kernel.name}: workgroup grid ${x}×${y}×${z} exceeds ${maxGroups} per dimension`,
+    );
   }
   if (slotsUsed === SLOTS_PER_CHUNK) flush();
   const { pipeline, layout } = pipelineFor(kernel);
@@ -308,7 +314,10 @@ export function dispatch(
   const bindGroup = gpu().createBindGroup({
     layout,
     entries: [
-      { binding: 0, resource: { buffer: uniformArena, offset: slotsUsed * UNIFORM_SLOT, size: UNIFORM_SLOT } },
+      {
+        binding: 0,
+        resource: { buffer: uniformArena, offset: slotsUsed * UNIFORM_SLOT, size: UNIFORM_SLOT },
+      },
       ...buffers.map((buffer, i) => ({ binding: i + 1, resource: { buffer } })),
     ],
   });
@@ -321,7 +330,13 @@ export function dispatch(
 }
 
 /** Records a buffer-to-buffer copy (ends the current compute pass). */
-export function copyBuffer(src: GPUBuffer, dst: GPUBuffer, bytes: number, srcOffset = 0, dstOffset = 0): void {
+export function copyBuffer(
+  src: GPUBuffer,
+  dst: GPUBuffer,
+  bytes: number,
+  srcOffset = 0,
+  dstOffset = 0,
+): void {
   closePass();
   if (!encoder) encoder = gpu().createCommandEncoder();
   encoder.copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
@@ -365,7 +380,10 @@ export async function sync(): Promise<void> {
 /** Reads `bytes` bytes of a buffer back to the CPU: flushes, copies to a staging buffer, maps. ~12 ms round trip. */
 export async function readBuffer(src: GPUBuffer, bytes: number, srcOffset = 0): Promise<ArrayBuffer> {
   const size = Math.ceil(bytes / 4) * 4;
-  const staging = gpu().createBuffer({ size: Math.max(size, 4), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  const staging = gpu().createBuffer({
+    size: Math.max(size, 4),
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+  });
   if (size > 0) copyBuffer(src, staging, size, srcOffset, 0);
   flush();
   await staging.mapAsync(GPUMapMode.READ);

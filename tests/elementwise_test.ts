@@ -32,7 +32,13 @@ function binaryCase(op: Bin, aShape: number[], bShape: number[]): OpCase {
       const idxB = binaryRef("mul", ones(a.length), aShape, Float64Array.from(b, (_, i) => i), bShape).data;
       for (let i = 0; i < ct.length; i++) {
         const x = a[idxA[i]], y = b[idxB[i]], g = ct[i];
-        const [da, db] = op === "add" ? [1, 1] : op === "sub" ? [1, -1] : op === "mul" ? [y, x] : [1 / y, -x / (y * y)];
+        const [da, db] = op === "add"
+          ? [1, 1]
+          : op === "sub"
+          ? [1, -1]
+          : op === "mul"
+          ? [y, x]
+          : [1 / y, -x / (y * y)];
         ga[idxA[i]] += g * da;
         gb[idxB[i]] += g * db;
       }
@@ -41,7 +47,11 @@ function binaryCase(op: Bin, aShape: number[], bShape: number[]): OpCase {
   };
 }
 
-const RANGES: Partial<Record<UnaryOp, [number, number]>> = { log: [0.2, 3], sqrt: [0.2, 3], softplus: [-6, 6] };
+const RANGES: Partial<Record<UnaryOp, [number, number]>> = {
+  log: [0.2, 3],
+  sqrt: [0.2, 3],
+  softplus: [-6, 6],
+};
 
 const cases: OpCase[] = [
   ...(["add", "sub", "mul", "div"] as const).flatMap((op) => [

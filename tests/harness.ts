@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { initGpu } from "../lib/runtime.ts";
 import { vjp } from "../lib/autodiff.ts";
-import { tensor, type Tensor, tidy } from "../lib/tensor.ts";
+import { type Tensor, tensor, tidy } from "../lib/tensor.ts";
 import { key, normal, split, uniform } from "../lib/random.ts";
 
 let gpuReason: string | null | undefined;
@@ -119,7 +119,8 @@ export function checkRefVjp(c: OpCase): void {
     lhs += dot(tangents[i]!, grads[i]!);
   }
   const eps = c.eps ?? 1e-6;
-  const shifted = (sign: number) => c.ref(xs.map((x, i) => (tangents[i] ? x.map((v, j) => v + sign * eps * tangents[i]![j]) : x)));
+  const shifted = (sign: number) =>
+    c.ref(xs.map((x, i) => (tangents[i] ? x.map((v, j) => v + sign * eps * tangents[i]![j]) : x)));
   const fp = shifted(1), fm = shifted(-1);
   const fd = dot(fp.map((v, j) => (v - fm[j]) / (2 * eps)), ct);
   const rel = Math.abs(lhs - fd) / Math.max(1, Math.abs(fd));
@@ -158,10 +159,18 @@ export async function checkGradients(c: OpCase): Promise<void> {
 /** Registers the three tests of each case. */
 export function opTests(cases: OpCase[]): void {
   for (const c of cases) {
-    Deno.test({ name: `${c.name}: forward matches float64 reference`, ignore: noGpu, fn: () => checkForward(c).then(() => {}) });
+    Deno.test({
+      name: `${c.name}: forward matches float64 reference`,
+      ignore: noGpu,
+      fn: () => checkForward(c).then(() => {}),
+    });
     if (c.refVjp) {
       Deno.test(`${c.name}: reference VJP passes the dot-product check`, () => checkRefVjp(c));
-      Deno.test({ name: `${c.name}: GPU gradients match reference VJP`, ignore: noGpu, fn: () => checkGradients(c) });
+      Deno.test({
+        name: `${c.name}: GPU gradients match reference VJP`,
+        ignore: noGpu,
+        fn: () => checkGradients(c),
+      });
     }
   }
 }

@@ -16,20 +16,30 @@ const REDUCE_OPS = {
   max: { INIT: "-3.4028235e38", COMBINE: "max(a, b)" },
 };
 
-function reduceDispatch(op: ReduceOp, x: Tensor, axis: number): { out: Tensor; outer: number; n: number; inner: number } {
+function reduceDispatch(
+  op: ReduceOp,
+  x: Tensor,
+  axis: number,
+): { out: Tensor; outer: number; n: number; inner: number } {
   const outer = sizeOf(x.shape.slice(0, axis));
   const n = x.shape[axis];
   const inner = sizeOf(x.shape.slice(axis + 1));
   const out = empty([...x.shape.slice(0, axis), ...x.shape.slice(axis + 1)]);
   const code = kernelSource("reduce.wgsl", REDUCE_OPS[op]);
   if (inner === 1) {
-    dispatch({ name: `${op}_rows`, code, entry: "rows", bindings: ["read", "read_write"] }, [x.buffer, out.buffer], [
+    dispatch({ name: `${op}_rows`, code, entry: "rows", bindings: ["read", "read_write"] }, [
+      x.buffer,
+      out.buffer,
+    ], [
       outer,
       n,
       inner,
     ], grid1d(outer, 1));
   } else {
-    dispatch({ name: `${op}_cols`, code, entry: "cols", bindings: ["read", "read_write"] }, [x.buffer, out.buffer], [
+    dispatch({ name: `${op}_cols`, code, entry: "cols", bindings: ["read", "read_write"] }, [
+      x.buffer,
+      out.buffer,
+    ], [
       outer,
       n,
       inner,
@@ -96,12 +106,17 @@ export const maxVjp: VjpRule<{ axis: number }> = ({ inputs: [x], outputs: [y], a
   const n = x.shape[axis];
   const inner = sizeOf(x.shape.slice(axis + 1));
   const dx = empty(x.shape);
-  dispatch({
-    name: "max_backward",
-    code: kernelSource("reduce_backward.wgsl"),
-    entry: "max_backward",
-    bindings: ["read", "read", "read", "read_write"],
-  }, [x.buffer, y.buffer, g!.buffer, dx.buffer], [outer, n, inner], grid1d(x.size));
+  dispatch(
+    {
+      name: "max_backward",
+      code: kernelSource("reduce_backward.wgsl"),
+      entry: "max_backward",
+      bindings: ["read", "read", "read", "read_write"],
+    },
+    [x.buffer, y.buffer, g!.buffer, dx.buffer],
+    [outer, n, inner],
+    grid1d(x.size),
+  );
   return [dx];
 };
 
