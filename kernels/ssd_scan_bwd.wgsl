@@ -5,6 +5,8 @@
 //   dBh_t[n] = dt_t·Σ_p Γ_t[p, n]·x_t[p]      (dB before the sum over the heads of a group)
 //   s_t = s_{t+1} + r_t − dt_t·q_t  (s_T = 0; r_t from pass 1) ;  d dt_t = q_t + A·s_t ;
 //   per (k, b, h): dA partial = Σ_t dt_t·s_t , dD partial = Σ_t <dy_t, x_t>.
+// At every chunk start t = cL the running sum is replaced by the exact s_t = a_t·<Γ_t, h_{t−1}>, with h_{t−1}
+// saved by pass 1, so its rounding error never accumulates over more than L steps.
 // Layout as in ssd_scan_fwd.wgsl: one workgroup per (k, b, h), Γ in registers, tiles of S steps staged in
 // workgroup memory (walked backwards). Partial sums (gB over the TN column threads, dBh over the TP row threads)
 // go through workgroup memory and are reduced in a fixed order; the scalar recurrence for s runs on thread 0.
@@ -19,8 +21,9 @@ struct Params {
   count: u32, // workgroups with work in this dispatch: (batch rows in the chunk)·H
   kb0: u32, // first k·Bt + b of this dispatch
   okb: u32, // k·Bt + b that maps to row 0 of DBH
-  S: u32, // = the constant S; a uniform loop bound keeps compilers from unrolling the step loop (llvmpipe
-          // would take minutes to compile it)
+  L: u32, // steps between the states saved by pass 1, a multiple of S
+  NS: u32, // saved states per head: ceil(T / L) − 1
+  S: u32, // = the constant S: a loop bound the compiler cannot unroll (see `unrollSteps` in ssd_scan.ts)
 }
 
 @group(0) @binding(0) var<uniform> prm: Params;
@@ -36,6 +39,7 @@ struct Params {
 @group(0) @binding(10) var<storage, read_write> DDT: array<f32>; // (K, Bt, T, H)
 @group(0) @binding(11) var<storage, read_write> DBH: array<f32>; // (rows, T, H, N)
 @group(0) @binding(12) var<storage, read_write> SP: array<f32>; // (K, Bt, H, 2): dA and dD partials
+@group(0) @binding(13) var<storage, read> HS: array<vec4<f32>>; // states saved by pass 1 (rows, H, NS, PP, NN4)
 
 const P: u32 = {{P}}u;
 const N: u32 = {{N}}u;
@@ -55,11 +59,17 @@ var<workgroup> sc: array<vec4<f32>, {{S_NN4}}>;
 var<workgroup> sdt: array<f32, {{S}}>;
 var<workgroup> sdecn: array<f32, {{S}}>; // exp(dt_{t+1}·A), 0 for the last step
 var<workgroup> sr: array<f32, {{S}}>;
-var<workgroup> sq: array<f32, {{S}}>;
-var<workgroup> sdd: array<f32, {{S}}>;
 var<workgroup> sgp: array<f32, {{S_TN_PS}}>; // partial gB (S, TN, PS)
 var<workgroup> sdb: array<vec4<f32>, {{S_TP_NN4}}>; // partial dBh / dt (S, TP, NN4)
-var<workgroup> sgb: array<f32, {{S_PP}}>; // reduced gB (S, PP)
+var<workgroup> sqp: array<f32, {{S_NN4}}>; // q_t by column slices (S, NN4)
+var<workgroup> sanchor: array<f32, {{WG}}>; // per-thread partials of <Γ_t, h_{t−1}> at a chunk start
+
+// Kahan summation: acc = (sum, compensation), for the running sum s_t (over up to L steps) and for dA (over T).
+fn kahan_add(acc: vec2<f32>, v: f32) -> vec2<f32> {
+  let y = v - acc.y;
+  let t = acc.x + y;
+  return vec2<f32>(t, (t - acc.x) - y);
+}
 
 @compute @workgroup_size({{WG}})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -74,9 +84,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let dskip = Dv[k * prm.H + h];
   let tp = lid / TN;
   let tn = lid % TN;
-  var sacc = 0.0; // s_{t}: thread 0 only
-  var da_acc = 0.0;
-  var dd_acc = 0.0;
+  // thread 0 only: s_t and the dA partial, as Kahan-compensated sums (value, compensation)
+  var sacc = vec2<f32>(0.0);
+  var da_acc = vec2<f32>(0.0);
+  var dd_acc = 0.0; // this thread's share of Σ <dy, x> (the dD partial), summed over threads at the end
   {{STATE}}
   let tiles = (prm.T + S - 1u) / S;
   for (var ti = tiles; ti > 0u; ti--) {
@@ -126,9 +137,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       sr[l] = r;
     }
     workgroupBarrier();
-    for (var si = 0u; si < prm.S; si++) {
+    for (var si = 0u; si < {{STEPS}}; si++) {
       let s = S - 1u - si;
       {{STEP}}
+    }
+    // Γ now holds Γ_{t0}; at a chunk start t0 = cL (c ≥ 1) dot it with the saved h_{t0−1}
+    if (t0 % prm.L == 0u && t0 > 0u) {
+      let base = (((kb - prm.kb0) * prm.H + h) * prm.NS + t0 / prm.L - 1u) * (PP * NN4);
+      {{ANCHOR}}
     }
     workgroupBarrier();
     for (var i = lid; i < S * PP; i += WG) {
@@ -136,17 +152,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       let q = i % PP;
       var acc = 0.0;
       for (var j = 0u; j < TN; j++) { acc += sgp[(s * TN + j) * PS + q]; }
-      sgb[i] = acc;
       let t = t0 + s;
       if (t < prm.T && q < P) {
         DX[((kb * prm.T + t) * prm.H + h) * P + q] = sdt[s] * acc + dskip * sdy[i];
       }
+      dd_acc += sdy[i] * sx[i]; // 0 on padding
     }
     for (var i = lid; i < S * NN4; i += WG) {
       let s = i / NN4;
       let n4 = i % NN4;
       var acc = vec4<f32>(0.0);
       for (var j = 0u; j < TP; j++) { acc += sdb[(s * TP + j) * NN4 + n4]; }
+      sqp[i] = dot(acc, sb[i]); // q_t = Σ_n B_t[n]·Σ_p Γ_t[p, n]·x_t[p] = <x_t, Γ_t·B_t>, by column slices
       acc *= sdt[s];
       let t = t0 + s;
       let n = n4 * 4u;
@@ -159,34 +176,37 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       }
     }
     workgroupBarrier();
-    for (var l = lid; l < S; l += WG) {
-      var qv = 0.0;
-      var dd = 0.0;
-      for (var q = 0u; q < P; q++) {
-        let xv = sx[l * PP + q];
-        qv += xv * sgb[l * PP + q];
-        dd += xv * sdy[l * PP + q];
-      }
-      sq[l] = qv;
-      sdd[l] = dd;
-    }
-    workgroupBarrier();
     if (lid == 0u) {
-      for (var si = 0u; si < prm.S; si++) {
+      for (var si = 0u; si < S; si++) {
         let s = S - 1u - si;
         let t = t0 + s;
         if (t < prm.T) {
-          sacc += sr[s] - sdt[s] * sq[s];
-          DDT[(kb * prm.T + t) * prm.H + h] = sq[s] + a * sacc;
-          da_acc += sdt[s] * sacc;
-          dd_acc += sdd[s];
+          var q = 0.0;
+          for (var n4 = 0u; n4 < NN4; n4++) { q += sqp[s * NN4 + n4]; }
+          sacc = kahan_add(sacc, sr[s] - sdt[s] * q);
+          if (s == 0u && t0 % prm.L == 0u) {
+            // chunk start: replace the running sum by the exact s_t0 = a_t0·<Γ_t0, h_{t0−1}> (0 at t0 = 0), so
+            // rounding errors accumulate over at most L steps (their effect on dA would grow with T)
+            var v = 0.0;
+            if (t0 > 0u) {
+              for (var l = 0u; l < WG; l++) { v += sanchor[l]; }
+              v *= exp(sdt[0] * a);
+            }
+            sacc = vec2<f32>(v, 0.0);
+          }
+          DDT[(kb * prm.T + t) * prm.H + h] = q + a * sacc.x;
+          da_acc = kahan_add(da_acc, sdt[s] * sacc.x);
         }
       }
     }
     workgroupBarrier();
   }
+  sanchor[lid] = dd_acc;
+  workgroupBarrier();
   if (lid == 0u) {
-    SP[(kb * prm.H + h) * 2u] = da_acc;
-    SP[(kb * prm.H + h) * 2u + 1u] = dd_acc;
+    var dd = 0.0;
+    for (var l = 0u; l < WG; l++) { dd += sanchor[l]; }
+    SP[(kb * prm.H + h) * 2u] = da_acc.x;
+    SP[(kb * prm.H + h) * 2u + 1u] = dd;
   }
 }

@@ -15,8 +15,9 @@ struct Params {
   count: u32, // workgroups with work in this dispatch: (batch rows in the chunk)·H
   kb0: u32, // first k·Bt + b of this dispatch
   okb: u32, // k·Bt + b that maps to row 0 of DCH (kb0 when DCH is a per-chunk scratch, 0 when it is dC)
-  S: u32, // = the constant S; a uniform loop bound keeps compilers from unrolling the step loop (llvmpipe
-          // would take minutes to compile it)
+  L: u32, // steps between saved states, a multiple of S
+  NS: u32, // saved states per head: ceil(T / L) − 1
+  S: u32, // = the constant S: a loop bound the compiler cannot unroll (see `unrollSteps` in ssd_scan.ts)
 }
 
 @group(0) @binding(0) var<uniform> prm: Params;
@@ -28,6 +29,8 @@ struct Params {
 @group(0) @binding(6) var<storage, read> DY: array<f32>; // (K, Bt, T, H, P)
 @group(0) @binding(7) var<storage, read_write> DCH: array<f32>; // (rows, T, H, N)
 @group(0) @binding(8) var<storage, read_write> RR: array<f32>; // (K, Bt, H, T)
+// h_{cL−1} for c = 1 .. NS, the state entering chunk c, padded: (rows, H, NS, PP, NN4) vec4
+@group(0) @binding(9) var<storage, read_write> HS: array<vec4<f32>>;
 
 const P: u32 = {{P}}u;
 const N: u32 = {{N}}u;
@@ -100,8 +103,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       sdec[l] = exp(dtv * a);
     }
     workgroupBarrier();
-    for (var s = 0u; s < prm.S; s++) {
+    for (var s = 0u; s < {{STEPS}}; s++) {
       {{STEP}}
+    }
+    // the state that enters chunk c = (t0 + S) / L: pass 2 re-anchors its running sum s_t there
+    if ((t0 + S) % prm.L == 0u && t0 + S < prm.T) {
+      let base = (((kb - prm.kb0) * prm.H + h) * prm.NS + (t0 + S) / prm.L - 1u) * (PP * NN4);
+      {{SAVE}}
     }
     workgroupBarrier();
     for (var i = lid; i < S * NN4; i += WG) {

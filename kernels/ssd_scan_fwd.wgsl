@@ -17,8 +17,7 @@ struct Params {
   G: u32,
   Bt: u32,
   count: u32, // workgroups with work: K·Bt·H
-  S: u32, // = the constant S; a uniform loop bound keeps compilers from unrolling the step loop (llvmpipe
-          // would take minutes to compile it)
+  S: u32, // = the constant S: a loop bound the compiler cannot unroll (see `unrollSteps` in ssd_scan.ts)
 }
 
 @group(0) @binding(0) var<uniform> prm: Params;
@@ -95,7 +94,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       sdec[l] = exp(dtv * a);
     }
     workgroupBarrier();
-    for (var s = 0u; s < prm.S; s++) {
+    for (var s = 0u; s < {{STEPS}}; s++) {
       {{STEP}}
     }
     workgroupBarrier();

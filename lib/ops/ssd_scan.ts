@@ -18,9 +18,10 @@
  * Parallelism is K·Bt·H workgroups (2048 at Bt 64, H 32); T is not split.
  *
  * ## What the forward saves for the backward: nothing beyond its inputs (x, dt, A, B, C, D are held by the
- * tape anyway). The backward recomputes h in one forward sweep (pass 1) instead of storing states: storing
- * every h_t would be T·P·N floats per head, and chunk-boundary states are only needed to split T across
- * workgroups, which this design does not do.
+ * tape anyway), 0 bytes. The backward recomputes h in a forward sweep (pass 1) instead: storing every h_t would
+ * be T·P·N floats per head, and its sweep over T costs about what the forward costs. Pass 1 itself keeps, for
+ * pass 2 only, h at every L-th step (L = 128 by default): HS, (K·Bt, H, ceil(T/L) − 1, P, N) f32 padded to
+ * the thread layout, 201 MB at Bt 64, T 512, H 32, P 64, N 128 (0.75× the size of x).
  *
  * ## Backward derivation
  * With Γ_t = ∂L/∂h_t (through all later steps), Γ_t = dy_t·C_tᵀ + a_{t+1}·Γ_{t+1}, Γ_{T−1} = dy_{T−1}·C_{T−1}ᵀ.
@@ -34,16 +35,28 @@
  *   <Γ_t, h_t> = <dy_t·C_tᵀ, h_t> + <Γ_{t+1}, a_{t+1}·h_t> = r_t + s_{t+1} ,  r_t = <dy_t, h_t·C_t> = <C_t, dCh_t>
  * so s_t = s_{t+1} + r_t − dt_t·q_t (s_T = 0) is a reverse running sum of per-step scalars, and
  *   d dt_t = q_t + A·s_t ,   dA = Σ_t dt_t·s_t .
+ * dA = Σ_τ (r_τ − dt_τ·q_τ)·Σ_{t≤τ} dt_t weighs each step's rounding error by the time elapsed, so over all of T
+ * the f32 error of dA grew with T (2.6e-4 relative at T = 2048). Pass 2 therefore restarts the sum at every
+ * chunk start t = cL from the exact s_t = a_t·<Γ_t, h_{t−1}>, with h_{t−1} saved by pass 1 (HS above) and the
+ * dot product reduced over the workgroup; with Kahan sums that leaves ~1e-5 at T = 2048.
  * Pass 1 (kernels/ssd_scan_bwd_recompute.wgsl) sweeps forward: h_t, dCh_t (per head), r_t.
  * Pass 2 (kernels/ssd_scan_bwd.wgsl) sweeps backward: Γ_t, dx_t, dBh_t (per head), q_t, s_t, d dt_t, and per
  * (k, b, h) partials of dA and dD. Reductions (kernels/ssd_scan_reduce.wgsl) sum dBh, dCh over the heads of a
  * group and the dA, dD partials over the batch, each in a fixed order: no atomics, bit-identical gradients.
  * Scratch: dBh and dCh, (rows, T, H, N) each, allocated per chunk of batch rows so each stays under a binding
  * limit (not needed when G = H: the kernels then write dB, dC directly).
+ *
+ * ## Speed (H100 through Vulkan, Bt 64, T 512, H 32, P 64, N 128, G 1: tests/ssd_scan_bench.ts)
+ * Forward 2.1 ms: 20 TFLOP/s counting 5 flops per state element and step, 30% of the fp32 peak, 272 GB/s.
+ * Backward 21–32 ms, 5–7× slower per flop than the forward; not understood yet (it does not scale with the
+ * per-step work alone: at N 8 it still takes 7.5 ms against 0.4 ms forward; a smaller tile, i.e. less
+ * workgroup memory, helped 1.5×). The op is compute-bound whatever the implementation: fwd + bwd is ≥ 17 flops
+ * per state element and step, 146 GFLOP here against 1.4 GB of compulsory traffic, 2.2 ms at the fp32 peak,
+ * so 40% of 3 TB/s (1.2 ms) is out of reach on fp32 ALUs.
  * @module
  */
 import { kernelSource } from "../kernels.ts";
-import { dispatch, gpu, type Kernel } from "../runtime.ts";
+import { dispatch, gpu, gpuInfo, type Kernel } from "../runtime.ts";
 import { record, type TapeNode, type VjpRule } from "../tape.ts";
 import { empty, type Tensor } from "../tensor.ts";
 import { expectF32, grid1d } from "./util.ts";
@@ -75,9 +88,26 @@ export interface SsdDims {
   N: number;
 }
 
-/** Options (for tests): an upper bound on the bytes of each per-head gradient scratch buffer. */
+/**
+ * Options: tuning knobs (every value gives the same results up to rounding; the defaults are chosen for the
+ * H100) and sizes that tests shrink to reach every code path.
+ */
 export interface SsdScanOptions {
+  /** Most time steps staged in workgroup memory at once (default 4 forward, 2 backward; 2 on a CPU adapter). */
+  tile?: number;
+  /** State rows (p) per thread (default 4, fewer for small states). */
+  rowsPerThread?: number;
+  /** State columns (n) per thread, a multiple of 4 (default 8). */
+  colsPerThread?: number;
+  /**
+   * Let the shader compiler unroll the loop over the S steps of a tile (default false: the loop bound is a
+   * uniform). Unrolling lets it hoist the next steps' loads, which costs registers, hence occupancy.
+   */
+  unrollSteps?: boolean;
+  /** Upper bound on the bytes of each backward scratch buffer (per-head dB, dC; saved states). */
   partialBytes?: number;
+  /** Steps between the states that the backward saves to re-anchor s_t (rounded to a multiple of S); 128. */
+  stateEvery?: number;
 }
 
 /** The gradients of the scan, one per input, each of its input's shape. */
@@ -122,6 +152,7 @@ export function ssdDims({ x, dt, A, B, C, D }: SsdScanInputs): SsdDims {
 // Kernel configuration and generated code
 
 type Pass = "forward" | "recompute" | "reverse";
+type LayoutKind = "forward" | "backward";
 
 /** The thread layout of a scan workgroup and the tile length S (steps staged in workgroup memory at once). */
 interface ScanLayout {
@@ -135,14 +166,32 @@ interface ScanLayout {
 }
 
 /**
- * Splits the P×N state over threads: about 32 floats per thread (4 rows × 2 vec4 columns), at most 256 threads;
- * small states get fewer floats per thread so that a workgroup still has ≥ 64 threads where it can.
+ * Splits the P×N state over threads: the forward about 32 floats per thread (4 rows × 2 vec4 columns, at most
+ * 256 threads), the backward up to 64 (8 × 8, at most 128 threads where that suffices); small states get fewer
+ * floats per thread so that a workgroup still has ≥ 64 threads where it can. Then the tile: as many steps as
+ * fit in workgroup memory, at most `tile` (H100, Bt 64, T 512, P 64, N 128: forward 2.1 ms at 4 against
+ * 4.5 ms at 9 and 5.1 ms at 2 or 8; backward 20.8 ms at 2 against 31.6 ms at 4: less workgroup memory, more
+ * workgroups per SM).
  */
-function scanLayout(pass: Pass, P: number, N: number): ScanLayout {
+function scanLayout(pass: LayoutKind, P: number, N: number, opts: SsdScanOptions = {}): ScanLayout {
   const N4 = Math.ceil(N / 4);
   let NC4 = Math.min(2, N4), TN = Math.ceil(N4 / NC4);
   let PR = Math.min(4, P), TP = Math.ceil(P / PR);
-  while (TP * TN > 256) {
+  const fixed = opts.rowsPerThread !== undefined || opts.colsPerThread !== undefined;
+  if (fixed) {
+    PR = Math.min(opts.rowsPerThread ?? 4, P);
+    NC4 = Math.min(Math.ceil((opts.colsPerThread ?? 8) / 4), N4);
+    TP = Math.ceil(P / PR);
+    TN = Math.ceil(N4 / NC4);
+    if (TP * TN > gpu().limits.maxComputeInvocationsPerWorkgroup) {
+      throw new RangeError(
+        `ssdScan: rowsPerThread ${PR} and colsPerThread ${4 * NC4} give ${TP * TN} threads`,
+      );
+    }
+  }
+  // the backward holds two reductions per step in workgroup memory: 64 floats per thread, 128 threads
+  const maxThreads = pass === "forward" ? 256 : 128;
+  while (TP * TN > maxThreads && PR * NC4 * 4 < 64 && !fixed) {
     if (PR <= 4 * NC4) {
       PR *= 2;
       TP = Math.ceil(P / PR);
@@ -151,21 +200,37 @@ function scanLayout(pass: Pass, P: number, N: number): ScanLayout {
       TN = Math.ceil(N4 / NC4);
     }
   }
-  while (TP * TN < 64 && PR > 1) {
+  while (TP * TN > 256 && !fixed) {
+    if (PR <= 4 * NC4) {
+      PR *= 2;
+      TP = Math.ceil(P / PR);
+    } else {
+      NC4 *= 2;
+      TN = Math.ceil(N4 / NC4);
+    }
+  }
+  while (TP * TN < 64 && PR > 1 && !gpuInfo().isCpu && !fixed) {
     PR = Math.ceil(PR / 2);
     TP = Math.ceil(P / PR);
   }
   const PP = TP * PR, NN4 = TN * NC4, PS = PP + 1;
-  // workgroup floats per staged step, by pass (see the var<workgroup> declarations of each kernel)
+  // workgroup floats per staged step (see the var<workgroup> declarations of each kernel); the two backward
+  // passes share S, because the saved states sit at multiples of a chunk length that both tile.
   const perStep = pass === "forward"
     ? PP + 8 * NN4 + 2 + TN * PS
-    : pass === "recompute"
-    ? 2 * PP + 8 * NN4 + 2 + 4 * TP * NN4 + 4 * NN4
-    : 3 * PP + 8 * NN4 + 5 + TN * PS + 4 * TP * NN4;
-  const budget = Math.floor(Math.min(gpu().limits.maxComputeWorkgroupStorageSize, 48 * 1024) / 4);
-  const S = Math.min(Number(Deno.env.get("SSD_S") ?? 16), Math.floor(budget / perStep));
+    : Math.max(2 * PP + 8 * NN4 + 2 + 4 * TP * NN4 + 4 * NN4, 2 * PP + 9 * NN4 + 3 + TN * PS + 4 * TP * NN4);
+  const budget = Math.floor(Math.min(gpu().limits.maxComputeWorkgroupStorageSize, 48 * 1024) / 4) -
+    (pass === "forward" ? 0 : TP * TN);
+  // CPU rasterisers get short tiles: Naga zero-initialises workgroup memory with one array literal, and Mesa's
+  // llvmpipe takes seconds to compile 1000 floats of it (minutes for 4000).
+  const S = Math.min(
+    opts.tile ?? (gpuInfo().isCpu || pass === "backward" ? 2 : 4),
+    Math.floor(budget / perStep),
+  );
   if (S < 1) {
-    throw new RangeError(`ssdScan: P = ${P}, N = ${N} need more workgroup memory than the device's ${budget * 4} bytes`);
+    throw new RangeError(
+      `ssdScan: P = ${P}, N = ${N} need more workgroup memory than the device's ${budget * 4} bytes`,
+    );
   }
   return { P, N, PR, NC4, TP, TN, S };
 }
@@ -200,7 +265,9 @@ function stepCode(pass: Pass, L: ScanLayout): string {
     // partial dCh[n] = Σ_p dy[p]·h[p, n] over this thread's rows
     lines.push(...I.map((i) => `let e${i} = sdy[xb + ${i}u];`));
     lines.push("let db = (s * TP + tp) * NN4 + tn;");
-    for (const j of J) lines.push(`sdc[db + ${j * L.TN}u] = ${I.map((i) => `e${i} * h${i}_${j}`).join(" + ")};`);
+    for (const j of J) {
+      lines.push(`sdc[db + ${j * L.TN}u] = ${I.map((i) => `e${i} * h${i}_${j}`).join(" + ")};`);
+    }
   } else {
     // Γ = a_{t+1}·Γ + dy_p·C ; partial gB_p = Σ_n Γ[p, n]·B[n] ; partial dBh[n]/dt = Σ_p Γ[p, n]·x[p]
     lines.push("let dv = vec4<f32>(sdecn[s]);");
@@ -210,9 +277,25 @@ function stepCode(pass: Pass, L: ScanLayout): string {
     lines.push("let gb = (s * TN + tn) * PS + tp * PR;");
     for (const i of I) lines.push(`sgp[gb + ${i}u] = ${J.map((j) => `dot(h${i}_${j}, b${j})`).join(" + ")};`);
     lines.push("let db = (s * TP + tp) * NN4 + tn;");
-    for (const j of J) lines.push(`sdb[db + ${j * L.TN}u] = ${I.map((i) => `x${i} * h${i}_${j}`).join(" + ")};`);
+    for (const j of J) {
+      lines.push(`sdb[db + ${j * L.TN}u] = ${I.map((i) => `x${i} * h${i}_${j}`).join(" + ")};`);
+    }
   }
   return lines.join("\n      ");
+}
+
+/**
+ * Pass 1 saves its state registers to HS at chunk ends ("save"); pass 2 dots its Γ registers with them
+ * ("anchor", one partial of <Γ_t, h_{t−1}> per thread). `hb` indexes this thread's first vec4 in HS.
+ */
+function stateIoCode(kind: "save" | "anchor", L: ScanLayout): string {
+  const NN4 = L.TN * L.NC4;
+  const cells = range(L.PR).flatMap((i) => range(L.NC4).map((j) => [i, j, i * NN4 + j * L.TN]));
+  const head = "let hb = base + tp * PR * NN4 + tn;\n      ";
+  if (kind === "save") {
+    return head + cells.map(([i, j, o]) => `HS[hb + ${o}u] = h${i}_${j};`).join("\n      ");
+  }
+  return head + `sanchor[lid] = ${cells.map(([i, j, o]) => `dot(h${i}_${j}, HS[hb + ${o}u])`).join(" + ")};`;
 }
 
 const KERNEL_FILE = {
@@ -222,7 +305,7 @@ const KERNEL_FILE = {
 } as const;
 const BINDINGS = {
   forward: ["read", "read", "read", "read", "read", "read", "read_write"],
-  recompute: ["read", "read", "read", "read", "read", "read", "read_write", "read_write"],
+  recompute: ["read", "read", "read", "read", "read", "read", "read_write", "read_write", "read_write"],
   reverse: [
     "read",
     "read",
@@ -236,17 +319,19 @@ const BINDINGS = {
     "read_write",
     "read_write",
     "read_write",
+    "read",
   ],
 } as const;
 
 const kernelCache = new Map<string, { kernel: Kernel; S: number }>();
 
 /** The kernel of a pass for P, N, and its tile length S (passed as the last uniform). */
-function scanKernel(pass: Pass, P: number, N: number): { kernel: Kernel; S: number } {
-  const cacheKey = `${pass}|${P}|${N}`;
+function scanKernel(pass: Pass, P: number, N: number, opts: SsdScanOptions): { kernel: Kernel; S: number } {
+  const cacheKey =
+    `${pass}|${P}|${N}|${opts.tile}|${opts.rowsPerThread}|${opts.colsPerThread}|${opts.unrollSteps}`;
   const hit = kernelCache.get(cacheKey);
   if (hit) return hit;
-  const L = scanLayout(pass, P, N);
+  const L = scanLayout(pass === "forward" ? "forward" : "backward", P, N, opts);
   const PP = L.TP * L.PR, NN4 = L.TN * L.NC4, PS = PP + 1, WG = L.TP * L.TN;
   const code = kernelSource(KERNEL_FILE[pass], {
     P,
@@ -265,6 +350,9 @@ function scanKernel(pass: Pass, P: number, N: number): { kernel: Kernel; S: numb
     S_TP_NN4: L.S * L.TP * NN4,
     STATE: stateCode(L),
     STEP: stepCode(pass, L),
+    STEPS: opts.unrollSteps ? "S" : "prm.S",
+    SAVE: stateIoCode("save", L),
+    ANCHOR: stateIoCode("anchor", L),
   });
   const entry = { kernel: { name: `ssd_scan_${pass}`, code, bindings: BINDINGS[pass] }, S: L.S };
   kernelCache.set(cacheKey, entry);
@@ -272,8 +360,13 @@ function scanKernel(pass: Pass, P: number, N: number): { kernel: Kernel; S: numb
 }
 
 /** The thread layout and tile length chosen for a pass (for benchmarks and reports). */
-export function ssdScanLayout(pass: Pass, P: number, N: number): Readonly<ScanLayout> {
-  return scanLayout(pass, P, N);
+export function ssdScanLayout(
+  pass: LayoutKind,
+  P: number,
+  N: number,
+  options: SsdScanOptions = {},
+): Readonly<ScanLayout> {
+  return scanLayout(pass, P, N, options);
 }
 
 /** A grid of `count` workgroups folded into (x, y) within 65535 per dimension. */
@@ -322,7 +415,7 @@ export function ssdScan(inputs: SsdScanInputs, options: SsdScanOptions = {}): Te
   const { x, dt, A, B, C, D } = inputs;
   const y = empty(x.shape);
   const count = d.K * d.Bt * d.H;
-  const { kernel, S } = scanKernel("forward", d.P, d.N);
+  const { kernel, S } = scanKernel("forward", d.P, d.N, options);
   const params = [d.T, d.H, d.H / d.G, d.G, d.Bt, count, S];
   dispatch(kernel, [x, dt, A, B, C, D, y].map((t) => t.buffer), params, grid(count));
   record("ssdScan", [x, dt, A, B, C, D], [y], { options });
@@ -336,7 +429,9 @@ export function ssdScan(inputs: SsdScanInputs, options: SsdScanOptions = {}): Te
 export function ssdScanGrads(inputs: SsdScanInputs, dy: Tensor, options: SsdScanOptions = {}): SsdScanGrads {
   const d = ssdDims(inputs);
   const { x, dt, A, B, C, D } = inputs;
-  if (dy.size !== x.size) throw new RangeError(`ssdScan: expected dy of shape ${shapeStr(x)}, got ${shapeStr(dy)}`);
+  if (dy.size !== x.size) {
+    throw new RangeError(`ssdScan: expected dy of shape ${shapeStr(x)}, got ${shapeStr(dy)}`);
+  }
   const { K, Bt, T, H, G, N } = d;
   const HG = H / G;
   const KB = K * Bt;
@@ -350,39 +445,63 @@ export function ssdScanGrads(inputs: SsdScanInputs, dy: Tensor, options: SsdScan
   };
   const rr = empty([KB, H, T]);
   const sp = empty([KB, H, 2]);
-  // With one head per group the per-head sums are the gradients; otherwise they go through scratch buffers
-  // of at most `cap` bytes, one chunk of batch rows at a time.
+  const recompute = scanKernel("recompute", d.P, N, options);
+  const reverse = scanKernel("reverse", d.P, N, options);
+  const { S } = recompute; // = reverse.S
+  // pass 1 saves h every L steps (L a multiple of S); pass 2 re-anchors its running sum s_t there
+  const L = S * Math.max(1, Math.round((options.stateEvery ?? 128) / S));
+  const NS = Math.ceil(T / L) - 1;
+  const lay = scanLayout("backward", d.P, N, options);
+  const stateBytes = H * NS * lay.TP * lay.PR * lay.TN * lay.NC4 * 16; // per batch row
+  // Per-head dBh, dCh: with one head per group they are the gradients; otherwise they go through scratch
+  // buffers, like the saved states at most `cap` bytes each, one chunk of batch rows at a time.
   const direct = HG === 1;
-  const rowBytes = T * H * N * 4;
+  const headBytes = direct ? 0 : T * H * N * 4;
   const cap = options.partialBytes ?? Math.min(gpu().limits.maxStorageBufferBindingSize, 1 << 30);
-  const rows = direct ? KB : Math.max(1, Math.min(KB, Math.floor(cap / rowBytes)));
+  const rows = Math.max(1, Math.min(KB, Math.floor(cap / Math.max(headBytes, stateBytes, 1))));
   const dch = direct ? grads.dC : empty([rows, T, H, N]);
   const dbh = direct ? grads.dB : empty([rows, T, H, N]);
-  const recompute = scanKernel("recompute", d.P, N);
-  const reverse = scanKernel("reverse", d.P, N);
+  const hs = empty([Math.max(1, (rows * stateBytes) / 4)]);
   const sumHeads = reduceKernel("sum_heads");
   for (let kb0 = 0; kb0 < KB; kb0 += rows) {
     const n = Math.min(rows, KB - kb0);
     const okb = direct ? 0 : kb0;
-    const params = [T, H, HG, G, Bt, n * H, kb0, okb];
-    const bufs = [x, dt, A, B, C, dy, dch, rr].map((t) => t.buffer);
-    dispatch(recompute.kernel, bufs, [...params, recompute.S], grid(n * H));
+    const params = [T, H, HG, G, Bt, n * H, kb0, okb, L, NS, S];
+    const bufs = [x, dt, A, B, C, dy, dch, rr, hs].map((t) => t.buffer);
+    dispatch(recompute.kernel, bufs, params, grid(n * H));
     if (!direct) {
       const outs = n * T * G * N;
-      dispatch(sumHeads, [dch.buffer, grads.dC.buffer], [outs, G, HG, N, kb0 * T * G * N, Bt, H], grid1d(outs));
+      dispatch(
+        sumHeads,
+        [dch.buffer, grads.dC.buffer],
+        [outs, G, HG, N, kb0 * T * G * N, Bt, H],
+        grid1d(outs),
+      );
     }
-    const bufsR = [x, dt, A, B, C, D, dy, rr, grads.dx, grads.ddt, dbh, sp].map((t) => t.buffer);
-    dispatch(reverse.kernel, bufsR, [...params, reverse.S], grid(n * H));
+    const bufsR = [x, dt, A, B, C, D, dy, rr, grads.dx, grads.ddt, dbh, sp, hs].map((t) => t.buffer);
+    dispatch(reverse.kernel, bufsR, params, grid(n * H));
     if (!direct) {
       const outs = n * T * G * N;
-      dispatch(sumHeads, [dbh.buffer, grads.dB.buffer], [outs, G, HG, N, kb0 * T * G * N, Bt, H], grid1d(outs));
+      dispatch(
+        sumHeads,
+        [dbh.buffer, grads.dB.buffer],
+        [outs, G, HG, N, kb0 * T * G * N, Bt, H],
+        grid1d(outs),
+      );
     }
   }
-  dispatch(reduceKernel("sum_batch"), [sp.buffer, grads.dA.buffer, grads.dD.buffer], [K * H, G, HG, N, 0, Bt, H], grid1d(K * H));
+  const sumBatch = reduceKernel("sum_batch");
+  dispatch(
+    sumBatch,
+    [sp.buffer, grads.dA.buffer, grads.dD.buffer],
+    [K * H, G, HG, N, 0, Bt, H],
+    grid1d(K * H),
+  );
   if (!direct) {
     dch.dispose();
     dbh.dispose();
   }
+  hs.dispose();
   rr.dispose();
   sp.dispose();
   return grads;
