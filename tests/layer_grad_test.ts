@@ -1,0 +1,166 @@
+/**
+ * Whole-layer gradient checks of both mixers: the GPU gradients of <ct, layer(x)> with respect to every parameter
+ * and the input, through the autodiff tape and every kernel, against central differences of a float64 reference
+ * of the whole layer composed from the ops' float64 references (dot-product test in a random direction per
+ * tensor). Run for default and mimetic init (K = 2 runs, one of each).
+ */
+import assert from "node:assert/strict";
+import { noGpu } from "./harness.ts";
+import { valueAndGrad } from "../lib/autodiff.ts";
+import { DEFAULT_INIT, MIMETIC_MAMBA1, MIMETIC_MAMBA2 } from "../lib/init.ts";
+import {
+  applyMamba1,
+  initMamba1,
+  MAMBA1_DEFAULTS,
+  type Mamba1Config,
+  type Mamba1Params,
+} from "../lib/layers/mamba1.ts";
+import {
+  applyMamba2,
+  initMamba2,
+  MAMBA2_DEFAULTS,
+  type Mamba2Config,
+  type Mamba2Params,
+} from "../lib/layers/mamba2.ts";
+import { mul } from "../lib/ops/elementwise.ts";
+import { sumAll } from "../lib/ops/reduce.ts";
+import { matmulRef } from "../lib/ops/matmul.ts";
+import { causalConv1dRef } from "../lib/ops/conv1d.ts";
+import { rmsNormRef } from "../lib/ops/norm.ts";
+import { ssdScanRef } from "../lib/ops/ssd_scan.ts";
+import { selectiveScanRef } from "../lib/ops/selective_scan.ts";
+import { key, normal, split } from "../lib/random.ts";
+import { leaves, mapTree, readTensors, type Tensor, tensor, tidy } from "../lib/tensor.ts";
+
+type F64Tree = Record<string, Float64Array>;
+const silu = (v: number) => v / (1 + Math.exp(-v));
+const softplus = (v: number) => Math.max(v, 0) + Math.log1p(Math.exp(-Math.abs(v)));
+
+/** The float64 Mamba 2 layer, from the ops' references: x (K, B, T, D) → (K, B, T, D). */
+function mamba2Ref(p: F64Tree, aScale: number[], x: Float64Array, s: number[], cfg: Mamba2Config) {
+  const [K, B, T, D] = s;
+  const E = cfg.expand * D, P = cfg.headDim, H = E / P, N = cfg.dState, G = cfg.nGroups;
+  const mm = (a: Float64Array, w: Float64Array, n: number) => matmulRef(a, [K, B * T, D], w, [K, D, n]).data;
+  const conv = (v: Float64Array, w: Float64Array, b: Float64Array, C: number) =>
+    causalConv1dRef(v, w, b, [K, B, T, C]).map(silu);
+  const z = mm(x, p.inZ, E);
+  const xs = conv(mm(x, p.inX, E), p["convX.weight"], p["convX.bias"], E);
+  const Bm = conv(mm(x, p.inB, G * N), p["convB.weight"], p["convB.bias"], G * N);
+  const Cm = conv(mm(x, p.inC, G * N), p["convC.weight"], p["convC.bias"], G * N);
+  const dt = mm(x, p.inDt, H).map((v, i) =>
+    softplus(v + p.dtBias[Math.floor(i / (B * T * H)) * H + (i % H)])
+  );
+  const A = p.aLog.map((v, i) => -Math.exp(aScale[Math.floor(i / H)] * v));
+  const y = ssdScanRef({ x: xs, dt, A, B: Bm, C: Cm, D: p.D }, { K, Bt: B, T, H, P, G, N });
+  const gated = rmsNormRef(y.map((v, i) => v * silu(z[i])), p.normWeight, [K, B * T, E], cfg.normEps);
+  return matmulRef(gated, [K, B * T, E], p.outProj, [K, E, D]).data;
+}
+
+/** The float64 Mamba 1 layer. */
+function mamba1Ref(p: F64Tree, aScale: number[], x: Float64Array, s: number[], cfg: Mamba1Config) {
+  const [K, B, T, D] = s;
+  const E = cfg.expand * D, N = cfg.dState, R = cfg.dtRank > 0 ? cfg.dtRank : Math.ceil(D / 16);
+  const mmIn = (a: Float64Array, w: Float64Array, din: number, n: number) =>
+    matmulRef(a, [K, B * T, din], w, [K, din, n]).data;
+  const u = causalConv1dRef(mmIn(x, p.inX, D, E), p["conv.weight"], p["conv.bias"], [K, B, T, E]).map(silu);
+  const z = mmIn(x, p.inZ, D, E);
+  const dtLow = mmIn(u, p.xProjDt, E, R);
+  const delta = mmIn(dtLow, p.dtProjWeight, R, E).map((v, i) =>
+    softplus(v + p.dtProjBias[Math.floor(i / (B * T * E)) * E + (i % E)])
+  );
+  const A = p.aLog.map((v, i) => -Math.exp(aScale[Math.floor(i / (E * N))] * v));
+  const y = selectiveScanRef(
+    { u, delta, A, B: mmIn(u, p.xProjB, E, N), C: mmIn(u, p.xProjC, E, N), D: p.D, z },
+    { K, Bt: B, T, E, N },
+  );
+  return matmulRef(y, [K, B * T, E], p.outProj, [K, E, D]).data;
+}
+
+async function checkLayer<P>(
+  name: string,
+  params: P,
+  xShape: number[],
+  apply: (p: P, x: Tensor) => Tensor,
+  ref: (p: F64Tree, x: Float64Array) => Float64Array,
+  tol: number,
+) {
+  const [kx, kc, kt] = split(key(42), 3);
+  const n = xShape.reduce((a, b) => a * b, 1);
+  const x0 = normal(kx, n);
+  const ct = normal(kc, n);
+  // GPU gradients of <ct, layer(x)> w.r.t. every parameter and x.
+  const tree = { p: params, x: tensor(x0, xShape) };
+  const grads = tidy(() =>
+    valueAndGrad((t: typeof tree) => sumAll(mul(apply(t.p, t.x), tensor(ct, xShape))))(tree).grads
+  );
+  const names: string[] = [];
+  mapTree(tree, (_t, path) => names.push(path));
+  const values = (await readTensors(leaves(tree))).map((a) => Float64Array.from(a));
+  const gpuGrads = await readTensors(leaves(grads));
+  const f = (vals: Float64Array[]) => {
+    const p: F64Tree = {};
+    names.forEach((nm, i) => (p[nm.replace(/^p\./, "")] = vals[i]));
+    return ref(p, p.x).reduce((s, v, i) => s + v * ct[i], 0);
+  };
+  const eps = 1e-6;
+  let worst = 0;
+  names.forEach((nm, i) => {
+    const t = normal(split(kt, names.length)[i], values[i].length);
+    const shifted = (sign: number) =>
+      f(values.map((v, j) => (j === i ? v.map((w, q) => w + sign * eps * t[q]) : v)));
+    const fd = (shifted(1) - shifted(-1)) / (2 * eps);
+    const lhs = Array.from(gpuGrads[i]).reduce((s, g, q) => s + g * t[q], 0);
+    const rel = Math.abs(lhs - fd) / Math.max(1e-3, Math.abs(fd));
+    worst = Math.max(worst, rel);
+    console.log(
+      `${name} d/d${nm}: <grad, t> ${lhs.toExponential(4)} vs central difference ${
+        fd.toExponential(4)
+      } (rel ${rel.toExponential(1)})`,
+    );
+    assert.ok(rel < tol, `${name}: gradient of ${nm} is off: ${lhs} vs ${fd}`);
+  });
+  console.log(`${name}: worst relative error ${worst.toExponential(2)}`);
+  for (const g of leaves(grads)) g.dispose();
+}
+
+const runKeys = [key(1), key(2)];
+
+Deno.test({
+  name:
+    "Mamba 2 layer: every gradient matches central differences of the float64 layer (default + mimetic runs)",
+  ignore: noGpu,
+  async fn() {
+    const cfg: Mamba2Config = { ...MAMBA2_DEFAULTS, dState: 4, headDim: 4, nGroups: 1 };
+    const D = 8;
+    const { params, consts } = initMamba2(runKeys, "m2", cfg, D, 2, [DEFAULT_INIT, MIMETIC_MAMBA2]);
+    const aScale = [1, -MIMETIC_MAMBA2.c];
+    await checkLayer<Mamba2Params>(
+      "mamba2",
+      params,
+      [2, 2, 7, D],
+      (p, x) => applyMamba2(p, consts, x, cfg),
+      (p, x) => mamba2Ref(p, aScale, x, [2, 2, 7, D], cfg),
+      2e-3,
+    );
+  },
+});
+
+Deno.test({
+  name:
+    "Mamba 1 layer: every gradient matches central differences of the float64 layer (default + mimetic runs)",
+  ignore: noGpu,
+  async fn() {
+    const cfg: Mamba1Config = { ...MAMBA1_DEFAULTS, dState: 4 };
+    const D = 8;
+    const { params, consts } = initMamba1(runKeys, "m1", cfg, D, 2, [DEFAULT_INIT, MIMETIC_MAMBA1]);
+    const aScale = [1, -MIMETIC_MAMBA1.c];
+    await checkLayer<Mamba1Params>(
+      "mamba1",
+      params,
+      [2, 2, 7, D],
+      (p, x) => applyMamba1(p, consts, x, cfg),
+      (p, x) => mamba1Ref(p, aScale, x, [2, 2, 7, D], cfg),
+      2e-3,
+    );
+  },
+});
