@@ -8,11 +8,17 @@ import { initGpu, sync } from "../lib/runtime.ts";
 export const H100 = { flops: 67e12, bandwidth: 3e12 };
 
 /**
- * Seconds per repetition of `record` (which only records GPU work). Times `reps` and `4·reps` repetitions, each
- * ended by one wait for the GPU, and takes the difference, so the fixed cost of the wait (~ms) cancels; the result
- * includes the CPU's recording of the dispatches when that, not the GPU, is the bottleneck.
+ * Seconds per repetition of `record` (which only records GPU work). Picks a repetition count n (at least `reps`)
+ * so that a window lasts about `windowSeconds`, times n and 4n repetitions, each ended by one wait for the GPU, and
+ * takes the difference, so the fixed cost of the wait (~ms, and noisy) cancels. The result includes the CPU's
+ * recording of the dispatches when that, not the GPU, is the bottleneck.
  */
-export async function timeGpu(record: () => void, reps = 20, warmup = 3): Promise<number> {
+export async function timeGpu(
+  record: () => void,
+  reps = 3,
+  warmup = 2,
+  windowSeconds = 0.15,
+): Promise<number> {
   await initGpu();
   for (let i = 0; i < warmup; i++) record();
   await sync();
@@ -22,11 +28,13 @@ export async function timeGpu(record: () => void, reps = 20, warmup = 3): Promis
     await sync();
     return (performance.now() - t0) / 1000;
   };
-  const t1 = await run(reps);
-  const t4 = await run(4 * reps);
-  const diff = (t4 - t1) / (3 * reps);
+  const estimate = (await run(2)) / 2;
+  const n = Math.max(reps, Math.min(5000, Math.ceil(windowSeconds / Math.max(estimate, 1e-6))));
+  const t1 = await run(n);
+  const t4 = await run(4 * n);
+  const diff = (t4 - t1) / (3 * n);
   // On a noisy machine the difference can come out non-positive; fall back to the plain average then.
-  return diff > 0 ? diff : t4 / (4 * reps);
+  return diff > 0 ? diff : t4 / (4 * n);
 }
 
 /** One row of a benchmark report. */

@@ -72,15 +72,9 @@ if (!cpu) {
 const repsFor = (expectedSeconds: number) =>
   cpu ? 2 : Math.min(100, Math.max(4, Math.ceil(0.05 / expectedSeconds)));
 
-/**
- * Seconds per repetition of `record`, free of the fixed cost of waiting for the GPU (~12 ms on the H100 through
- * Deno, as long as 20 products of 1024³): the difference of two timed runs of n and 4n repetitions, over 3n.
- */
+/** Seconds per repetition of `record` (timeGpu cancels the fixed cost of waiting for the GPU). */
 async function timePerRep(record: () => void, n: number): Promise<number> {
-  if (cpu) return await timeGpu(record, n); // the wait is short next to llvmpipe's work; a difference is noise
-  const short = (await timeGpu(record, n)) * n;
-  const long = (await timeGpu(record, 4 * n)) * 4 * n;
-  return (long - short) / (3 * n);
+  return await timeGpu(record, n);
 }
 
 async function timeMatmul(
