@@ -504,6 +504,7 @@ async function writeFigure(out: string, evalLengths: number[], scale: string) {
       xTitle: "state size N (log scale)",
       yTitle: "generalisation length",
       xScale: "log",
+      yDomain: [0, Math.max(...evalLengths)],
       colorTitle: "init",
     }),
   );
