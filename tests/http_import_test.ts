@@ -3,10 +3,11 @@
  * in a fresh Deno process (so kernels load over HTTP too), and runs a small computation there.
  */
 import assert from "node:assert/strict";
-import { fromFileUrl, join } from "node:path";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { noGpu } from "./harness.ts";
 
-const root = fromFileUrl(new URL("..", import.meta.url));
+const root = fileURLToPath(new URL("..", import.meta.url));
 
 Deno.test({
   name: "mod.ts imported over HTTP from loopback runs a computation with its kernels",
