@@ -32,6 +32,7 @@ import {
   makeCopyEvalBatch,
   makeCopyTrainBatch,
   MAMBA2_DEFAULTS,
+  type Mimetic,
   MIMETIC_MAMBA2,
   parseFlags,
   Progress,
@@ -63,6 +64,7 @@ const SCALES = {
     evalSamples: 32,
     logEvery: 20,
     checkpointEvery: 20,
+    groupSize: 0,
   },
   quick: {
     // lr 3e-3 (outside the paper's sweep) because quick trains 2000 steps, not 5000: calibrated on the H100, where
@@ -82,6 +84,7 @@ const SCALES = {
     evalSamples: 256,
     logEvery: 100,
     checkpointEvery: 500,
+    groupSize: 0,
   },
   paper: {
     stateSizes: [8, 16, 32, 64, 128, 256],
@@ -99,6 +102,8 @@ const SCALES = {
     evalSamples: 256,
     logEvery: 100,
     checkpointEvery: 500,
+    // 30 runs of a width-1024 model per state size do not fit in 80 GB at once
+    groupSize: 6,
   },
 } as const;
 
@@ -159,6 +164,13 @@ const FLAGS = {
     min: 0,
     default: 0,
     help: "base seed (run seeds are base, base+1, ...)",
+  },
+  groupSize: {
+    type: "number",
+    integer: true,
+    min: 0,
+    help:
+      "train at most this many runs together on the run axis (0: all runs of a state size; fewer saves memory)",
   },
 } satisfies Record<string, FlagSpec>;
 
@@ -235,6 +247,7 @@ async function main() {
     checkpointEvery: args.checkpointEvery ?? s.checkpointEvery,
     inits: args.inits!,
     seed: args.seed!,
+    groupSize: args.groupSize ?? s.groupSize,
   };
   for (const n of cfg.stateSizes) {
     if (!Number.isInteger(n) || n <= 0) {
@@ -275,29 +288,11 @@ async function main() {
 
   const t0 = performance.now();
   const done = readCsv(runsCsv);
-  for (const N of cfg.stateSizes) {
-    const fingerprint = (r: Record<string, unknown>) =>
-      `${r.state_size}|${r.steps}|${r.d_model}|${r.layers}|${r.train_len}`;
-    const want = fingerprint({
-      state_size: N,
-      steps: cfg.steps,
-      d_model: cfg.dModel,
-      layers: cfg.layers,
-      train_len: cfg.trainLen,
-    });
-    if (done.some((r) => fingerprint(r) === want)) {
-      console.error(`fig7: N=${N} already done (rerun with --fresh to redo)`);
-      continue;
-    }
-    const runs = cfg.inits.flatMap((init) =>
-      cfg.lrs.flatMap((lr) =>
-        Array.from({ length: cfg.seeds }, (_, i) => ({
-          init,
-          lr,
-          seed: cfg.seed + i,
-          mimetic: () => (init === "mimetic" ? { ...MIMETIC_MAMBA2, c: cfg.c } : DEFAULT_INIT),
-        }))
-      )
+  /** Trains, evaluates and records one group of runs of state size N (resuming from its checkpoint). */
+  async function trainGroup(N: number, runs: PlannedRun[]) {
+    const ckptPath = join(
+      ckptDir,
+      `N${N}-${hashText(runs.map((r) => `${r.init}/${r.lr}/${r.seed}`).join(","))}.ckpt`,
     );
     const model: LMConfig = {
       vocab: vocab.size,
@@ -331,7 +326,7 @@ async function main() {
         clipNorm: cfg.clip,
         logEvery: cfg.logEvery,
         checkpointEvery: cfg.checkpointEvery,
-        checkpointPath: join(ckptDir, `N${N}.ckpt`),
+        checkpointPath: ckptPath,
         onLog: ({ step, loss }) =>
           progress.update(
             step,
@@ -403,12 +398,73 @@ async function main() {
       }`,
     );
     disposeModel(trained);
-    await Deno.remove(join(ckptDir, `N${N}.ckpt`)).catch(() => {});
+    await Deno.remove(ckptPath).catch(() => {});
+    done.push(...readCsv(runsCsv).slice(done.length));
+  }
+
+  const plannedRuns = planRuns(cfg);
+  const runKey = (r: Record<string, unknown>) =>
+    [r.state_size, r.init, Number(r.lr), r.seed, r.steps, r.d_model, r.layers, r.train_len].join("|");
+  for (const N of cfg.stateSizes) {
+    const allRuns = plannedRuns;
+    const finished = new Set(done.map(runKey));
+    const todo = allRuns.filter((r) =>
+      !finished.has(runKey({
+        state_size: N,
+        init: r.init,
+        lr: r.lr,
+        seed: r.seed,
+        steps: cfg.steps,
+        d_model: cfg.dModel,
+        layers: cfg.layers,
+        train_len: cfg.trainLen,
+      }))
+    );
+    if (todo.length === 0) {
+      console.error(`fig7: N=${N} already done (rerun with --fresh to redo)`);
+      continue;
+    }
+    // Runs of one state size train together on the run axis, at most --group-size at a time (memory).
+    const groupSize = cfg.groupSize > 0 ? cfg.groupSize : todo.length;
+    for (let g0 = 0; g0 < todo.length; g0 += groupSize) {
+      await trainGroup(N, todo.slice(g0, g0 + groupSize));
+    }
   }
   await writeFigure(out, cfg.evalLengths, scaleName);
   console.error(
     `fig7: done in ${fmtSeconds((performance.now() - t0) / 1000)}; open ${join(out, "index.html")}`,
   );
+}
+
+/** One planned run of a state size: its init, peak lr, seed and mimetic components. */
+interface PlannedRun {
+  init: string;
+  lr: number;
+  seed: number;
+  mimetic: () => Mimetic;
+}
+
+/** Every (init, lr, seed) combination, in a fixed order. */
+function planRuns(
+  cfg: { inits: string[]; lrs: number[]; seeds: number; seed: number; c: number },
+): PlannedRun[] {
+  return cfg.inits.flatMap((init) =>
+    cfg.lrs.flatMap((lr) =>
+      Array.from({ length: cfg.seeds }, (_, i) => ({
+        init,
+        lr,
+        seed: cfg.seed + i,
+        mimetic: () => (init === "mimetic" ? { ...MIMETIC_MAMBA2, c: cfg.c } : DEFAULT_INIT),
+      }))
+    )
+  );
+}
+
+/** FNV-1a hash of a string, as 8 hex digits (checkpoint names). */
+function hashText(text: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193) >>> 0;
+  return h.toString(16).padStart(8, "0");
 }
 
 /** Aggregates runs.csv over seeds, picks the best lr per (N, init), writes summary.csv, the charts and index.html. */
