@@ -6,7 +6,8 @@
 //   DBP  = partial dB over this workgroup's channels                            (G, K, Bt, T, N)
 //   DA  += -Σ_t cΔ_t·Δ_t·u_t·B_t·dh_t + Σ_c (Σ_{t in c} Δ_t)·R_{start of c+1}   (K, Bt, E, N), in place
 // with G_t = Σ_n A·B_t·dh_t and R_s = a_s·h_{s-1}·dh_s at chunk starts s (h_{s-1} from HS). Inputs GF, HS, CTOT
-// and DA come from selective_scan_bwd_fwd.wgsl. Layout, tiling and unroll markers as in selective_scan_fwd.wgsl.
+// and DA come from selective_scan_bwd_fwd.wgsl. Layout, tiling, prefetching and the repeat markers are as in
+// selective_scan_fwd.wgsl; tiles run from last to first.
 
 alias VE = {{VE}};
 const RE: u32 = {{RE}}u;
@@ -17,6 +18,9 @@ const NP4: u32 = NR4 * SN;
 const WC: u32 = {{WC}}u;
 const WG: u32 = WC * SN;
 const TT: u32 = {{TT}}u;
+const NP: u32 = NP4 * 4u;
+const PB: u32 = {{PB}}u;
+const PC: u32 = {{PC}}u;
 const HAS_Z: bool = {{HAS_Z}};
 const PSTR: u32 = {{PSTR}}u;
 const LOG2E: f32 = 1.4426950408889634;
@@ -41,12 +45,12 @@ struct Params { T: u32, E: u32, N: u32, EV: u32, KB: u32, Bt: u32, L: u32, NC: u
 @group(0) @binding(14) var<storage, read_write> DDLT: array<VE>;
 @group(0) @binding(15) var<storage, read_write> DBP: array<f32>;
 
-var<workgroup> sB: array<vec4<f32>, TT * NP4>;
-var<workgroup> sC: array<vec4<f32>, TT * NP4>;
-var<workgroup> sU: array<VE, TT * WC>;
-var<workgroup> sDl: array<VE, TT * WC>;
-var<workgroup> sG: array<VE, TT * WC>;
-var<workgroup> sGF: array<VE, TT * WC>;
+var<workgroup> sB: array<vec4<f32>, 2u * TT * NP4>;
+var<workgroup> sC: array<vec4<f32>, 2u * TT * NP4>;
+var<workgroup> sU: array<VE, 2u * TT * WC>;
+var<workgroup> sDl: array<VE, 2u * TT * WC>;
+var<workgroup> sG: array<VE, 2u * TT * WC>;
+var<workgroup> sGF: array<VE, 2u * TT * WC>;
 var<workgroup> sP: array<VE, TT * WC * SN>;   // [s][tt][j]: partial Σ_n B·dh of slice s
 var<workgroup> sQ: array<VE, TT * WC * SN>;   // [s][tt][j]: partial A-term of dΔ of slice s
 var<workgroup> sDB: array<vec4<f32>, WC * PSTR>;  // [j][tt][n / 4]: dB summed over the RE channels of lane j
@@ -73,139 +77,197 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   //@unroll_n
   if (live && s * NR + $nu < p.N) { A2[$n] = load_A((k * p.E + gj * RE) * p.N + s * NR + $nu, p.N) * LOG2E; }
   //@end
+  var dv = VE(0.0);
+  if (live) { dv = Dv[k * p.EV + gj]; }
   var crem = VE(0.0);  // Σ Δ from the chunk start to t (inclusive), counted down
   var q = VE(0.0);     // Σ_{t' >= t in this chunk} of this slice's (g·F [slice 0 only] - Δ·u·G)
   var bnd = VE(0.0);   // Σ_{n in slice} A_n·R_n at the start of the next chunk
+  var cpos = (p.T - 1u) % p.L;  // position of t in its chunk (counted down)
+  var cidx = (p.T - 1u) / p.L;  // the chunk of t
 
+  var pb: array<f32, PB>;
+  var pc: array<f32, PB>;
+  var pu: array<VE, PC>;
+  var pd: array<VE, PC>;
+  var pg: array<VE, PC>;
+  var pgf: array<VE, PC>;
   let ntiles = (p.T + TT - 1u) / TT;
-  for (var it = ntiles; it > 0u; it--) {
-    let t0 = (it - 1u) * TT;
-    for (var i = lid; i < TT * NP4 * 4u; i += WG) {
-      let t = t0 + i / (NP4 * 4u);
-      let n = i % (NP4 * 4u);
-      var b = 0.0;
-      var c = 0.0;
-      if (t < p.T && n < p.N) {
-        let o = (rowT + t) * p.N + n;
-        b = Bm[o];
-        c = Cm[o];
+  // Iteration it stages the tile loaded during iteration it-1, loads tile ntiles-1-it, computes tile ntiles-it.
+  for (var it = 0u; it <= ntiles; it++) {
+    if (it > 0u) {
+      let sob = ((it - 1u) % 2u) * TT * NP4;  // staging buffers alternate between tiles
+      let soc = ((it - 1u) % 2u) * TT * WC;
+      //@repeat {{PB}}
+      if (lid + $mu * WG < TT * NP) {
+        let i = lid + $mu * WG;
+        sB[sob + i / 4u][i % 4u] = pb[$m];
+        sC[sob + i / 4u][i % 4u] = pc[$m];
       }
-      sB[i / 4u][i % 4u] = b;
-      sC[i / 4u][i % 4u] = c;
-    }
-    for (var i = lid; i < TT * WC; i += WG) {
-      let t = t0 + i / WC;
-      let g2 = wid.x * WC + i % WC;
-      var uu = VE(0.0);
-      var dd = VE(0.0);
-      var g = VE(0.0);
-      var gf = VE(0.0);
-      if (t < p.T && g2 < p.EV) {
-        let o = (rowT + t) * p.EV + g2;
-        uu = U[o];
-        dd = DLT[o];
-        g = DOUT[o];
-        if (HAS_Z) {
-          let z = Z[o];
-          g = g * z / (1.0 + exp(-z));
-        }
-        gf = GF[o];
+      //@end
+      //@repeat {{PC}}
+      if (lid + $mu * WG < TT * WC) {
+        sU[soc + lid + $mu * WG] = pu[$m];
+        sDl[soc + lid + $mu * WG] = pd[$m];
+        sG[soc + lid + $mu * WG] = pg[$m];
+        sGF[soc + lid + $mu * WG] = pgf[$m];
       }
-      sU[i] = uu;
-      sDl[i] = dd;
-      sG[i] = g;
-      sGF[i] = gf;
+      //@end
     }
     workgroupBarrier();
-
-    for (var tr = TT; tr > 0u; tr--) {
-      let tt = tr - 1u;
-      let t = t0 + tt;
-      // Entering a chunk (at its last step): its Σ Δ, and a fresh suffix sum.
-      if (t < p.T && ((t + 1u) % p.L == 0u || t + 1u == p.T)) {
-        if (live) { crem = CTOT[(row * p.NC + t / p.L) * p.EV + gj]; }
-        q = VE(0.0);
+    if (it < ntiles) {
+      let tl = (ntiles - 1u - it) * TT;
+      //@repeat {{PB}}
+      {
+        let i = lid + $mu * WG;
+        let t = tl + i / NP;
+        let n = i % NP;
+        pb[$m] = 0.0;
+        pc[$m] = 0.0;
+        if (i < TT * NP && t < p.T && n < p.N) {
+          let o = (rowT + t) * p.N + n;
+          pb[$m] = Bm[o];
+          pc[$m] = Cm[o];
+        }
       }
-      let dl = sDl[tt * WC + j];
-      let du = dl * sU[tt * WC + j];
-      let g = sG[tt * WC + j];
-      let ncdu = -crem * du;  // -cΔ_t·Δ_t·u_t
-      crem -= dl;
-      let base = tt * NP4 + s * NR4;
-      //@unroll_q
-      let b$q = sB[base + $qu];
-      let c$q = sC[base + $qu];
-      var db$q = vec4<f32>(0.0);
       //@end
-      var pb = VE(0.0);
-      var gs = VE(0.0);
-      // Steps past T were staged as Δ = u = g = 0: dh = carry = 0 there.
-      //@unroll_n
-      let dh$n = fma(g, VE(c$q.$c), carry[$n]);
-      let bdh$n = dh$n * b$q.$c;
-      pb += bdh$n;
-      gs = fma(A2[$n], bdh$n, gs);
-      dA[$n] = fma(ncdu, bdh$n, dA[$n]);
-      db$q.$c = hdot(du, dh$n);
-      carry[$n] = exp2(dl * A2[$n]) * dh$n;
-      //@end
-      q = fma(-du * LN2, gs, q);
-      if (s == 0u) { q += sGF[tt * WC + j]; }
-      sP[(s * TT + tt) * WC + j] = pb;
-      sQ[(s * TT + tt) * WC + j] = q + bnd;
-      //@unroll_q
-      sDB[j * PSTR + tt * NP4 + s * NR4 + $qu] = db$q;
-      //@end
-      // At the start s of chunk c >= 1: R_s = a_s·h_{s-1}·dh_s = carry·h_{s-1}, with h_{s-1} saved at the end of
-      // chunk c-1. It enters dA weighted by Σ Δ over chunk c-1, and dΔ of every step of chunk c-1.
-      if (t < p.T && t > 0u && t % p.L == 0u) {
-        let cp = t / p.L - 1u;
-        var nb = VE(0.0);
-        if (live) {
-          let wt = CTOT[(row * p.NC + cp) * p.EV + gj];
-          //@unroll_n
-          if (s * NR + $nu < p.N) {
-            let r$n = carry[$n] * load_HS(((row * p.E + gj * RE) * p.NC + cp) * p.N + s * NR + $nu, p.NC * p.N);
-            dA[$n] = fma(wt, r$n, dA[$n]);
-            nb = fma(A2[$n], r$n, nb);
+      //@repeat {{PC}}
+      {
+        let i = lid + $mu * WG;
+        let t = tl + i / WC;
+        let g2 = wid.x * WC + i % WC;
+        pu[$m] = VE(0.0);
+        pd[$m] = VE(0.0);
+        pg[$m] = VE(0.0);
+        pgf[$m] = VE(0.0);
+        if (i < TT * WC && t < p.T && g2 < p.EV) {
+          let o = (rowT + t) * p.EV + g2;
+          pu[$m] = U[o];
+          pd[$m] = DLT[o];
+          pg[$m] = DOUT[o];
+          if (HAS_Z) {
+            let z = Z[o];
+            pg[$m] *= z / (1.0 + exp(-z));
           }
-          //@end
+          pgf[$m] = GF[o];
         }
-        bnd = nb * LN2;
       }
+      //@end
     }
-    workgroupBarrier();
+    if (it > 0u) {
+      let t0 = (ntiles - it) * TT;
+      let ob = ((it - 1u) % 2u) * TT * NP4;
+      let oc = ((it - 1u) % 2u) * TT * WC;
+      for (var tr = TT; tr > 0u; tr--) {
+        let tt = tr - 1u;
+        let t = t0 + tt;
+        // Entering a chunk (at its last step): its Σ Δ, and a fresh suffix sum.
+        if (t < p.T && (cpos + 1u == p.L || t + 1u == p.T)) {
+          if (live) { crem = CTOT[(row * p.NC + cidx) * p.EV + gj]; }
+          q = VE(0.0);
+        }
+        let dl = sDl[oc + tt * WC + j];
+        let du = dl * sU[oc + tt * WC + j];
+        let g = sG[oc + tt * WC + j];
+        let ncdu = -crem * du;  // -cΔ_t·Δ_t·u_t
+        crem -= dl;
+        let base = ob + tt * NP4 + s * NR4;
+        //@unroll_q
+        let b$q = sB[base + $qu];
+        let c$q = sC[base + $qu];
+        var db$q = vec4<f32>(0.0);
+        //@end
+        var pbd = VE(0.0);
+        var gs = VE(0.0);
+        // Steps past T were staged as Δ = u = g = 0: dh = carry = 0 there.
+        //@unroll_n
+        let dh$n = fma(g, VE(c$q.$c), carry[$n]);
+        let bdh$n = dh$n * b$q.$c;
+        pbd += bdh$n;
+        gs = fma(A2[$n], bdh$n, gs);
+        dA[$n] = fma(ncdu, bdh$n, dA[$n]);
+        db$q.$c = hdot(du, dh$n);
+        carry[$n] = exp2(dl * A2[$n]) * dh$n;
+        //@end
+        q = fma(-du * LN2, gs, q);
+        if (s == 0u) { q += sGF[oc + tt * WC + j]; }
+        sP[(s * TT + tt) * WC + j] = pbd;
+        sQ[(s * TT + tt) * WC + j] = q + bnd;
+        //@unroll_q
+        sDB[j * PSTR + tt * NP4 + s * NR4 + $qu] = db$q;
+        //@end
+        // At the start s of chunk c >= 1: R_s = a_s·h_{s-1}·dh_s = carry·h_{s-1}, with h_{s-1} saved at the end
+        // of chunk c-1. It enters dA weighted by Σ Δ over chunk c-1, and dΔ of every step of chunk c-1.
+        if (t < p.T && t > 0u && cpos == 0u) {
+          let cp = cidx - 1u;
+          var nb = VE(0.0);
+          if (live) {
+            let wt = CTOT[(row * p.NC + cp) * p.EV + gj];
+            //@unroll_n
+            if (s * NR + $nu < p.N) {
+              let r$n = carry[$n] * load_HS(((row * p.E + gj * RE) * p.NC + cp) * p.N + s * NR + $nu, p.NC * p.N);
+              dA[$n] = fma(wt, r$n, dA[$n]);
+              nb = fma(A2[$n], r$n, nb);
+            }
+            //@end
+          }
+          bnd = nb * LN2;
+        }
+        if (t < p.T) {
+          if (cpos == 0u) {
+            cpos = p.L - 1u;
+            cidx -= 1u;  // wraps below 0 after t = 0, never used then
+          } else {
+            cpos -= 1u;
+          }
+        }
+      }
+      workgroupBarrier();
 
-    for (var i = lid; i < TT * WC; i += WG) {
-      let tt = i / WC;
-      let t = t0 + tt;
-      let jj = i % WC;
-      let g2 = wid.x * WC + jj;
-      if (t < p.T && g2 < p.EV) {
-        var pb = VE(0.0);
-        var qq = VE(0.0);
-        for (var r = 0u; r < SN; r++) {
-          pb += sP[(r * TT + tt) * WC + jj];
-          qq += sQ[(r * TT + tt) * WC + jj];
-        }
-        let o = (rowT + t) * p.EV + g2;
-        DU[o] = fma(Dv[k * p.EV + g2], sG[i], sDl[i] * pb);
-        DDLT[o] = fma(sU[i], pb, qq);
-      }
-    }
-    for (var i = lid; i < TT * NP4; i += WG) {
-      let t = t0 + i / NP4;
-      if (t < p.T) {
-        var v = vec4<f32>(0.0);
-        for (var jj = 0u; jj < WC; jj++) { v += sDB[jj * PSTR + i]; }
-        let n0 = (i % NP4) * 4u;
-        let o = ((wid.x * p.KB + row) * p.T + t) * p.N;
-        for (var c = 0u; c < 4u; c++) {
-          if (n0 + c < p.N) { DBP[o + n0 + c] = v[c]; }
+      // Per (t, channel group j): sum the slices in a fixed order. Thread (j, s) reduces channel group j.
+      //@repeat {{PC}}
+      {
+        let i = lid + $mu * WG;
+        let tt = i / WC;
+        let t = t0 + tt;
+        if (i < TT * WC && t < p.T && live) {
+          var pbd = VE(0.0);
+          var qq = VE(0.0);
+          for (var r = 0u; r < SN; r++) {
+            pbd += sP[(r * TT + tt) * WC + j];
+            qq += sQ[(r * TT + tt) * WC + j];
+          }
+          let o = (rowT + t) * p.EV + gj;
+          DU[o] = fma(dv, sG[oc + i], sDl[oc + i] * pbd);
+          DDLT[o] = fma(sU[oc + i], pbd, qq);
         }
       }
+      //@end
+      for (var i = lid; i < TT * NP4; i += WG) {
+        let t = t0 + i / NP4;
+        if (t < p.T) {
+          // four independent partial sums (latency), combined in a fixed order
+          var v0 = vec4<f32>(0.0);
+          var v1 = v0;
+          var v2 = v0;
+          var v3 = v0;
+          for (var jj = 0u; jj + 3u < WC; jj += 4u) {
+            v0 += sDB[jj * PSTR + i];
+            v1 += sDB[(jj + 1u) * PSTR + i];
+            v2 += sDB[(jj + 2u) * PSTR + i];
+            v3 += sDB[(jj + 3u) * PSTR + i];
+          }
+          for (var jj = WC & ~3u; jj < WC; jj++) { v0 += sDB[jj * PSTR + i]; }
+          let v = (v0 + v1) + (v2 + v3);
+          let n0 = (i % NP4) * 4u;
+          let o = ((wid.x * p.KB + row) * p.T + t) * p.N + n0;
+          if (n0 < p.N) { DBP[o] = v.x; }
+          if (n0 + 1u < p.N) { DBP[o + 1u] = v.y; }
+          if (n0 + 2u < p.N) { DBP[o + 2u] = v.z; }
+          if (n0 + 3u < p.N) { DBP[o + 3u] = v.w; }
+        }
+      }
     }
-    workgroupBarrier();
+    // No barrier here: see selective_scan_fwd.wgsl.
   }
 
   if (live) {

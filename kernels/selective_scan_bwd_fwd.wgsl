@@ -7,8 +7,8 @@
 //   DCP  = partial dC over this workgroup's channels   (G, K, Bt, T, N)
 //   DA   = Σ_t cΔ_t·g_t·C_t[n]·h_t[n]                 (K, Bt, E, N)   (cΔ: Δ summed from the chunk start)
 //   DDP  = Σ_t g_t·u_t                                 (K, Bt, E)
-// with g = dout·silu(z) (or dout). The derivation is in lib/ops/selective_scan.ts. Layout, tiling and the
-// unroll markers are as in selective_scan_fwd.wgsl.
+// with g = dout·silu(z) (or dout). The derivation is in lib/ops/selective_scan.ts. Layout, tiling, prefetching
+// and the repeat markers are as in selective_scan_fwd.wgsl.
 
 alias VE = {{VE}};
 const RE: u32 = {{RE}}u;
@@ -19,6 +19,9 @@ const NP4: u32 = NR4 * SN;
 const WC: u32 = {{WC}}u;
 const WG: u32 = WC * SN;
 const TT: u32 = {{TT}}u;
+const NP: u32 = NP4 * 4u;
+const PB: u32 = {{PB}}u;
+const PC: u32 = {{PC}}u;
 const HAS_Z: bool = {{HAS_Z}};
 const YN: u32 = {{YN}}u;           // TT·WC·SN with z, else 1 (the partial y is only needed for dz)
 const PSTR: u32 = {{PSTR}}u;       // TT·NP4 rounded up to odd: row stride of sDC (no bank conflicts)
@@ -44,11 +47,12 @@ struct Params { T: u32, E: u32, N: u32, EV: u32, KB: u32, Bt: u32, L: u32, NC: u
 @group(0) @binding(14) var<storage, read_write> DA: array<f32>;
 @group(0) @binding(15) var<storage, read_write> DDP: array<VE>;
 
-var<workgroup> sB: array<vec4<f32>, TT * NP4>;
-var<workgroup> sC: array<vec4<f32>, TT * NP4>;
-var<workgroup> sU: array<VE, TT * WC>;
-var<workgroup> sDl: array<VE, TT * WC>;
-var<workgroup> sG: array<VE, TT * WC>;
+var<workgroup> sB: array<vec4<f32>, 2u * TT * NP4>;
+var<workgroup> sC: array<vec4<f32>, 2u * TT * NP4>;
+var<workgroup> sU: array<VE, 2u * TT * WC>;
+var<workgroup> sDl: array<VE, 2u * TT * WC>;
+var<workgroup> sG: array<VE, 2u * TT * WC>;
+var<workgroup> sDZF: array<VE, 2u * {{ZN}}>;       // [tt][j]: dout·silu'(z), so dz = sDZF·y (TT·WC with z, else 1)
 var<workgroup> sF: array<VE, TT * WC * SN>;   // [s][tt][j]: partial Σ_n A2·C·h of slice s
 var<workgroup> sY: array<VE, YN>;             // [s][tt][j]: partial Σ_n C·h of slice s
 var<workgroup> sDC: array<vec4<f32>, WC * PSTR>;  // [j][tt][n / 4]: dC summed over the RE channels of lane j
@@ -76,124 +80,179 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   //@unroll_n
   if (live && s * NR + $nu < p.N) { A2[$n] = load_A((k * p.E + gj * RE) * p.N + s * NR + $nu, p.N) * LOG2E; }
   //@end
+  var dv = VE(0.0);
+  if (live) { dv = Dv[k * p.EV + gj]; }
   var cdl = VE(0.0);  // Σ Δ from the chunk start to t (inclusive)
-  var ddp = VE(0.0);  // Σ g·u over the steps this thread reduces (channel group j)
+  var cpos = 0u;      // steps of the current chunk done
+  var cidx = 0u;      // the current chunk
+  var ddp = VE(0.0);  // Σ g·u over the steps this thread reduces (of channel group j)
 
-  for (var t0 = 0u; t0 < p.T; t0 += TT) {
-    for (var i = lid; i < TT * NP4 * 4u; i += WG) {
-      let t = t0 + i / (NP4 * 4u);
-      let n = i % (NP4 * 4u);
-      var b = 0.0;
-      var c = 0.0;
-      if (t < p.T && n < p.N) {
+  var pb: array<f32, PB>;
+  var pc: array<f32, PB>;
+  var pu: array<VE, PC>;
+  var pd: array<VE, PC>;
+  var pg: array<VE, PC>;
+  var pzf: array<VE, PC>;
+  let ntiles = (p.T + TT - 1u) / TT;
+  // Iteration it stages tile it-1 (loaded during iteration it-1), loads tile it, then computes tile it-1.
+  for (var it = 0u; it <= ntiles; it++) {
+    if (it > 0u) {
+      let sob = ((it - 1u) % 2u) * TT * NP4;  // staging buffers alternate between tiles
+      let soc = ((it - 1u) % 2u) * TT * WC;
+      //@repeat {{PB}}
+      if (lid + $mu * WG < TT * NP) {
+        let i = lid + $mu * WG;
+        sB[sob + i / 4u][i % 4u] = pb[$m];
+        sC[sob + i / 4u][i % 4u] = pc[$m];
+      }
+      //@end
+      //@repeat {{PC}}
+      if (lid + $mu * WG < TT * WC) {
+        sU[soc + lid + $mu * WG] = pu[$m];
+        sDl[soc + lid + $mu * WG] = pd[$m];
+        sG[soc + lid + $mu * WG] = pg[$m];
+        if (HAS_Z) { sDZF[soc + lid + $mu * WG] = pzf[$m]; }
+      }
+      //@end
+    }
+    workgroupBarrier();
+    let tl = it * TT;
+    //@repeat {{PB}}
+    {
+      let i = lid + $mu * WG;
+      let t = tl + i / NP;
+      let n = i % NP;
+      pb[$m] = 0.0;
+      pc[$m] = 0.0;
+      if (i < TT * NP && t < p.T && n < p.N) {
         let o = (rowT + t) * p.N + n;
-        b = Bm[o];
-        c = Cm[o];
+        pb[$m] = Bm[o];
+        pc[$m] = Cm[o];
       }
-      sB[i / 4u][i % 4u] = b;
-      sC[i / 4u][i % 4u] = c;
     }
-    for (var i = lid; i < TT * WC; i += WG) {
-      let t = t0 + i / WC;
+    //@end
+    //@repeat {{PC}}
+    {
+      let i = lid + $mu * WG;
+      let t = tl + i / WC;
       let g2 = wid.x * WC + i % WC;
-      var uu = VE(0.0);
-      var dd = VE(0.0);
-      var g = VE(0.0);
-      if (t < p.T && g2 < p.EV) {
+      pu[$m] = VE(0.0);
+      pd[$m] = VE(0.0);
+      pg[$m] = VE(0.0);
+      pzf[$m] = VE(0.0);
+      if (i < TT * WC && t < p.T && g2 < p.EV) {
         let o = (rowT + t) * p.EV + g2;
-        uu = U[o];
-        dd = DLT[o];
-        g = DOUT[o];
+        pu[$m] = U[o];
+        pd[$m] = DLT[o];
+        let dout = DOUT[o];
+        pg[$m] = dout;
         if (HAS_Z) {
-          let z = Z[o];
-          g = g * z * sigmoid_(z);
-        }
-      }
-      sU[i] = uu;
-      sDl[i] = dd;
-      sG[i] = g;
-    }
-    workgroupBarrier();
-
-    for (var tt = 0u; tt < TT; tt++) {
-      let t = t0 + tt;
-      let dl = sDl[tt * WC + j];
-      let du = dl * sU[tt * WC + j];
-      let g = sG[tt * WC + j];
-      cdl += dl;
-      let cg = cdl * g;
-      let base = tt * NP4 + s * NR4;
-      //@unroll_q
-      let b$q = sB[base + $qu];
-      let c$q = sC[base + $qu];
-      var dc$q = vec4<f32>(0.0);
-      //@end
-      var y = VE(0.0);
-      var f = VE(0.0);
-      //@unroll_n
-      h[$n] = fma(exp2(dl * A2[$n]), h[$n], du * b$q.$c);
-      let ch$n = h[$n] * c$q.$c;
-      if (HAS_Z) { y += ch$n; }
-      f = fma(A2[$n], ch$n, f);
-      dA[$n] = fma(cg, ch$n, dA[$n]);
-      dc$q.$c = hdot(g, h[$n]);
-      //@end
-      //@unroll_q
-      sDC[j * PSTR + tt * NP4 + s * NR4 + $qu] = dc$q;
-      //@end
-      sF[(s * TT + tt) * WC + j] = f;
-      if (HAS_Z) { sY[(s * TT + tt) * WC + j] = y; }
-      // The end of a chunk that has a successor: keep h (the reverse sweep's boundary terms) and Σ Δ.
-      if (t < p.T && ((t + 1u) % p.L == 0u || t + 1u == p.T)) {
-        let c = t / p.L;
-        if (live) {
-          if (t + 1u < p.T) {
-            //@unroll_n
-            if (s * NR + $nu < p.N) { store_HS(((row * p.E + gj * RE) * p.NC + c) * p.N + s * NR + $nu, p.NC * p.N, h[$n]); }
-            //@end
-          }
-          if (s == 0u) { CTOT[(row * p.NC + c) * p.EV + gj] = cdl; }
-        }
-        cdl = VE(0.0);
-      }
-    }
-    workgroupBarrier();
-
-    // Per (t, channel group): sum the slices in a fixed order.
-    for (var i = lid; i < TT * WC; i += WG) {
-      let tt = i / WC;
-      let t = t0 + tt;
-      let jj = i % WC;  // == j, since WG is a multiple of WC: each thread always reduces its own channels
-      let g2 = wid.x * WC + jj;
-      if (t < p.T && g2 < p.EV) {
-        var f = VE(0.0);
-        for (var q = 0u; q < SN; q++) { f += sF[(q * TT + tt) * WC + jj]; }
-        let o = (rowT + t) * p.EV + g2;
-        GF[o] = sG[i] * f * LN2;
-        ddp = fma(sG[i], sU[i], ddp);
-        if (HAS_Z) {
-          var y = Dv[k * p.EV + g2] * sU[i];
-          for (var q = 0u; q < SN; q++) { y += sY[(q * TT + tt) * WC + jj]; }
           let z = Z[o];
           let sg = sigmoid_(z);
-          DZ[o] = DOUT[o] * y * sg * (1.0 + z * (1.0 - sg));
+          pg[$m] = dout * z * sg;
+          pzf[$m] = dout * sg * (1.0 + z * (1.0 - sg));
         }
       }
     }
-    // Per (t, 4 states): sum dC over the workgroup's channel groups in a fixed order.
-    for (var i = lid; i < TT * NP4; i += WG) {
-      let t = t0 + i / NP4;
-      if (t < p.T) {
-        var v = vec4<f32>(0.0);
-        for (var jj = 0u; jj < WC; jj++) { v += sDC[jj * PSTR + i]; }
-        let n0 = (i % NP4) * 4u;
-        let o = ((wid.x * p.KB + row) * p.T + t) * p.N;
-        for (var c = 0u; c < 4u; c++) {
-          if (n0 + c < p.N) { DCP[o + n0 + c] = v[c]; }
+    //@end
+    if (it > 0u) {
+      let t0 = tl - TT;
+      let ob = ((it - 1u) % 2u) * TT * NP4;
+      let oc = ((it - 1u) % 2u) * TT * WC;
+      for (var tt = 0u; tt < TT; tt++) {
+        let t = t0 + tt;
+        let dl = sDl[oc + tt * WC + j];
+        let du = dl * sU[oc + tt * WC + j];
+        let g = sG[oc + tt * WC + j];
+        cdl += dl;
+        let cg = cdl * g;
+        let base = ob + tt * NP4 + s * NR4;
+        //@unroll_q
+        let b$q = sB[base + $qu];
+        let c$q = sC[base + $qu];
+        var dc$q = vec4<f32>(0.0);
+        //@end
+        var y = VE(0.0);
+        var f = VE(0.0);
+        //@unroll_n
+        h[$n] = fma(exp2(dl * A2[$n]), h[$n], du * b$q.$c);
+        let ch$n = h[$n] * c$q.$c;
+        if (HAS_Z) { y += ch$n; }
+        f = fma(A2[$n], ch$n, f);
+        dA[$n] = fma(cg, ch$n, dA[$n]);
+        dc$q.$c = hdot(g, h[$n]);
+        //@end
+        //@unroll_q
+        sDC[j * PSTR + tt * NP4 + s * NR4 + $qu] = dc$q;
+        //@end
+        sF[(s * TT + tt) * WC + j] = f;
+        if (HAS_Z) { sY[(s * TT + tt) * WC + j] = y; }
+        // The end of a chunk: keep h (if a chunk follows, for the reverse sweep's boundary terms) and Σ Δ.
+        cpos += 1u;
+        if (t < p.T && (cpos == p.L || t + 1u == p.T)) {
+          let c = cidx;
+          cidx += 1u;
+          cpos = 0u;
+          if (live) {
+            if (t + 1u < p.T) {
+              //@unroll_n
+              if (s * NR + $nu < p.N) { store_HS(((row * p.E + gj * RE) * p.NC + c) * p.N + s * NR + $nu, p.NC * p.N, h[$n]); }
+              //@end
+            }
+            if (s == 0u) { CTOT[(row * p.NC + c) * p.EV + gj] = cdl; }
+          }
+          cdl = VE(0.0);
+        }
+      }
+      workgroupBarrier();
+
+      // Per (t, channel group j): sum the slices in a fixed order. Thread (j, s) reduces channel group j.
+      //@repeat {{PC}}
+      {
+        let i = lid + $mu * WG;
+        let tt = i / WC;
+        let t = t0 + tt;
+        if (i < TT * WC && t < p.T && live) {
+          var f = VE(0.0);
+          for (var q = 0u; q < SN; q++) { f += sF[(q * TT + tt) * WC + j]; }
+          let o = (rowT + t) * p.EV + gj;
+          GF[o] = sG[oc + i] * f * LN2;
+          ddp = fma(sG[oc + i], sU[oc + i], ddp);
+          if (HAS_Z) {
+            var y = dv * sU[oc + i];
+            for (var q = 0u; q < SN; q++) { y += sY[(q * TT + tt) * WC + j]; }
+            DZ[o] = sDZF[oc + i] * y;
+          }
+        }
+      }
+      //@end
+      // Per (t, 4 states): sum dC over the workgroup's channel groups in a fixed order.
+      for (var i = lid; i < TT * NP4; i += WG) {
+        let t = t0 + i / NP4;
+        if (t < p.T) {
+          // four independent partial sums (latency), combined in a fixed order
+          var v0 = vec4<f32>(0.0);
+          var v1 = v0;
+          var v2 = v0;
+          var v3 = v0;
+          for (var jj = 0u; jj + 3u < WC; jj += 4u) {
+            v0 += sDC[jj * PSTR + i];
+            v1 += sDC[(jj + 1u) * PSTR + i];
+            v2 += sDC[(jj + 2u) * PSTR + i];
+            v3 += sDC[(jj + 3u) * PSTR + i];
+          }
+          for (var jj = WC & ~3u; jj < WC; jj++) { v0 += sDC[jj * PSTR + i]; }
+          let v = (v0 + v1) + (v2 + v3);
+          let n0 = (i % NP4) * 4u;
+          let o = ((wid.x * p.KB + row) * p.T + t) * p.N + n0;
+          if (n0 < p.N) { DCP[o] = v.x; }
+          if (n0 + 1u < p.N) { DCP[o + 1u] = v.y; }
+          if (n0 + 2u < p.N) { DCP[o + 2u] = v.z; }
+          if (n0 + 3u < p.N) { DCP[o + 3u] = v.w; }
         }
       }
     }
-    workgroupBarrier();
+    // No barrier here: see selective_scan_fwd.wgsl.
   }
 
   if (live) {
@@ -202,6 +261,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     //@end
   }
   // dD: the partial sums of the SN threads of channel group j, in a fixed order.
+  workgroupBarrier();  // the last reduce may still read sF
   sF[lid] = ddp;
   workgroupBarrier();
   if (s == 0u && live) {

@@ -5,10 +5,12 @@
 // - it walks T sequentially in tiles of TT steps: B_t, C_t of the tile (shared by every channel) and u, Δ of
 //   the workgroup's channels are staged in workgroup memory, each thread advances its RE·NR states, and the SN
 //   state slices' partial y are summed in a fixed order (so results are bit-identical run to run).
-// Lines between `//@unroll_n` and `//@end` are repeated for n = 0..NR-1 by the host ($n = n, $q = n / 4,
-// $c = the component x|y|z|w of n % 4); `//@unroll_q` repeats for q = 0..NR/4-1. Constant indices keep the
-// per-thread arrays in registers on every driver.
-// Placeholders: VE (f32 | vec2<f32> | vec4<f32>), RE, NR, SN, WC, TT, HAS_Z, STRIDED (load_A, made by the host).
+// - the loads of tile i+1 are issued into registers before tile i is computed (their latency hides behind it),
+//   and the reduce phase reads only workgroup memory, so no phase waits on global memory; the staging buffers
+//   alternate between tiles, so each tile needs two barriers.
+// Repeat markers (`//@unroll_n`, `//@unroll_q`, `//@repeat COUNT` ... `//@end`) are expanded by the host; see
+// `unroll` in lib/ops/selective_scan.ts. Constant indices keep the per-thread arrays in registers.
+// Placeholders: VE (f32 | vec2<f32> | vec4<f32>), RE, NR, SN, WC, TT, HAS_Z, ZN, PB, PC, STRIDED (made by the host).
 
 alias VE = {{VE}};
 const RE: u32 = {{RE}}u;    // channels per thread (the width of VE)
@@ -19,6 +21,9 @@ const NP4: u32 = NR4 * SN;  // padded N / 4
 const WC: u32 = {{WC}}u;    // channel groups (threads per slice) per workgroup
 const WG: u32 = WC * SN;    // workgroup size
 const TT: u32 = {{TT}}u;    // time steps per tile
+const NP: u32 = NP4 * 4u;
+const PB: u32 = {{PB}}u;    // ceil(TT·NP / WG): B, C values each thread prefetches per tile
+const PC: u32 = {{PC}}u;    // ceil(TT·WC / WG): channel groups each thread prefetches per tile
 const HAS_Z: bool = {{HAS_Z}};
 const LOG2E: f32 = 1.4426950408889634;
 
@@ -35,11 +40,12 @@ struct Params { T: u32, E: u32, N: u32, EV: u32, KB: u32, Bt: u32 }
 @group(0) @binding(7) var<storage, read> Z: array<VE>;      // (K, Bt, T, E), bound to U when absent
 @group(0) @binding(8) var<storage, read_write> Y: array<VE>; // (K, Bt, T, E)
 
-var<workgroup> sB: array<vec4<f32>, TT * NP4>;   // [tt][n / 4]
-var<workgroup> sC: array<vec4<f32>, TT * NP4>;
-var<workgroup> sU: array<VE, TT * WC>;           // [tt][j]
-var<workgroup> sDl: array<VE, TT * WC>;
+var<workgroup> sB: array<vec4<f32>, 2u * TT * NP4>;   // [tt][n / 4]
+var<workgroup> sC: array<vec4<f32>, 2u * TT * NP4>;
+var<workgroup> sU: array<VE, 2u * TT * WC>;           // [tt][j]
+var<workgroup> sDl: array<VE, 2u * TT * WC>;
 var<workgroup> sY: array<VE, TT * WC * SN>;      // [s][tt][j]: partial y of slice s
+var<workgroup> sSZ: array<VE, 2u * {{ZN}}>;            // [tt][j]: silu(z) (TT·WC with z, else 1)
 
 // load_A / load_HS / store_HS ...: the RE channels of a group from a (..., E, stride) layout.
 {{STRIDED}}
@@ -62,70 +68,108 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   //@unroll_n
   if (live && s * NR + $nu < p.N) { A2[$n] = load_A((k * p.E + gj * RE) * p.N + s * NR + $nu, p.N) * LOG2E; }
   //@end
+  var dv = VE(0.0);
+  if (live) { dv = Dv[k * p.EV + gj]; }
 
-  for (var t0 = 0u; t0 < p.T; t0 += TT) {
-    for (var i = lid; i < TT * NP4 * 4u; i += WG) {
-      let t = t0 + i / (NP4 * 4u);
-      let n = i % (NP4 * 4u);
-      var b = 0.0;
-      var c = 0.0;
-      if (t < p.T && n < p.N) {
+  // Registers holding the next tile: B, C (pb, pc) and u, Δ, silu(z) of channel groups (pu, pd, pz).
+  var pb: array<f32, PB>;
+  var pc: array<f32, PB>;
+  var pu: array<VE, PC>;
+  var pd: array<VE, PC>;
+  var pz: array<VE, PC>;
+  let ntiles = (p.T + TT - 1u) / TT;
+  // Iteration it stages tile it-1 (loaded during iteration it-1), loads tile it, then computes tile it-1.
+  for (var it = 0u; it <= ntiles; it++) {
+    if (it > 0u) {
+      let sob = ((it - 1u) % 2u) * TT * NP4;  // staging buffers alternate between tiles
+      let soc = ((it - 1u) % 2u) * TT * WC;
+      //@repeat {{PB}}
+      if (lid + $mu * WG < TT * NP) {
+        let i = lid + $mu * WG;
+        sB[sob + i / 4u][i % 4u] = pb[$m];
+        sC[sob + i / 4u][i % 4u] = pc[$m];
+      }
+      //@end
+      //@repeat {{PC}}
+      if (lid + $mu * WG < TT * WC) {
+        sU[soc + lid + $mu * WG] = pu[$m];
+        sDl[soc + lid + $mu * WG] = pd[$m];
+        if (HAS_Z) { sSZ[soc + lid + $mu * WG] = pz[$m]; }
+      }
+      //@end
+    }
+    workgroupBarrier();
+    // Load tile it (steps past T, and past the last tile, as zeros).
+    let tl = it * TT;
+    //@repeat {{PB}}
+    {
+      let i = lid + $mu * WG;
+      let t = tl + i / NP;
+      let n = i % NP;
+      pb[$m] = 0.0;
+      pc[$m] = 0.0;
+      if (i < TT * NP && t < p.T && n < p.N) {
         let o = (rowT + t) * p.N + n;
-        b = Bm[o];
-        c = Cm[o];
+        pb[$m] = Bm[o];
+        pc[$m] = Cm[o];
       }
-      sB[i / 4u][i % 4u] = b;
-      sC[i / 4u][i % 4u] = c;
     }
-    for (var i = lid; i < TT * WC; i += WG) {
-      let t = t0 + i / WC;
+    //@end
+    //@repeat {{PC}}
+    {
+      let i = lid + $mu * WG;
+      let t = tl + i / WC;
       let g2 = wid.x * WC + i % WC;
-      var uu = VE(0.0);
-      var dd = VE(0.0);
-      if (t < p.T && g2 < p.EV) {
+      pu[$m] = VE(0.0);
+      pd[$m] = VE(0.0);
+      pz[$m] = VE(0.0);
+      if (i < TT * WC && t < p.T && g2 < p.EV) {
         let o = (rowT + t) * p.EV + g2;
-        uu = U[o];
-        dd = DLT[o];
-      }
-      sU[i] = uu;
-      sDl[i] = dd;
-    }
-    workgroupBarrier();
-
-    // Steps past T were staged as Δ = u = 0: exp(0) = 1 and no input, so the states are unchanged.
-    for (var tt = 0u; tt < TT; tt++) {
-      let dl = sDl[tt * WC + j];
-      let du = dl * sU[tt * WC + j];
-      let base = tt * NP4 + s * NR4;
-      //@unroll_q
-      let b$q = sB[base + $qu];
-      let c$q = sC[base + $qu];
-      //@end
-      var y = VE(0.0);
-      //@unroll_n
-      h[$n] = fma(exp2(dl * A2[$n]), h[$n], du * b$q.$c);
-      y = fma(h[$n], VE(c$q.$c), y);
-      //@end
-      sY[(s * TT + tt) * WC + j] = y;
-    }
-    workgroupBarrier();
-
-    // y = D·u + Σ_s partial_s (fixed order), gated by silu(z).
-    for (var i = lid; i < TT * WC; i += WG) {
-      let t = t0 + i / WC;
-      let jj = i % WC;
-      let g2 = wid.x * WC + jj;
-      if (t < p.T && g2 < p.EV) {
-        var y = Dv[k * p.EV + g2] * sU[i];
-        for (var q = 0u; q < SN; q++) { y += sY[(q * TT + i / WC) * WC + jj]; }
-        let o = (rowT + t) * p.EV + g2;
+        pu[$m] = U[o];
+        pd[$m] = DLT[o];
         if (HAS_Z) {
           let z = Z[o];
-          y = y * z / (1.0 + exp(-z));
+          pz[$m] = z / (1.0 + exp(-z));
         }
-        Y[o] = y;
       }
     }
-    workgroupBarrier();
+    //@end
+    if (it > 0u) {
+      let t0 = tl - TT;
+      let ob = ((it - 1u) % 2u) * TT * NP4;
+      let oc = ((it - 1u) % 2u) * TT * WC;
+      // Steps past T were staged as Δ = u = 0: exp(0) = 1 and no input, so the states are unchanged.
+      for (var tt = 0u; tt < TT; tt++) {
+        let dl = sDl[oc + tt * WC + j];
+        let du = dl * sU[oc + tt * WC + j];
+        let base = ob + tt * NP4 + s * NR4;
+        //@unroll_q
+        let b$q = sB[base + $qu];
+        let c$q = sC[base + $qu];
+        //@end
+        var y = VE(0.0);
+        //@unroll_n
+        h[$n] = fma(exp2(dl * A2[$n]), h[$n], du * b$q.$c);
+        y = fma(h[$n], VE(c$q.$c), y);
+        //@end
+        sY[(s * TT + tt) * WC + j] = y;
+      }
+      workgroupBarrier();
+      // y = D·u + Σ_s partial_s (fixed order), gated by silu(z). Thread (j, s) reduces channel group j.
+      //@repeat {{PC}}
+      {
+        let i = lid + $mu * WG;
+        let t = t0 + i / WC;
+        if (i < TT * WC && t < p.T && live) {
+          var y = dv * sU[oc + i];
+          for (var q = 0u; q < SN; q++) { y += sY[(q * TT + i / WC) * WC + j]; }
+          if (HAS_Z) { y *= sSZ[oc + i]; }
+          Y[(rowT + t) * p.EV + gj] = y;
+        }
+      }
+      //@end
+    }
+    // No barrier here: the next tile is staged into the other buffers, and the next writes of sY come after the
+    // next iteration's barrier, which every thread reaches only after this reduce.
   }
 }

@@ -58,9 +58,21 @@
  * back as broadcast vec4s) and u, Δ, g in workgroup memory. Sums over n are split into SN slices and finished in
  * workgroup memory (per (t, e): cheap, NR states already summed in registers); sums over e for dB, dC are
  * summed over a thread's RE channels in registers, then over the WC lanes in workgroup memory, then over the
- * ceil(E / (WC·RE)) workgroups by a reduce kernel. Per (t, e, n) the forward costs one exp2 and ~4 FMAs, each
- * backward sweep one exp2 and ~8 FMAs; on an H100 the exp2 throughput (16 per SM per clock) and the issue rate
- * bound them, not memory.
+ * ceil(E / (WC·RE)) workgroups by a reduce kernel. The loads of the next tile are issued into registers before
+ * the current tile is computed, and the staging buffers alternate between tiles (two barriers per tile).
+ *
+ * ## Cost and measured speed
+ * Per (t, e, n) the forward costs one exp2 and 4 FMA-class instructions, each backward sweep one exp2 and ~8; the
+ * floor on an H100 is the exp2 rate (16 per SM per clock): 0.58 ms per sweep at Bt 64, T 512, E 2048, N 32,
+ * against 0.36 ms to move the forward's minimum 1.08 GB at 3 TB/s. Measured there (tests/selective_scan_bench.ts,
+ * best runs, tile 2): forward 1.10 ms (980 GB/s of the minimum bytes, 33% of 3 TB/s), backward 7.2 ms (264 GB/s:
+ * 3.5 ms per sweep + 0.1 ms of reductions), 360 GB/s together, far below the 40% aimed at; repeated runs varied up
+ * to 3x. The forward is within 2x of its exp2 floor; the sweeps issue at ~15% of the H100's rate, bound by latency
+ * rather than by memory or arithmetic: each thread keeps three arrays of RE·NR = 32 values (h or dh, A, dA) in
+ * registers, so few warps share an SM, and each tile ends in reductions through workgroup memory. Tiles of 8..16
+ * steps, NR = 16 and RE = 1 were clearly slower; tiles of 1 or 4, NR = 4 and RE = 2 were within the run-to-run
+ * spread of the default. Next steps: dA accumulated outside registers, or time split across threads inside a
+ * chunk (a parallel scan) to give each SM more independent work.
  * @module
  */
 import { kernelSource } from "../kernels.ts";
@@ -94,7 +106,9 @@ export interface SelectiveScanOptions {
   chunk?: number;
   /** States per thread NR: 4, 8 or 16 (default 8). */
   statesPerThread?: number;
-  /** Largest time tile TT (default: 8 in the backward, 16 in the forward; smaller when workgroup memory is short). */
+  /** Most channels per thread RE: 1, 2 or 4 (default 4; the largest of these dividing E is used). */
+  channelsPerThread?: number;
+  /** Time steps per tile TT (default 2; less when workgroup memory is short). */
   tile?: number;
 }
 
@@ -137,7 +151,11 @@ const floorPow2 = (x: number) => 2 ** Math.floor(Math.log2(x));
 const ceilPow2 = (x: number) => 2 ** Math.ceil(Math.log2(x));
 
 function scanConfig(d: SelectiveScanDims, hasZ: boolean, o: SelectiveScanOptions): ScanConfig {
-  const re = d.E % 4 === 0 ? 4 : d.E % 2 === 0 ? 2 : 1;
+  const reMax = o.channelsPerThread ?? 4;
+  if (![1, 2, 4].includes(reMax)) {
+    throw new RangeError(`selectiveScan: channelsPerThread must be 1, 2 or 4, got ${reMax}`);
+  }
+  const re = [4, 2, 1].find((r) => r <= reMax && d.E % r === 0)!;
   const nrWanted = o.statesPerThread ?? 8;
   if (![4, 8, 16].includes(nrWanted)) {
     throw new RangeError(`selectiveScan: statesPerThread must be 4, 8 or 16, got ${nrWanted}`);
@@ -150,21 +168,32 @@ function scanConfig(d: SelectiveScanDims, hasZ: boolean, o: SelectiveScanOptions
     throw new RangeError(`selectiveScan: N = ${d.N} is too large (at most ${maxThreads * nr})`);
   }
   const ev = d.E / re;
-  const wc = Math.min(32, ceilPow2(ev), floorPow2(maxThreads / sn));
+  // 128 channels per workgroup where the thread limit allows: the dB, dC partials are (E / 128, K, Bt, T, N).
+  const wc = Math.min(128 / re, ceilPow2(ev), floorPow2(maxThreads / sn));
   const chunk = o.chunk ?? 64;
   if (!Number.isInteger(chunk) || chunk < 1) {
     throw new RangeError(`selectiveScan: chunk must be a positive integer, got ${chunk}`);
   }
   const np = sn * nr;
   const smem = limits.maxComputeWorkgroupStorageSize;
+  // Short tiles: on the H100 (measured) tiles of 8..16 steps were 1.3-3x slower than 2 (workgroup memory limits
+  // how many workgroups share an SM); llvmpipe unrolls long tiles into minutes of compiling.
   const pstr = (tt: number) => (tt * np / 4) | 1;
   // Workgroup bytes of each kernel for a tile of tt steps (the var<workgroup> declarations of the .wgsl files).
-  const fwdBytes = (tt: number) => 4 * tt * (2 * np + 2 * wc * re + wc * sn * re);
+  const zn = (tt: number) => (hasZ ? tt * wc * re : re); // sSZ / sDZF
+  // (staging buffers are doubled: consecutive tiles alternate between them)
+  const fwdBytes = (tt: number) => 4 * (2 * tt * (2 * np + 2 * wc * re) + tt * wc * sn * re + 2 * zn(tt));
   const bfBytes = (tt: number) =>
-    4 * (tt * (2 * np + 3 * wc * re + wc * sn * re * (hasZ ? 2 : 1)) + (hasZ ? 0 : re)) + 16 * wc * pstr(tt);
-  const brBytes = (tt: number) => 4 * tt * (2 * np + 4 * wc * re + 2 * wc * sn * re) + 16 * wc * pstr(tt);
+    4 *
+      (2 * tt * (2 * np + 3 * wc * re) + tt * wc * sn * re * (hasZ ? 2 : 1) + (hasZ ? 0 : re) + 2 * zn(tt)) +
+    16 * wc * pstr(tt);
+  const brBytes = (tt: number) =>
+    4 * (2 * tt * (2 * np + 4 * wc * re) + 2 * tt * wc * sn * re) + 16 * wc * pstr(tt);
   const pick = (bytes: (tt: number) => number, cap: number) => {
-    let tt = Math.max(1, Math.min(cap, o.tile ?? cap));
+    if (o.tile !== undefined && !(Number.isInteger(o.tile) && o.tile >= 1)) {
+      throw new RangeError(`selectiveScan: tile must be a positive integer, got ${o.tile}`);
+    }
+    let tt = o.tile ?? cap;
     while (tt > 1 && bytes(tt) > smem) tt--;
     if (bytes(tt) > smem) {
       throw new RangeError(
@@ -178,29 +207,41 @@ function scanConfig(d: SelectiveScanDims, hasZ: boolean, o: SelectiveScanOptions
     nr,
     sn,
     wc,
-    ttFwd: pick(fwdBytes, 16),
-    ttBf: pick(bfBytes, 8),
-    ttBr: pick(brBytes, 8),
+    ttFwd: pick(fwdBytes, 2),
+    ttBf: pick(bfBytes, 2),
+    ttBr: pick(brBytes, 2),
     chunk,
     groups: Math.ceil(ev / wc),
   };
 }
 
-/** Repeats the `//@unroll_n` / `//@unroll_q` blocks of a kernel with constant indices (see the .wgsl headers). */
+/**
+ * Expands the repeat markers of the scan kernels (see the .wgsl headers): `//@unroll_n` and `//@unroll_q` blocks
+ * repeat for n = 0..NR-1 and q = 0..NR/4-1 ($n, $q = n / 4, $c = x|y|z|w for n % 4); `//@repeat COUNT` blocks
+ * repeat COUNT times with $m = 0, 1, ... Constant indices keep per-thread arrays in registers on every driver.
+ */
 function unroll(src: string, nr: number): string {
-  return src.replace(
-    /^[ \t]*\/\/@unroll_([nq])\n([\s\S]*?)^[ \t]*\/\/@end\n/gm,
-    (_, kind: string, body: string) => {
-      const count = kind === "n" ? nr : nr / 4;
-      let out = "";
-      for (let i = 0; i < count; i++) {
-        const n = kind === "n" ? i : 0;
-        const q = kind === "n" ? Math.floor(i / 4) : i;
-        out += body.replaceAll("$n", String(n)).replaceAll("$q", String(q)).replaceAll("$c", "xyzw"[n % 4]);
-      }
-      return out;
-    },
-  );
+  const rep = (body: string, count: number, sub: (i: number) => Record<string, string>) => {
+    let out = "";
+    for (let i = 0; i < count; i++) {
+      let b = body;
+      for (const [k, v] of Object.entries(sub(i))) b = b.replaceAll(k, v);
+      out += b;
+    }
+    return out;
+  };
+  return src
+    .replace(
+      /^[ \t]*\/\/@repeat (\d+)\n([\s\S]*?)^[ \t]*\/\/@end\n/gm,
+      (_, count: string, body: string) => rep(body, Number(count), (i) => ({ $m: String(i) })),
+    )
+    .replace(
+      /^[ \t]*\/\/@unroll_([nq])\n([\s\S]*?)^[ \t]*\/\/@end\n/gm,
+      (_, kind: string, body: string) =>
+        kind === "n"
+          ? rep(body, nr, (i) => ({ $n: String(i), $q: String(i >> 2), $c: "xyzw"[i % 4] }))
+          : rep(body, nr / 4, (i) => ({ $q: String(i) })),
+    );
 }
 
 /** WGSL helpers that load / store the RE channels of a group from a (..., E, stride) layout. */
@@ -245,6 +286,9 @@ function scanKernel(which: ScanKernel, cfg: ScanConfig, hasZ: boolean): Kernel {
     HAS_Z: String(hasZ),
     PSTR: (tt * np4) | 1,
     YN: hasZ ? tt * cfg.wc * cfg.sn : 1,
+    ZN: hasZ ? tt * cfg.wc : 1,
+    PB: Math.ceil((tt * np4 * 4) / (cfg.wc * cfg.sn)),
+    PC: Math.ceil((tt * cfg.wc) / (cfg.wc * cfg.sn)),
     HDOT: cfg.re === 1 ? "a * b" : "dot(a, b)",
     STRIDED: which === "fwd"
       ? stridedHelpers(cfg.re, ["A"], [])
@@ -351,6 +395,37 @@ export function selectiveScanBackward(
   dout: Tensor,
   options: SelectiveScanOptions = {},
 ): SelectiveScanGrads {
+  return backward(x, dout, options, 3)!;
+}
+
+/**
+ * Benchmarks only: records the first `stages` stages of the backward (1: the forward sweep, 2: both sweeps) and
+ * frees their results, so that a profile can split the backward's time.
+ */
+export function profileSelectiveScanBackward(
+  x: SelectiveScanInputs,
+  dout: Tensor,
+  options: SelectiveScanOptions,
+  stages: 1 | 2,
+): void {
+  backward(x, dout, options, stages);
+}
+
+/** The launch configuration `selectiveScan` picks on this device (for benchmark reports). */
+export function selectiveScanConfig(
+  d: SelectiveScanDims,
+  hasZ: boolean,
+  options: SelectiveScanOptions = {},
+): Readonly<Record<string, number>> {
+  return { ...scanConfig(d, hasZ, options) };
+}
+
+function backward(
+  x: SelectiveScanInputs,
+  dout: Tensor,
+  options: SelectiveScanOptions,
+  stages: number,
+): SelectiveScanGrads | null {
   const d = scanDims("selectiveScan backward", x);
   if (dout.size !== x.u.size) throw new RangeError(`selectiveScan backward: dout must match u, got ${dout}`);
   const hasZ = x.z !== undefined;
@@ -376,6 +451,11 @@ export function selectiveScanBackward(
     params,
     grid(cfg, d),
   );
+  const scratch = [dummy, gf, hs, ctot, dCp, dAp, dDp];
+  if (stages === 1) {
+    for (const t of [...scratch, dz]) t?.dispose();
+    return null;
+  }
   const du = empty(x.u.shape);
   const ddelta = empty(x.u.shape);
   const dBp = empty([g, K, Bt, T, N]);
@@ -385,6 +465,10 @@ export function selectiveScanBackward(
     params,
     grid(cfg, d),
   );
+  if (stages === 2) {
+    for (const t of [...scratch, dz, du, ddelta, dBp]) t?.dispose();
+    return null;
+  }
   const overGroups = (t: Tensor) => (g > 1 ? sum(t, 0) : t.reshape([K, Bt, T, N]));
   const grads: SelectiveScanGrads = {
     du,
@@ -395,7 +479,7 @@ export function selectiveScanBackward(
     dD: sum(dDp, 1),
     dz,
   };
-  for (const t of [dummy, gf, hs, ctot, dCp, dAp, dDp, dBp]) t.dispose();
+  for (const t of [...scratch, dBp]) t.dispose();
   return grads;
 }
 
