@@ -101,7 +101,9 @@ export function valueAndGrad<P, A extends unknown[]>(
 }
 
 /** Like `valueAndGrad`, returning only the gradients. */
-export function grad<P, A extends unknown[]>(f: (params: P, ...args: A) => LossOutput): (params: P, ...args: A) => P {
+export function grad<P, A extends unknown[]>(
+  f: (params: P, ...args: A) => LossOutput,
+): (params: P, ...args: A) => P {
   const vg = valueAndGrad(f);
   return (params: P, ...args: A) => vg(params, ...args).grads;
 }

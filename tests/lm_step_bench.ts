@@ -100,7 +100,10 @@ for (const c of CASES) {
 }
 report("LM training step (forward + backward + AdamW)", rows);
 
-Deno.bench({ name: `LM step: ${CASES.at(-1)!.name}`, ignore: lastStep === null, n: 3, warmup: 1 }, async () => {
-  lastStep!();
-  await sync();
-});
+Deno.bench(
+  { name: `LM step: ${CASES.at(-1)!.name}`, ignore: lastStep === null, n: 3, warmup: 1 },
+  async () => {
+    lastStep!();
+    await sync();
+  },
+);
