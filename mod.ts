@@ -80,6 +80,12 @@ export { layerNorm, rmsNorm } from "./lib/ops/norm.ts";
 export { causalConv1d } from "./lib/ops/conv1d.ts";
 export { selectiveScan } from "./lib/ops/selective_scan.ts";
 export { ssdScan } from "./lib/ops/ssd_scan.ts";
+export {
+  type AttentionMap,
+  attentionMapToRows,
+  mamba1AttentionMap,
+  mamba2AttentionMap,
+} from "./lib/ops/attention_map.ts";
 
 // Optimiser, layers, models, init
 export { adamwInit, type AdamWState, adamwStep, disposeAdamW, lrSchedule } from "./lib/optim.ts";
@@ -98,6 +104,7 @@ export {
   MAMBA1_DEFAULTS,
   type Mamba1Config,
   type Mamba1Params,
+  mamba1ScanInputs,
 } from "./lib/layers/mamba1.ts";
 export {
   applyMamba2,
@@ -105,11 +112,13 @@ export {
   MAMBA2_DEFAULTS,
   type Mamba2Config,
   type Mamba2Params,
+  mamba2ScanInputs,
 } from "./lib/layers/mamba2.ts";
 export {
   applyBlocks,
   applyLM,
   initLM,
+  layerAttentionMap,
   type LMBatch,
   type LMConfig,
   type LMConsts,

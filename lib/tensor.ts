@@ -280,9 +280,13 @@ export function tidy<T>(fn: () => T): T {
   let result: T;
   try {
     result = fn();
-  } finally {
+  } catch (e) {
+    // Nothing made inside a failed scope can be returned: free it all.
     scopes.pop();
+    for (const t of scope) t.dispose();
+    throw e;
   }
+  scopes.pop();
   if (result instanceof Promise) throw new Error("tidy: fn must be synchronous");
   const kept = new Set(leaves(result));
   const parent = scopes.at(-1);

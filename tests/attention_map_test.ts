@@ -22,7 +22,10 @@ import { disposeTree, readTensors, type Tensor, tensor, tidy, zeros } from "../l
 import { correlation, DEFAULT_INIT, MIMETIC_MAMBA1, MIMETIC_MAMBA2 } from "../lib/init.ts";
 import { initMamba1, MAMBA1_DEFAULTS, mamba1ScanInputs } from "../lib/layers/mamba1.ts";
 import { initMamba2, MAMBA2_DEFAULTS, mamba2ScanInputs } from "../lib/layers/mamba2.ts";
-import { key, normal, split } from "../lib/random.ts";
+import { key, normal, randint, split } from "../lib/random.ts";
+import { applyBlocks, initLM, layerAttentionMap, type LMConfig } from "../lib/models/lm.ts";
+import { rmsNorm } from "../lib/ops/norm.ts";
+import type { Mamba2Config, Mamba2Consts, Mamba2Params } from "../lib/layers/mamba2.ts";
 
 /** Reads map and mask back and disposes them. */
 async function readMap(m: { map: Tensor; mask: Tensor }): Promise<[Float32Array, Float32Array]> {
@@ -515,5 +518,49 @@ Deno.test({
     assert.ok(corr[1] > 0.9, `mimetic correlation ${corr[1]}`);
     assert.ok(corr[1] - corr[0] > 0.3, `gap ${corr[1] - corr[0]}`);
     disposeTree([params, consts]);
+  },
+});
+
+Deno.test({
+  name: "layerAttentionMap of an LM layer is causal and matches the map of that layer's own scan inputs",
+  ignore: noGpu,
+  async fn() {
+    const cfg: LMConfig = {
+      vocab: 11,
+      dModel: 8,
+      normEps: 1e-5,
+      layers: [{ ...MAMBA1_DEFAULTS, dState: 4 }, { ...MAMBA2_DEFAULTS, dState: 4, headDim: 4 }],
+    };
+    const T = 9;
+    const { params, consts } = initLM(
+      [key(5), key(6)],
+      cfg,
+      (k) => (k === 1 ? MIMETIC_MAMBA2 : DEFAULT_INIT),
+    );
+    const ids = tensor(randint(key(7), 2 * 2 * T, 0, 11), [2, 2, T], "i32");
+    for (const layer of [0, 1]) {
+      const m = layerAttentionMap(params, consts, cfg, layer, ids, 1);
+      const got = await m.map.toArray();
+      for (let k = 0; k < 2; k++) {
+        for (let i = 0; i < T; i++) {
+          for (let j = i + 1; j < T; j++) assert.equal(got[(k * T + i) * T + j], 0, "map is not causal");
+        }
+      }
+      assert.ok(got.some((v) => v !== 0), "map is all zeros");
+    }
+    // Layer 1 by hand: its input is the stream after layer 0, normalised by layer 1's norm.
+    const want = tidy(() => {
+      const x = rmsNorm(applyBlocks(params, consts, ids, cfg, 1), params.layers[1].norm, cfg.normEps);
+      const s = mamba2ScanInputs(
+        params.layers[1].mixer as Mamba2Params,
+        consts.layers[1] as Mamba2Consts,
+        x,
+        cfg.layers[1] as Mamba2Config,
+      );
+      return mamba2AttentionMap({ dt: s.dt, A: s.A, B: s.B, C: s.C }, { batchIndex: 1 }).map;
+    });
+    const got = await layerAttentionMap(params, consts, cfg, 1, ids, 1).map.toArray();
+    assert.deepEqual(got, await want.toArray());
+    assert.throws(() => layerAttentionMap(params, consts, cfg, 2, ids), /layer must be in \[0, 2\)/);
   },
 });

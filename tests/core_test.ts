@@ -143,3 +143,17 @@ Deno.test({
     assert.throws(() => y.buffer, /after dispose/);
   },
 });
+
+Deno.test({
+  name: "tidy frees what a failing function made, and rethrows",
+  ignore: noGpu,
+  fn() {
+    const before = liveGpuBytes();
+    assert.throws(() =>
+      tidy(() => {
+        add(tensor([1, 2]), tensor([3, 4]));
+        throw new Error("boom");
+      }), /boom/);
+    assert.equal(liveGpuBytes(), before);
+  },
+});

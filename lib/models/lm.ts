@@ -14,12 +14,14 @@ import { embedding } from "../ops/embedding.ts";
 import { rmsNorm } from "../ops/norm.ts";
 import { maskedCrossEntropy } from "../ops/cross_entropy.ts";
 import { sum } from "../ops/reduce.ts";
+import { type AttentionMap, mamba1AttentionMap, mamba2AttentionMap } from "../ops/attention_map.ts";
 import {
   applyMamba1,
   initMamba1,
   type Mamba1Config,
   type Mamba1Consts,
   type Mamba1Params,
+  mamba1ScanInputs,
 } from "../layers/mamba1.ts";
 import {
   applyMamba2,
@@ -27,6 +29,7 @@ import {
   type Mamba2Config,
   type Mamba2Consts,
   type Mamba2Params,
+  mamba2ScanInputs,
 } from "../layers/mamba2.ts";
 
 /** The mixer of one block. */
@@ -113,10 +116,19 @@ export function initLM(
   };
 }
 
-/** The residual stream after every block: ids (K, B, T) → hidden (K, B, T, D), before the final norm. */
-export function applyBlocks(params: LMParams, consts: LMConsts, ids: Tensor, cfg: LMConfig): Tensor {
+/**
+ * The residual stream after the first `upTo` blocks (default: all): ids (K, B, T) → hidden (K, B, T, D), before
+ * the final norm.
+ */
+export function applyBlocks(
+  params: LMParams,
+  consts: LMConsts,
+  ids: Tensor,
+  cfg: LMConfig,
+  upTo: number = cfg.layers.length,
+): Tensor {
   let h = embedding(params.embedding, ids);
-  cfg.layers.forEach((mc, i) => {
+  cfg.layers.slice(0, upTo).forEach((mc, i) => {
     const { norm, mixer } = params.layers[i];
     const x = rmsNorm(h, norm, cfg.normEps);
     const y = mc.kind === "mamba1"
@@ -159,4 +171,46 @@ export function lmLoss(
     batch.mask.reshape([K, B * T]),
   );
   return { loss: sum(perRun, 0, true), aux: perRun };
+}
+
+/**
+ * The attention map of block `layer` for input ids (K, B, T): the channel-averaged map (1/D) Σ_d M_d of the paper's
+ * Eq. 8 and the average attention mask, each (K, T, T) for batch row `batchIndex`, computed on the GPU from the
+ * layer's actual scan inputs (its input is the residual stream after the blocks below, normalised as the block
+ * normalises it). Read with `toArray()` and shape with `attentionMapToRows` for a heatmap.
+ * @example
+ * ```ts ignore
+ * const { map } = layerAttentionMap(params, consts, cfg, 0, ids);
+ * const rows = attentionMapToRows((await map.toArray()).subarray(0, T * T), T);
+ * ```
+ */
+export function layerAttentionMap(
+  params: LMParams,
+  consts: LMConsts,
+  cfg: LMConfig,
+  layer: number,
+  ids: Tensor,
+  batchIndex = 0,
+): AttentionMap {
+  if (!Number.isInteger(layer) || layer < 0 || layer >= cfg.layers.length) {
+    throw new RangeError(`layerAttentionMap: layer must be in [0, ${cfg.layers.length}), got ${layer}`);
+  }
+  const mc = cfg.layers[layer];
+  const x = rmsNorm(applyBlocks(params, consts, ids, cfg, layer), params.layers[layer].norm, cfg.normEps);
+  if (mc.kind === "mamba1") {
+    const s = mamba1ScanInputs(
+      params.layers[layer].mixer as Mamba1Params,
+      consts.layers[layer] as Mamba1Consts,
+      x,
+      mc,
+    );
+    return mamba1AttentionMap({ delta: s.delta, A: s.A, B: s.B, C: s.C }, { batchIndex });
+  }
+  const s = mamba2ScanInputs(
+    params.layers[layer].mixer as Mamba2Params,
+    consts.layers[layer] as Mamba2Consts,
+    x,
+    mc,
+  );
+  return mamba2AttentionMap({ dt: s.dt, A: s.A, B: s.B, C: s.C }, { batchIndex });
 }
