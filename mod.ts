@@ -115,6 +115,13 @@ export {
   mamba2ScanInputs,
 } from "./lib/layers/mamba2.ts";
 export {
+  applyAttention,
+  ATTENTION_DEFAULTS,
+  type AttentionConfig,
+  type AttentionParams,
+  initAttention,
+} from "./lib/layers/attention.ts";
+export {
   applyBlocks,
   applyLM,
   initLM,

@@ -22,6 +22,12 @@ import {
   type Mamba2Config,
   type Mamba2Params,
 } from "../lib/layers/mamba2.ts";
+import {
+  applyAttention,
+  type AttentionConfig,
+  type AttentionParams,
+  initAttention,
+} from "../lib/layers/attention.ts";
 import { mul } from "../lib/ops/elementwise.ts";
 import { sumAll } from "../lib/ops/reduce.ts";
 import { matmulRef } from "../lib/ops/matmul.ts";
@@ -164,3 +170,58 @@ Deno.test({
     );
   },
 });
+
+/** The float64 attention mixer (softmax or simple causal linear), plain loops: x (K, B, T, D) → (K, B, T, D). */
+function attentionRef(p: F64Tree, x: Float64Array, s: number[], cfg: AttentionConfig) {
+  const [K, B, T, D] = s;
+  const P = cfg.headDim;
+  const out = new Float64Array(x.length);
+  for (let h = 0; h < cfg.heads; h++) {
+    const proj = (w: Float64Array) => matmulRef(x, [K, B * T, D], w, [K, D, P]).data;
+    const q = proj(p[`heads[${h}].wq`]), k = proj(p[`heads[${h}].wk`]), v = proj(p[`heads[${h}].wv`]);
+    const y = new Float64Array(K * B * T * P);
+    for (let kb = 0; kb < K * B; kb++) {
+      for (let i = 0; i < T; i++) {
+        const w = new Float64Array(i + 1);
+        for (let j = 0; j <= i; j++) {
+          let dot = 0;
+          for (let c = 0; c < P; c++) dot += q[(kb * T + i) * P + c] * k[(kb * T + j) * P + c];
+          w[j] = cfg.variant === "softmax" ? dot / Math.sqrt(P) : dot;
+        }
+        if (cfg.variant === "softmax") {
+          const m = Math.max(...w);
+          let z = 0;
+          for (let j = 0; j <= i; j++) z += w[j] = Math.exp(w[j] - m);
+          for (let j = 0; j <= i; j++) w[j] /= z;
+        }
+        for (let j = 0; j <= i; j++) {
+          for (let c = 0; c < P; c++) y[(kb * T + i) * P + c] += w[j] * v[(kb * T + j) * P + c];
+        }
+      }
+    }
+    const o = matmulRef(y, [K, B * T, P], p[`heads[${h}].wo`], [K, P, D]).data;
+    o.forEach((val, i) => (out[i] += val));
+  }
+  return out;
+}
+
+for (const variant of ["softmax", "linear"] as const) {
+  Deno.test({
+    name:
+      `${variant} attention layer (2 heads): every gradient matches central differences of the float64 layer`,
+    ignore: noGpu,
+    async fn() {
+      const cfg: AttentionConfig = { kind: "attention", variant, heads: 2, headDim: 4 };
+      const D = 8;
+      const params = initAttention(runKeys, "attn", cfg, D, 2);
+      await checkLayer<AttentionParams>(
+        `${variant} attention`,
+        params,
+        [2, 2, 7, D],
+        (p, x) => applyAttention(p, x, cfg),
+        (p, x) => attentionRef(p, x, [2, 2, 7, D], cfg),
+        2e-3,
+      );
+    },
+  });
+}

@@ -7,6 +7,8 @@ import { join } from "node:path";
 import { noGpu } from "./harness.ts";
 import { DEFAULT_INIT, MIMETIC_MAMBA2 } from "../lib/init.ts";
 import { MAMBA2_DEFAULTS } from "../lib/layers/mamba2.ts";
+import { MAMBA1_DEFAULTS } from "../lib/layers/mamba1.ts";
+import { ATTENTION_DEFAULTS } from "../lib/layers/attention.ts";
 import type { LMConfig } from "../lib/models/lm.ts";
 import { disposeModel, trainLM, type TrainRun } from "../lib/train.ts";
 import { leaves, readTensors } from "../lib/tensor.ts";
@@ -101,4 +103,32 @@ Deno.test("invalid training options are rejected with a RangeError naming the op
     () => trainLM(cfg, [{ seed: 0, lr: -1, mimetic: () => DEFAULT_INIT }], makeBatch, { steps: 1, batch: 2 }),
     /lr must be positive/,
   );
+});
+
+Deno.test({
+  name: "a hybrid (Mamba 2, softmax attention, Mamba 1) LM trains and its loss falls",
+  ignore: noGpu,
+  async fn() {
+    const hybrid: LMConfig = {
+      vocab: copyVocab(VOCAB).size,
+      dModel: 16,
+      normEps: 1e-5,
+      layers: [
+        { ...MAMBA2_DEFAULTS, dState: 4, headDim: 8 },
+        { ...ATTENTION_DEFAULTS, headDim: 8 },
+        { ...MAMBA1_DEFAULTS, dState: 4 },
+      ],
+    };
+    const result = await trainLM(hybrid, [{ seed: 9, lr: 1e-2, mimetic: () => MIMETIC_MAMBA2 }], makeBatch, {
+      steps: 40,
+      batch: 4,
+      warmup: 5,
+      logEvery: 5,
+    });
+    disposeModel(result);
+    const losses = result.history.map((h) => h.loss);
+    console.log(`hybrid losses: ${losses.map((l) => l.toFixed(3)).join(" ")}`);
+    assert.ok(losses.every(Number.isFinite));
+    assert.ok(losses.at(-1)! < losses[0] - 0.3, `loss did not fall: ${losses[0]} → ${losses.at(-1)}`);
+  },
 });

@@ -1,6 +1,7 @@
 /**
  * A language model as pure functions: embedding → pre-norm residual blocks (x + Mixer(RMSNorm(x))) → final RMSNorm
- * → head tied to the embedding. Each block chooses its mixer, so hybrids are a list of mixer configs.
+ * → head tied to the embedding. Each block chooses its mixer (Mamba 1, Mamba 2, softmax or linear attention), so
+ * hybrids are a list of mixer configs.
  *
  * Glossary: K runs, B batch, T length, D model width, V vocab.
  * @module
@@ -14,6 +15,12 @@ import { embedding } from "../ops/embedding.ts";
 import { rmsNorm } from "../ops/norm.ts";
 import { maskedCrossEntropy } from "../ops/cross_entropy.ts";
 import { sum } from "../ops/reduce.ts";
+import {
+  applyAttention,
+  type AttentionConfig,
+  type AttentionParams,
+  initAttention,
+} from "../layers/attention.ts";
 import { type AttentionMap, mamba1AttentionMap, mamba2AttentionMap } from "../ops/attention_map.ts";
 import {
   applyMamba1,
@@ -33,7 +40,7 @@ import {
 } from "../layers/mamba2.ts";
 
 /** The mixer of one block. */
-export type MixerConfig = Mamba1Config | Mamba2Config;
+export type MixerConfig = Mamba1Config | Mamba2Config | AttentionConfig;
 
 /** Static configuration of a language model. */
 export interface LMConfig {
@@ -48,7 +55,7 @@ export interface LMConfig {
 /** Parameters of one block. */
 export interface BlockParams {
   /** (K, D) */ norm: Tensor;
-  mixer: Mamba1Params | Mamba2Params;
+  mixer: Mamba1Params | Mamba2Params | AttentionParams;
 }
 
 /** Parameters of the language model (every tensor has the leading run axis K). */
@@ -61,7 +68,7 @@ export interface LMParams {
 
 /** Non-trained per-run constants of the model. */
 export interface LMConsts {
-  layers: (Mamba1Consts | Mamba2Consts)[];
+  layers: (Mamba1Consts | Mamba2Consts | Record<string, never>)[];
 }
 
 /** Checks a config, throwing a RangeError that names the field. */
@@ -96,9 +103,12 @@ export function initLM(
   cfg.layers.forEach((mc, i) => {
     const m = runKeys.map((_, k) => mimetic(k, i));
     const prefix = `layers[${i}].mixer`;
+    // Mimetic init applies to Mamba layers; an attention layer ignores it.
     const { params, consts: c } = mc.kind === "mamba1"
       ? initMamba1(runKeys, prefix, mc, D, nLayers, m)
-      : initMamba2(runKeys, prefix, mc, D, nLayers, m);
+      : mc.kind === "mamba2"
+      ? initMamba2(runKeys, prefix, mc, D, nLayers, m)
+      : { params: initAttention(runKeys, prefix, mc, D, nLayers), consts: {} };
     layers.push({
       norm: upload(drawParam(runKeys, `layers[${i}].norm`, [D], constant(1)), K, [D]),
       mixer: params,
@@ -133,7 +143,9 @@ export function applyBlocks(
     const x = rmsNorm(h, norm, cfg.normEps);
     const y = mc.kind === "mamba1"
       ? applyMamba1(mixer as Mamba1Params, consts.layers[i] as Mamba1Consts, x, mc)
-      : applyMamba2(mixer as Mamba2Params, consts.layers[i] as Mamba2Consts, x, mc);
+      : mc.kind === "mamba2"
+      ? applyMamba2(mixer as Mamba2Params, consts.layers[i] as Mamba2Consts, x, mc)
+      : applyAttention(mixer as AttentionParams, x, mc);
     h = add(h, y);
   });
   return h;
@@ -205,6 +217,11 @@ export function layerAttentionMap(
       mc,
     );
     return mamba1AttentionMap({ delta: s.delta, A: s.A, B: s.B, C: s.C }, { batchIndex });
+  }
+  if (mc.kind !== "mamba2") {
+    throw new RangeError(
+      `layerAttentionMap: layer ${layer} is an attention layer; maps are for Mamba layers`,
+    );
   }
   const s = mamba2ScanInputs(
     params.layers[layer].mixer as Mamba2Params,
