@@ -73,7 +73,6 @@ async function train(seeds: number[], steps: number, onStep?: (s: number) => voi
       adamwStep(params, grads, opt, { lr: seeds.map(() => sched(s)), weightDecay: 0.01 });
       return aux as Tensor;
     });
-    if (Deno.env.get("DEBUG_TINY") && s % 20 === 0) console.log(s, Array.from(await out.toArray()));
     last?.dispose();
     last = out;
     onStep?.(s);
