@@ -51,6 +51,8 @@ const NN4: u32 = {{NN4}}u;
 const PS: u32 = {{PS}}u;
 const S: u32 = {{S}}u;
 const WG: u32 = {{WG}}u;
+const FB: u32 = {{FB}}u; // parts of the first level of the dBh sum over the TP row threads (1: one level)
+const FQ: u32 = {{FQ}}u; // parts of the first level of the q_t sum over the NN4 column slices
 
 var<workgroup> sx: array<f32, {{S_PP}}>;
 var<workgroup> sdy: array<f32, {{S_PP}}>;
@@ -62,6 +64,8 @@ var<workgroup> sr: array<f32, {{S}}>;
 var<workgroup> sgp: array<f32, {{S_TN_PS}}>; // partial gB (S, TN, PS)
 var<workgroup> sdb: array<vec4<f32>, {{S_TP_NN4}}>; // partial dBh / dt (S, TP, NN4)
 var<workgroup> sqp: array<f32, {{S_NN4}}>; // q_t by column slices (S, NN4)
+var<workgroup> sdb2: array<vec4<f32>, {{S_NN4_FB}}>; // first level of the dBh sum (S, NN4, FB)
+var<workgroup> sq2: array<f32, {{S_FQ}}>; // first level of the q_t sum (S, FQ)
 var<workgroup> sanchor: array<f32, {{WG}}>; // per-thread partials of <Γ_t, h_{t−1}> at a chunk start
 
 // Kahan summation: acc = (sum, compensation), for the running sum s_t (over up to L steps) and for dA (over T).
@@ -147,6 +151,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       {{ANCHOR}}
     }
     workgroupBarrier();
+    // gB_t[p] = Σ over the TN column threads (fixed order) → dx
     for (var i = lid; i < S * PP; i += WG) {
       let s = i / PP;
       let q = i % PP;
@@ -158,11 +163,28 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       }
       dd_acc += sdy[i] * sx[i]; // 0 on padding
     }
+    // dBh_t[n] = Σ over the TP row threads. With few columns and many rows (small N) the sum is split in two
+    // levels, FB interleaved parts each first, so no thread walks a long serial chain.
+    if (FB > 1u) {
+      for (var i = lid; i < S * NN4 * FB; i += WG) {
+        let item = i / FB;
+        let s = item / NN4;
+        let n4 = item % NN4;
+        var acc = vec4<f32>(0.0);
+        for (var j = i % FB; j < TP; j += FB) { acc += sdb[(s * TP + j) * NN4 + n4]; }
+        sdb2[i] = acc;
+      }
+      workgroupBarrier();
+    }
     for (var i = lid; i < S * NN4; i += WG) {
       let s = i / NN4;
       let n4 = i % NN4;
       var acc = vec4<f32>(0.0);
-      for (var j = 0u; j < TP; j++) { acc += sdb[(s * TP + j) * NN4 + n4]; }
+      if (FB > 1u) {
+        for (var f = 0u; f < FB; f++) { acc += sdb2[i * FB + f]; }
+      } else {
+        for (var j = 0u; j < TP; j++) { acc += sdb[(s * TP + j) * NN4 + n4]; }
+      }
       sqp[i] = dot(acc, sb[i]); // q_t = Σ_n B_t[n]·Σ_p Γ_t[p, n]·x_t[p] = <x_t, Γ_t·B_t>, by column slices
       acc *= sdt[s];
       let t = t0 + s;
@@ -176,13 +198,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       }
     }
     workgroupBarrier();
+    // q_t: the NN4 slices in FQ interleaved parts (parallel), then the parts on thread 0 below
+    for (var i = lid; i < S * FQ; i += WG) {
+      let s = i / FQ;
+      var acc = 0.0;
+      for (var n4 = i % FQ; n4 < NN4; n4 += FQ) { acc += sqp[s * NN4 + n4]; }
+      sq2[i] = acc;
+    }
+    workgroupBarrier();
     if (lid == 0u) {
       for (var si = 0u; si < S; si++) {
         let s = S - 1u - si;
         let t = t0 + s;
         if (t < prm.T) {
           var q = 0.0;
-          for (var n4 = 0u; n4 < NN4; n4++) { q += sqp[s * NN4 + n4]; }
+          for (var f = 0u; f < FQ; f++) { q += sq2[s * FQ + f]; }
           sacc = kahan_add(sacc, sr[s] - sdt[s] * q);
           if (s == 0u && t0 % prm.L == 0u) {
             // chunk start: replace the running sum by the exact s_t0 = a_t0·<Γ_t0, h_{t0−1}> (0 at t0 = 0), so

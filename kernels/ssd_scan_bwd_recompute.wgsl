@@ -41,6 +41,8 @@ const PP: u32 = {{PP}}u;
 const NN4: u32 = {{NN4}}u;
 const S: u32 = {{S}}u;
 const WG: u32 = {{WG}}u;
+const FB: u32 = {{FB}}u; // parts of the first level of the dCh sum over the TP row threads (1: one level)
+const FQ: u32 = {{FQ}}u; // parts of the first level of the r_t sum over the NN4 column slices
 
 var<workgroup> sx: array<f32, {{S_PP}}>;
 var<workgroup> sdy: array<f32, {{S_PP}}>;
@@ -49,7 +51,9 @@ var<workgroup> sc: array<vec4<f32>, {{S_NN4}}>;
 var<workgroup> sdt: array<f32, {{S}}>;
 var<workgroup> sdec: array<f32, {{S}}>;
 var<workgroup> sdc: array<vec4<f32>, {{S_TP_NN4}}>; // partial dCh (S, TP, NN4)
-var<workgroup> sdr: array<vec4<f32>, {{S_NN4}}>; // reduced dCh (S, NN4)
+var<workgroup> srp: array<f32, {{S_NN4}}>; // r_t by column slices (S, NN4)
+var<workgroup> sdc2: array<vec4<f32>, {{S_NN4_FB}}>; // first level of the dCh sum (S, NN4, FB)
+var<workgroup> sr2: array<f32, {{S_FQ}}>; // first level of the r_t sum (S, FQ)
 
 @compute @workgroup_size({{WG}})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -112,12 +116,28 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       {{SAVE}}
     }
     workgroupBarrier();
+    // dCh_t[n] = Σ over the TP row threads, in two levels when the rows are many (as in ssd_scan_bwd.wgsl)
+    if (FB > 1u) {
+      for (var i = lid; i < S * NN4 * FB; i += WG) {
+        let item = i / FB;
+        let s = item / NN4;
+        let n4 = item % NN4;
+        var acc = vec4<f32>(0.0);
+        for (var j = i % FB; j < TP; j += FB) { acc += sdc[(s * TP + j) * NN4 + n4]; }
+        sdc2[i] = acc;
+      }
+      workgroupBarrier();
+    }
     for (var i = lid; i < S * NN4; i += WG) {
       let s = i / NN4;
       let n4 = i % NN4;
       var acc = vec4<f32>(0.0);
-      for (var j = 0u; j < TP; j++) { acc += sdc[(s * TP + j) * NN4 + n4]; }
-      sdr[i] = acc;
+      if (FB > 1u) {
+        for (var f = 0u; f < FB; f++) { acc += sdc2[i * FB + f]; }
+      } else {
+        for (var j = 0u; j < TP; j++) { acc += sdc[(s * TP + j) * NN4 + n4]; }
+      }
+      srp[i] = dot(acc, sc[i]); // r_t = Σ_n C_t[n]·dCh_t[n], by column slices
       let t = t0 + s;
       let n = n4 * 4u;
       if (t < prm.T) {
@@ -129,11 +149,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       }
     }
     workgroupBarrier();
+    // r_t: the NN4 slices in FQ interleaved parts, then the parts
+    for (var i = lid; i < S * FQ; i += WG) {
+      let s = i / FQ;
+      var acc = 0.0;
+      for (var n4 = i % FQ; n4 < NN4; n4 += FQ) { acc += srp[s * NN4 + n4]; }
+      sr2[i] = acc;
+    }
+    workgroupBarrier();
     for (var l = lid; l < S; l += WG) {
       let t = t0 + l;
       if (t < prm.T) {
         var r = 0.0;
-        for (var n4 = 0u; n4 < NN4; n4++) { r += dot(sdr[l * NN4 + n4], sc[l * NN4 + n4]); }
+        for (var f = 0u; f < FQ; f++) { r += sr2[l * FQ + f]; }
         RR[(kb * prm.H + h) * prm.T + t] = r;
       }
     }

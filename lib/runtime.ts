@@ -322,10 +322,25 @@ export function dispatch(
     ],
   });
   slotsUsed++;
+  if (profiler) {
+    // Profiling: each dispatch in its own pass, timestamped at its start and end.
+    closePass();
+    if (!encoder) encoder = gpu().createCommandEncoder();
+    const q = profiler.names.length;
+    profiler.names.push(kernel.name);
+    pass = encoder.beginComputePass({
+      timestampWrites: {
+        querySet: profiler.querySet,
+        beginningOfPassWriteIndex: 2 * q,
+        endOfPassWriteIndex: 2 * q + 1,
+      },
+    });
+  }
   const p = openPass();
   p.setPipeline(pipeline);
   p.setBindGroup(0, bindGroup);
   p.dispatchWorkgroups(x, y, z);
+  if (profiler) closePass();
   dispatchCount++;
 }
 
@@ -351,9 +366,16 @@ export function writeBuffer(dst: GPUBuffer, data: ArrayBufferView, dstOffset = 0
 export function flush(): void {
   if (encoder) {
     closePass();
+    if (profiler && profiler.names.length > 0) resolveProfile(encoder, profiler);
     if (slotsUsed > 0) gpu().queue.writeBuffer(uniformArena!, 0, uniformCpu, 0, slotsUsed * UNIFORM_SLOT);
     gpu().queue.submit([encoder.finish()]);
     submitCount++;
+    if (profiler) {
+      for (const read of profiler.afterSubmit.splice(0)) {
+        const previous = profiler.reads.at(-1) ?? Promise.resolve();
+        profiler.reads.push(previous.then(read));
+      }
+    }
     encoder = null;
     slotsUsed = 0;
   }
@@ -364,6 +386,112 @@ export function flush(): void {
     pooledBytes += b.size;
   }
   releasedSinceSubmit = [];
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Kernel profiles (timestamp queries)
+
+interface Profiler {
+  querySet: GPUQuerySet;
+  names: string[]; // kernel name of each timestamped dispatch of the current chunk
+  totals: Map<string, { count: number; seconds: number }>;
+  afterSubmit: (() => Promise<void>)[];
+  reads: Promise<void>[];
+  lastEnd: bigint; // the latest end timestamp seen (chunks are read in submission order)
+}
+let profiler: Profiler | null = null;
+
+/** Copies the chunk's timestamps out (recorded on `enc`, before its submit) and sums them by kernel later. */
+function resolveProfile(enc: GPUCommandEncoder, prof: Profiler): void {
+  const names = prof.names;
+  prof.names = [];
+  const bytes = names.length * 16;
+  const resolved = gpu().createBuffer({
+    size: bytes,
+    usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+  });
+  const staging = gpu().createBuffer({
+    size: bytes,
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+  });
+  enc.resolveQuerySet(prof.querySet, 0, 2 * names.length, resolved, 0);
+  enc.copyBufferToBuffer(resolved, 0, staging, 0, bytes);
+  // mapped only after the submit (a buffer with a pending map cannot be used by a submit)
+  prof.afterSubmit.push(async () => {
+    await staging.mapAsync(GPUMapMode.READ);
+    const ns = new BigUint64Array(staging.getMappedRange());
+    // A pass's start timestamp can be taken while earlier work still runs, so intervals may overlap: each
+    // dispatch is charged from its start or the previous dispatch's end, whichever is later (the sum is then
+    // the GPU's busy time, and back-to-back dispatches are not counted twice).
+    names.forEach((name, i) => {
+      const begin = ns[2 * i], end = ns[2 * i + 1];
+      const from = begin > prof.lastEnd ? begin : prof.lastEnd;
+      const seconds = end > from ? Number(end - from) * 1e-9 : 0;
+      if (end > prof.lastEnd) prof.lastEnd = end;
+      const t = prof.totals.get(name) ?? { count: 0, seconds: 0 };
+      t.count++;
+      t.seconds += seconds;
+      prof.totals.set(name, t);
+    });
+    staging.unmap();
+    staging.destroy();
+    resolved.destroy();
+  });
+}
+
+/** GPU time of one kernel over a profiled piece of work. */
+export interface KernelTime {
+  /** `Kernel.name` */
+  name: string;
+  /** Dispatches of it. */
+  count: number;
+  /** Total GPU seconds of its dispatches, each from its start (or the previous dispatch's end, if later) to its end. */
+  seconds: number;
+}
+
+/**
+ * Runs `record` (which records GPU work) with every dispatch timestamped in its own compute pass, waits for the
+ * GPU, and returns the GPU time per kernel name, longest first. Each dispatch gets its own pass, so kernels do
+ * not overlap while profiled: the sum can exceed the unprofiled time of the same work by a few µs a dispatch.
+ * @throws {GpuUnavailableError} when the device lacks the `timestamp-query` feature.
+ * @example
+ * ```ts
+ * import { initGpu, profileKernels } from "./runtime.ts";
+ * import { tensor } from "./tensor.ts";
+ * import { add } from "./ops/elementwise.ts";
+ * await initGpu();
+ * const a = tensor([1, 2, 3], [3]);
+ * const times = await profileKernels(() => void add(a, a));
+ * console.log(times[0].name, times[0].count);
+ * ```
+ */
+export async function profileKernels(record: () => void | Promise<void>): Promise<KernelTime[]> {
+  const dev = gpu();
+  if (!dev.features.has("timestamp-query")) {
+    throw new GpuUnavailableError(
+      "profileKernels needs the timestamp-query feature, which this device lacks",
+    );
+  }
+  if (profiler) throw new Error("profileKernels: already profiling");
+  await sync(); // earlier work must not run into the first profiled dispatch's interval
+  const prof: Profiler = {
+    querySet: dev.createQuerySet({ type: "timestamp", count: 2 * SLOTS_PER_CHUNK }),
+    names: [],
+    totals: new Map(),
+    afterSubmit: [],
+    reads: [],
+    lastEnd: 0n,
+  };
+  profiler = prof;
+  try {
+    await record();
+    flush();
+  } finally {
+    profiler = null;
+  }
+  await Promise.all(prof.reads);
+  prof.querySet.destroy();
+  return [...prof.totals].map(([name, t]) => ({ name, ...t })).sort((a, b) => b.seconds - a.seconds);
 }
 
 /** Counters for tests and profiles. */

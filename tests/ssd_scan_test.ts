@@ -50,6 +50,11 @@ opTests([
     stateEvery: 2,
   }),
   ssdCase("T = 2048", { K: 1, Bt: 1, T: 2048, H: 2, P: 2, G: 1, N: 3 }),
+  // 16 row threads and 5 column slices: the backward's sums run in two levels (dB, dC in 4 parts; q, r in 2)
+  ssdCase("two-level sums", { K: 1, Bt: 2, T: 11, H: 2, P: 16, G: 1, N: 20 }, {
+    rowsPerThread: 1,
+    colsPerThread: 4,
+  }),
   // the layouts of real sizes (256 threads, tiles of 8–16 steps) only on a GPU: llvmpipe takes minutes to
   // compile their workgroup memory
   ...(noGpu || gpuInfo().isCpu ? [] : [

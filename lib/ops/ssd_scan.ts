@@ -219,8 +219,9 @@ function scanLayout(pass: LayoutKind, P: number, N: number, opts: SsdScanOptions
   const perStep = pass === "forward"
     ? PP + 8 * NN4 + 2 + TN * PS
     : Math.max(2 * PP + 8 * NN4 + 2 + 4 * TP * NN4 + 4 * NN4, 2 * PP + 9 * NN4 + 3 + TN * PS + 4 * TP * NN4);
+  // the backward also holds per-thread anchors (1 float each) and the first levels of two-level sums (≤ 5)
   const budget = Math.floor(Math.min(gpu().limits.maxComputeWorkgroupStorageSize, 48 * 1024) / 4) -
-    (pass === "forward" ? 0 : TP * TN);
+    (pass === "forward" ? 0 : 6 * TP * TN);
   // CPU rasterisers get short tiles: Naga zero-initialises workgroup memory with one array literal, and Mesa's
   // llvmpipe takes seconds to compile 1000 floats of it (minutes for 4000).
   const S = Math.min(
@@ -298,6 +299,21 @@ function stateIoCode(kind: "save" | "anchor", L: ScanLayout): string {
   return head + `sanchor[lid] = ${cells.map(([i, j, o]) => `dot(h${i}_${j}, HS[hb + ${o}u])`).join(" + ")};`;
 }
 
+const pow2Floor = (x: number) => 2 ** Math.floor(Math.log2(Math.max(1, x)));
+
+/**
+ * Splits of the backward's per-step sums that would otherwise be long serial chains on a few threads: the sum
+ * over the TP row threads (dB, dC) and the sum of q_t, r_t over the NN4 column slices. Each is summed in FB (FQ)
+ * interleaved parts first, then the parts: chains of about 2·√terms instead of terms (measured on the H100: the
+ * serial q_t sum alone took 4.4 of the reverse pass's 12.9 ms at N 128). The order is still fixed.
+ */
+function twoLevelSums(L: ScanLayout): { FB: number; FQ: number } {
+  const WG = L.TP * L.TN, NN4 = L.TN * L.NC4;
+  const FB = L.TP >= 16 ? Math.max(1, Math.min(pow2Floor(Math.sqrt(L.TP)), pow2Floor(WG / (L.S * NN4)))) : 1;
+  const FQ = Math.max(1, Math.min(pow2Floor(Math.sqrt(NN4)), pow2Floor(WG / L.S)));
+  return { FB, FQ };
+}
+
 const KERNEL_FILE = {
   forward: "ssd_scan_fwd.wgsl",
   recompute: "ssd_scan_bwd_recompute.wgsl",
@@ -333,6 +349,7 @@ function scanKernel(pass: Pass, P: number, N: number, opts: SsdScanOptions): { k
   if (hit) return hit;
   const L = scanLayout(pass === "forward" ? "forward" : "backward", P, N, opts);
   const PP = L.TP * L.PR, NN4 = L.TN * L.NC4, PS = PP + 1, WG = L.TP * L.TN;
+  const { FB, FQ } = twoLevelSums(L);
   const code = kernelSource(KERNEL_FILE[pass], {
     P,
     N,
@@ -348,6 +365,10 @@ function scanKernel(pass: Pass, P: number, N: number, opts: SsdScanOptions): { k
     S_NN4: L.S * NN4,
     S_TN_PS: L.S * L.TN * PS,
     S_TP_NN4: L.S * L.TP * NN4,
+    FB,
+    FQ,
+    S_NN4_FB: FB > 1 ? L.S * NN4 * FB : 1,
+    S_FQ: L.S * FQ,
     STATE: stateCode(L),
     STEP: stepCode(pass, L),
     STEPS: opts.unrollSteps ? "S" : "prm.S",

@@ -1,0 +1,92 @@
+/**
+ * Per-kernel GPU times (timestamp queries, `profileKernels`) of the two scans, forward and backward, at the issue's
+ * benchmark sizes on a GPU (tiny sizes on a CPU adapter): where the time of each pass goes.
+ *
+ *     deno bench -A tests/scan_profile_bench.ts
+ *     SCAN_PROFILE=ssd SSD_NS=8,128 deno bench -A tests/scan_profile_bench.ts   # only the SSD scan, these N
+ */
+import { gpuInfo, initGpu, type KernelTime, profileKernels, trimPool } from "../lib/runtime.ts";
+import { selectiveScan, selectiveScanBackward } from "../lib/ops/selective_scan.ts";
+import { type SsdDims, ssdScan, ssdScanGrads } from "../lib/ops/ssd_scan.ts";
+import { disposeTree, tensor, tidy } from "../lib/tensor.ts";
+import { key, split, uniform } from "../lib/random.ts";
+
+await initGpu();
+const big = !gpuInfo().isCpu;
+const reps = big ? 5 : 1;
+const only = Deno.env.get("SCAN_PROFILE") ?? "all";
+
+function rand(k: number, shape: number[], lo = -1, hi = 1) {
+  const n = shape.reduce((a, b) => a * b);
+  return tensor(Float32Array.from(uniform(split(key(11), 12)[k], n, lo, hi)), shape);
+}
+
+function table(title: string, times: KernelTime[]): void {
+  const total = times.reduce((a, t) => a + t.seconds, 0);
+  console.log(`\n### ${title}: ${(total / reps * 1e3).toFixed(3)} ms per call`);
+  console.log("| kernel | dispatches per call | ms per call | share |\n|---|---|---|---|");
+  for (const t of times) {
+    console.log(
+      `| ${t.name} | ${t.count / reps} | ${(t.seconds / reps * 1e3).toFixed(3)} | ${
+        (t.seconds / total * 100).toFixed(0)
+      }% |`,
+    );
+  }
+}
+
+if (only !== "ssd") {
+  const [K, Bt, T, E, N] = big ? [1, 64, 512, 2048, 32] : [1, 2, 64, 64, 16];
+  const act = [K, Bt, T, E], bn = [K, Bt, T, N];
+  const x = {
+    u: rand(0, act),
+    delta: rand(1, act, 0.01, 1),
+    A: rand(2, [K, E, N], -2, -0.1),
+    B: rand(3, bn),
+    C: rand(4, bn),
+    D: rand(5, [K, E]),
+    z: rand(6, act, -3, 3),
+  };
+  const dout = rand(7, act);
+  const run = (f: () => void) => async () => {
+    for (let i = 0; i < reps; i++) tidy(f);
+  };
+  await run(() => void selectiveScan(x))(); // compile and warm up
+  await run(() => void selectiveScanBackward(x, dout))();
+  const dims = `Bt ${Bt}, T ${T}, E ${E}, N ${N}`;
+  table(`selectiveScan forward (${dims})`, await profileKernels(run(() => void selectiveScan(x))));
+  table(
+    `selectiveScan backward (${dims})`,
+    await profileKernels(run(() => void selectiveScanBackward(x, dout))),
+  );
+  disposeTree(x);
+  dout.dispose();
+  trimPool();
+}
+
+const ssdBase: SsdDims = big
+  ? { K: 1, Bt: 64, T: 512, H: 32, P: 64, G: 1, N: 128 }
+  : { K: 1, Bt: 2, T: 64, H: 2, P: 8, G: 1, N: 16 };
+const ssdNs = Deno.env.get("SSD_NS")?.split(",").map(Number) ?? (big ? [128, 8] : [16]);
+for (const N of only === "mamba1" ? [] : ssdNs) {
+  const { K, Bt, T, H, P, G } = ssdBase;
+  const xs = {
+    x: rand(0, [K, Bt, T, H, P]),
+    dt: rand(1, [K, Bt, T, H], 0.01, 1),
+    A: rand(2, [K, H], -2, -0.1),
+    B: rand(3, [K, Bt, T, G, N]),
+    C: rand(4, [K, Bt, T, G, N]),
+    D: rand(5, [K, H]),
+  };
+  const dy = rand(6, [K, Bt, T, H, P]);
+  const run = (f: () => void) => async () => {
+    for (let i = 0; i < reps; i++) tidy(f);
+  };
+  await run(() => void ssdScan(xs))();
+  await run(() => void ssdScanGrads(xs, dy))();
+  const dims = `Bt ${Bt}, T ${T}, H ${H}, P ${P}, G ${G}, N ${N}`;
+  table(`ssdScan forward (${dims})`, await profileKernels(run(() => void ssdScan(xs))));
+  table(`ssdScan backward (${dims})`, await profileKernels(run(() => void ssdScanGrads(xs, dy))));
+  disposeTree(xs);
+  dy.dispose();
+  trimPool();
+}
