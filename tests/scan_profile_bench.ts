@@ -21,6 +21,11 @@ function rand(k: number, shape: number[], lo = -1, hi = 1) {
   return tensor(Float32Array.from(uniform(split(key(11), 12)[k], n, lo, hi)), shape);
 }
 
+/** `reps` calls of `f`, each in its own `tidy` (outputs freed). */
+const run = (f: () => void) => () => {
+  for (let i = 0; i < reps; i++) tidy(f);
+};
+
 function table(title: string, times: KernelTime[]): void {
   const total = times.reduce((a, t) => a + t.seconds, 0);
   console.log(`\n### ${title}: ${(total / reps * 1e3).toFixed(3)} ms per call`);
@@ -47,11 +52,8 @@ if (only !== "ssd") {
     z: rand(6, act, -3, 3),
   };
   const dout = rand(7, act);
-  const run = (f: () => void) => async () => {
-    for (let i = 0; i < reps; i++) tidy(f);
-  };
-  await run(() => void selectiveScan(x))(); // compile and warm up
-  await run(() => void selectiveScanBackward(x, dout))();
+  run(() => void selectiveScan(x))(); // compile and warm up
+  run(() => void selectiveScanBackward(x, dout))();
   const dims = `Bt ${Bt}, T ${T}, E ${E}, N ${N}`;
   table(`selectiveScan forward (${dims})`, await profileKernels(run(() => void selectiveScan(x))));
   table(
@@ -78,11 +80,8 @@ for (const N of only === "mamba1" ? [] : ssdNs) {
     D: rand(5, [K, H]),
   };
   const dy = rand(6, [K, Bt, T, H, P]);
-  const run = (f: () => void) => async () => {
-    for (let i = 0; i < reps; i++) tidy(f);
-  };
-  await run(() => void ssdScan(xs))();
-  await run(() => void ssdScanGrads(xs, dy))();
+  run(() => void ssdScan(xs))();
+  run(() => void ssdScanGrads(xs, dy))();
   const dims = `Bt ${Bt}, T ${T}, H ${H}, P ${P}, G ${G}, N ${N}`;
   table(`ssdScan forward (${dims})`, await profileKernels(run(() => void ssdScan(xs))));
   table(`ssdScan backward (${dims})`, await profileKernels(run(() => void ssdScanGrads(xs, dy))));
