@@ -483,14 +483,22 @@ export async function profileKernels(record: () => void | Promise<void>): Promis
     lastEnd: 0n,
   };
   profiler = prof;
+  let failure: { error: unknown } | null = null;
   try {
     await record();
+  } catch (error) {
+    failure = { error };
+  }
+  // Whether or not `record` threw: submit what it recorded (with its timestamps), wait for every read, and only
+  // then destroy the query set, so nothing the GPU may still use is freed under it.
+  try {
     flush();
   } finally {
     profiler = null;
   }
   await Promise.all(prof.reads);
   prof.querySet.destroy();
+  if (failure) throw failure.error;
   return [...prof.totals].map(([name, t]) => ({ name, ...t })).sort((a, b) => b.seconds - a.seconds);
 }
 

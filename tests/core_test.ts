@@ -15,7 +15,7 @@ import { sum } from "../lib/ops/reduce.ts";
 import { adamwInit, adamwStep, disposeAdamW, lrSchedule } from "../lib/optim.ts";
 import { constant, drawParam, gaussian, torchDefault } from "../lib/init.ts";
 import { foldIn, key, randint, split } from "../lib/random.ts";
-import { liveGpuBytes, pipelineCount, sync } from "../lib/runtime.ts";
+import { GpuUnavailableError, liveGpuBytes, pipelineCount, profileKernels, sync } from "../lib/runtime.ts";
 import { disposeTree, keep, readTensors, type Tensor, tensor, tidy } from "../lib/tensor.ts";
 
 // A tiny next-token model: embedding → RMSNorm → MLP (silu) → head. The task: predict (3·x + 1) mod V from x.
@@ -154,5 +154,43 @@ Deno.test({
         throw new Error("boom");
       }), /boom/);
     assert.equal(liveGpuBytes(), before);
+  },
+});
+
+Deno.test({
+  name: "profileKernels: GPU time per kernel name, dispatch counts, results unchanged",
+  ignore: noGpu,
+  fn: async () => {
+    const a = tensor(Float32Array.from({ length: 64 * 64 }, (_, i) => Math.sin(i)), [64, 64]);
+    let out: Tensor[] = [];
+    let times;
+    try {
+      times = await profileKernels(() => {
+        out = [matmul(a, a), add(a, a), add(a, a), matmul(a, a)];
+      });
+    } catch (e) {
+      if (e instanceof GpuUnavailableError) return; // no timestamp-query on this device: nothing to check
+      throw e;
+    }
+    const [mm, sum2] = await readTensors([out[0], out[1]]);
+    let want = 0;
+    for (let k = 0; k < 64; k++) want += Math.fround(Math.sin(k)) * Math.fround(Math.sin(k * 64));
+    assert.ok(Math.abs(mm[0] - want) < 1e-4, `matmul under profiling: ${mm[0]} vs ${want}`);
+    out.forEach((t) => t.dispose());
+    assert.equal(sum2[5], 2 * Math.fround(Math.sin(5)));
+    const names = times.map((t) => t.name);
+    assert.ok(names.includes("add"), `kernels: ${names.join(", ")}`);
+    assert.equal(times.find((t) => t.name === "add")!.count, 2);
+    assert.equal(times.reduce((s, t) => s + t.count, 0), 4);
+    assert.ok(times.every((t) => t.seconds >= 0 && t.seconds < 10));
+    assert.ok(times.some((t) => t.seconds > 0), "some kernel took measurable time");
+    for (let i = 1; i < times.length; i++) {
+      assert.ok(times[i - 1].seconds >= times[i].seconds, "longest first");
+    }
+    await assert.rejects(
+      profileKernels(async () => void await profileKernels(() => {})),
+      /already profiling/,
+    );
+    a.dispose();
   },
 });

@@ -5,7 +5,7 @@
  *     deno bench -A tests/scan_profile_bench.ts
  *     SCAN_PROFILE=ssd SSD_NS=8,128 deno bench -A tests/scan_profile_bench.ts   # only the SSD scan, these N
  */
-import { gpuInfo, initGpu, type KernelTime, profileKernels, trimPool } from "../lib/runtime.ts";
+import { flush, gpuInfo, initGpu, type KernelTime, profileKernels, trimPool } from "../lib/runtime.ts";
 import { selectiveScan, selectiveScanBackward } from "../lib/ops/selective_scan.ts";
 import { type SsdDims, ssdScan, ssdScanGrads } from "../lib/ops/ssd_scan.ts";
 import { disposeTree, tensor, tidy } from "../lib/tensor.ts";
@@ -21,9 +21,12 @@ function rand(k: number, shape: number[], lo = -1, hi = 1) {
   return tensor(Float32Array.from(uniform(split(key(11), 12)[k], n, lo, hi)), shape);
 }
 
-/** `reps` calls of `f`, each in its own `tidy` (outputs freed). */
+/** `reps` calls of `f`, each in its own `tidy` and submitted on its own, so its buffers return to the pool. */
 const run = (f: () => void) => () => {
-  for (let i = 0; i < reps; i++) tidy(f);
+  for (let i = 0; i < reps; i++) {
+    tidy(f);
+    flush();
+  }
 };
 
 function table(title: string, times: KernelTime[]): void {

@@ -116,7 +116,9 @@ if (big) {
   const knobs: BenchRow[] = [];
   for (
     const o of [
+      { tile: 1 },
       { tile: 2 },
+      { tile: 4 },
       { tile: 8 },
       { unrollSteps: true },
       { rowsPerThread: 4, colsPerThread: 8 },

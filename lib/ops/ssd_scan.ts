@@ -47,12 +47,18 @@
  * limit (not needed when G = H: the kernels then write dB, dC directly).
  *
  * ## Speed (H100 through Vulkan, Bt 64, T 512, H 32, P 64, N 128, G 1: tests/ssd_scan_bench.ts)
- * Forward 2.1 ms: 20 TFLOP/s counting 5 flops per state element and step, 30% of the fp32 peak, 272 GB/s.
- * Backward 21–32 ms, 5–7× slower per flop than the forward; not understood yet (it does not scale with the
- * per-step work alone: at N 8 it still takes 7.5 ms against 0.4 ms forward; a smaller tile, i.e. less
- * workgroup memory, helped 1.5×). The op is compute-bound whatever the implementation: fwd + bwd is ≥ 17 flops
- * per state element and step, 146 GFLOP here against 1.4 GB of compulsory traffic, 2.2 ms at the fp32 peak,
- * so 40% of 3 TB/s (1.2 ms) is out of reach on fp32 ALUs.
+ * Forward 4.2 ms (10 TFLOP/s counting 5 flops per state element and step, 15% of the fp32 peak); backward
+ * 14.8 ms: pass 1 4.2 ms, pass 2 9.8 ms, head sums 0.5 ms (per kernel from tests/scan_profile_bench.ts). The
+ * per-kernel profile and variants with one piece removed at a time showed where the backward's time went: not
+ * in the arithmetic but in sums that ran as serial chains on a few threads while the rest of the workgroup
+ * waited at the next barrier: q_t summed over the NN4 column slices on thread 0 took 4.4 ms of pass 2, r_t
+ * summed the same way 2.2 ms of pass 1, and at N 8 the sums over 64 row threads ~1.8 ms of each pass. These
+ * sums now run in two levels (`twoLevelSums`); that took the backward from 20.8 to 14.8 ms (N 8: 6.9 to 5.4 ms).
+ * Tried and dropped: the s_t recurrence spread over the S step threads instead of thread 0 (no change), tiles
+ * of 1 or 4 steps in the backward (20.4 and 18.1 ms against 14.8 at 2).
+ * The op is compute-bound whatever the implementation: fwd + bwd is ≥ 17 flops per state element and step,
+ * 146 GFLOP here against 1.4 GB of compulsory traffic, 2.2 ms at the fp32 peak, so 40% of 3 TB/s (1.2 ms) is
+ * out of reach on fp32 ALUs (the chunked matmul form does not do fewer flops without tensor cores, see above).
  * @module
  */
 import { kernelSource } from "../kernels.ts";
