@@ -37,6 +37,20 @@ export async function timeGpu(
   return diff > 0 ? diff : t4 / (4 * n);
 }
 
+/**
+ * Keeps the GPU busy with `record` (submitted and waited for in batches) for `seconds`. The H100 idles at 345 MHz
+ * and reaches its 1980 MHz clock only under load (nvidia-smi, measured): kernels timed from a cold start ran up
+ * to 3x slower, so benchmarks that time single calls (timestamp profiles) call this first.
+ */
+export async function rampClocks(record: () => void, seconds = 2): Promise<void> {
+  await initGpu();
+  const t0 = performance.now();
+  while (performance.now() - t0 < seconds * 1000) {
+    for (let i = 0; i < 4; i++) record();
+    await sync();
+  }
+}
+
 /** One row of a benchmark report. */
 export interface BenchRow {
   name: string;

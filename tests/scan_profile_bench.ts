@@ -9,6 +9,7 @@ import { flush, gpuInfo, initGpu, type KernelTime, profileKernels, trimPool } fr
 import { selectiveScan, selectiveScanBackward } from "../lib/ops/selective_scan.ts";
 import { type SsdDims, ssdScan, ssdScanGrads } from "../lib/ops/ssd_scan.ts";
 import { disposeTree, tensor, tidy } from "../lib/tensor.ts";
+import { rampClocks } from "./bench_util.ts";
 import { key, split, uniform } from "../lib/random.ts";
 
 await initGpu();
@@ -55,8 +56,8 @@ if (only !== "ssd") {
     z: rand(6, act, -3, 3),
   };
   const dout = rand(7, act);
-  run(() => void selectiveScan(x))(); // compile and warm up
-  run(() => void selectiveScanBackward(x, dout))();
+  run(() => void selectiveScan(x))(); // compile
+  await rampClocks(run(() => void selectiveScanBackward(x, dout)), big ? 2 : 0);
   const dims = `Bt ${Bt}, T ${T}, E ${E}, N ${N}`;
   table(`selectiveScan forward (${dims})`, await profileKernels(run(() => void selectiveScan(x))));
   table(
@@ -83,8 +84,8 @@ for (const N of only === "mamba1" ? [] : ssdNs) {
     D: rand(5, [K, H]),
   };
   const dy = rand(6, [K, Bt, T, H, P]);
-  run(() => void ssdScan(xs))();
-  run(() => void ssdScanGrads(xs, dy))();
+  run(() => void ssdScan(xs))(); // compile
+  await rampClocks(run(() => void ssdScanGrads(xs, dy)), big ? 2 : 0);
   const dims = `Bt ${Bt}, T ${T}, H ${H}, P ${P}, G ${G}, N ${N}`;
   table(`ssdScan forward (${dims})`, await profileKernels(run(() => void ssdScan(xs))));
   table(`ssdScan backward (${dims})`, await profileKernels(run(() => void ssdScanGrads(xs, dy))));

@@ -35,11 +35,11 @@ console.log(`device: ${gpuInfo().description}; H100 bandwidth ${H100.bandwidth /
 const variants: SelectiveScanOptions[] = sweep
   ? [
     {},
-    { tile: 1 },
-    { tile: 4 },
+    { tile: 2 },
+    { tile: 8 },
     { statesPerThread: 4 },
-    { statesPerThread: 4, tile: 1 },
     { channelsPerThread: 2 },
+    { channelsPerThread: 4 },
   ]
   : [{}];
 const vname = (o: SelectiveScanOptions) => (Object.keys(o).length ? JSON.stringify(o) : "default");

@@ -60,6 +60,8 @@ opTests([
   scanCase("T=37 no z", { K: 2, Bt: 1, T: 37, E: 6, N: 5 }, false, { chunk: 16 }),
   // several state slices (N = 20 with 4 states per thread: 5 slices), a chunk of 7 steps, several channel groups
   scanCase("slices", { K: 1, Bt: 2, T: 19, E: 36, N: 20 }, true, { chunk: 7, statesPerThread: 4 }),
+  // tiles of 4 steps (the GPU default; CPU runs default to 2), T not a multiple of them, chunks of 6
+  scanCase("tile 4", { K: 1, Bt: 2, T: 23, E: 8, N: 16 }, true, { chunk: 6, tile: 4 }),
   // one long sequence: 16 chunks of the default length 128
   scanCase("T=2048", { K: 1, Bt: 1, T: 2048, E: 4, N: 4 }, true),
 ]);

@@ -65,18 +65,23 @@
  * Per (t, e, n) the forward costs one exp2 and 4 FMA-class instructions, each backward sweep one exp2 and ~8; the
  * floor on an H100 is the exp2 rate (16 per SM per clock): 0.58 ms per sweep at Bt 64, T 512, E 2048, N 32,
  * against 0.36 ms to move the forward's minimum 1.08 GB at 3 TB/s. Measured there (tests/selective_scan_bench.ts,
- * best runs, tile 2): forward 1.10 ms (980 GB/s of the minimum bytes, 33% of 3 TB/s), backward 7.2 ms (264 GB/s:
- * 3.5 ms per sweep + 0.1 ms of reductions), 360 GB/s together, far below the 40% aimed at; repeated runs varied up
- * to 3x. The forward is within 2x of its exp2 floor; the sweeps issue at ~15% of the H100's rate, bound by latency
- * rather than by memory or arithmetic: each thread keeps three arrays of RE·NR = 32 values (h or dh, A, dA) in
- * registers, so few warps share an SM, and each tile ends in reductions through workgroup memory. Tiles of 8..16
- * steps, NR = 16 and RE = 1 were clearly slower; tiles of 1 or 4, NR = 4 and RE = 2 were within the run-to-run
- * spread of the default. A per-kernel profile (tests/scan_profile_bench.ts) puts 5.6 ms in the forward sweep and
- * 6.1 ms in the reverse sweep; variants with one piece removed showed that the exp2 costs little (0.2 ms) and
- * the dB (dC) sum over the 32 channel lanes ~0.8 ms per sweep, but splitting that sum in two levels made each
- * sweep slower (with an extra barrier, or with the second level deferred past the next tile's barrier: both
- * +0.5 ms), so it stays one level. Next steps: dA accumulated outside registers, or time split across threads
- * inside a chunk (a parallel scan) to give each SM more independent work.
+ * after the clocks ramped up): forward 1.21 ms (894 GB/s of the minimum bytes, 30% of 3 TB/s), backward 8.97 ms
+ * (4.45 ms forward sweep + 4.35 ms reverse sweep + 0.16 ms of sums), 293 GB/s together (9.8%), far below the 40%
+ * aimed at. What bounds the sweeps (tests/scan_profile_bench.ts and variants of the kernels with one piece
+ * removed, at tiles of 2):
+ * - **One workgroup's worth of work per SM.** Timing the sweeps at Bt 1..128 shows that a batch of 8 rows (128
+ *   workgroups, one per SM) takes as long as one row, and every doubling beyond it doubles the time: each SM
+ *   runs only about 128 threads of a sweep at a time, whatever the workgroup shape (64, 128 or 256 threads,
+ *   1..4 channels and 4..16 states per thread all gave the same per-SM rate). With 4 warps an SM hides little
+ *   latency. The forward, with fewer registers, runs twice as many.
+ * - **Per-tile phases, not the recurrence.** Removing the whole step computation saved only 1.6 of 5.6 ms; the
+ *   rest is staging, global-load latency (1.0 ms), the per-(t, e) slice sums and their stores (1.3 ms) and the
+ *   dB/dC sums over channel lanes (1.4 ms). The exp2 costs 0.2 ms. Longer tiles amortise these phases: tiles of
+ *   3 steps (the longest that fits the H100's 48 KB of workgroup memory here) gave 4.4 + 4.4 ms against 5.6 +
+ *   6.1 ms at 2; tiles of 1 were slower. Two-level lane sums (an extra barrier) were slower.
+ * Per-kernel times taken straight after start-up are up to 3x too long: the H100 idles at 345 MHz and reaches
+ * 1980 MHz only under load. Next steps: output buffers alternating between tiles, so that the per-tile sums need
+ * no second barrier and overlap the next tile; a parallel scan over time inside a chunk.
  * @module
  */
 import { kernelSource } from "../kernels.ts";
@@ -110,9 +115,12 @@ export interface SelectiveScanOptions {
   chunk?: number;
   /** States per thread NR: 4, 8 or 16 (default 8). */
   statesPerThread?: number;
-  /** Most channels per thread RE: 1, 2 or 4 (default 4; the largest of these dividing E is used). */
+  /**
+   * Most channels per thread RE: 1, 2 or 4 (default 4, and 2 for the forward on a GPU; the largest of these
+   * dividing E is used).
+   */
   channelsPerThread?: number;
-  /** Time steps per tile TT (default 2; less when workgroup memory is short). */
+  /** Time steps per tile TT (default 4 on a GPU, 2 on a CPU adapter; less when workgroup memory is short). */
   tile?: number;
 }
 
@@ -154,8 +162,22 @@ interface ScanConfig {
 const floorPow2 = (x: number) => 2 ** Math.floor(Math.log2(x));
 const ceilPow2 = (x: number) => 2 ** Math.ceil(Math.log2(x));
 
-function scanConfig(d: SelectiveScanDims, hasZ: boolean, o: SelectiveScanOptions): ScanConfig {
-  const reMax = o.channelsPerThread ?? 4;
+/**
+ * The launch configuration of one pass. Defaults differ by pass on a GPU (measured on the H100 at Bt 64, T 512,
+ * E 2048, N 32, each kernel timed alone after the clocks had ramped up): the forward runs best with 2 channels
+ * per thread and tiles of 4 steps (1.18 ms, against 1.39 with 4 channels and tiles of 2), the backward sweeps with
+ * 4 channels and tiles of up to 4 steps (3 there, as 4 exceed the 48 KB of workgroup memory: 4.4 + 4.4 ms,
+ * against 5.6 + 6.1 with tiles of 2). On a CPU adapter tiles stay at 2: llvmpipe unrolls long tiles into minutes
+ * of compiling.
+ */
+function scanConfig(
+  d: SelectiveScanDims,
+  hasZ: boolean,
+  o: SelectiveScanOptions,
+  pass: "forward" | "backward",
+): ScanConfig {
+  const onGpu = !gpuInfo().isCpu;
+  const reMax = o.channelsPerThread ?? (onGpu && pass === "forward" ? 2 : 4);
   if (![1, 2, 4].includes(reMax)) {
     throw new RangeError(`selectiveScan: channelsPerThread must be 1, 2 or 4, got ${reMax}`);
   }
@@ -180,8 +202,6 @@ function scanConfig(d: SelectiveScanDims, hasZ: boolean, o: SelectiveScanOptions
   }
   const np = sn * nr;
   const smem = limits.maxComputeWorkgroupStorageSize;
-  // Short tiles: on the H100 (measured) tiles of 8..16 steps were 1.3-3x slower than 2 (workgroup memory limits
-  // how many workgroups share an SM); llvmpipe unrolls long tiles into minutes of compiling.
   const pstr = (tt: number) => (tt * np / 4) | 1;
   // Workgroup bytes of each kernel for a tile of tt steps (the var<workgroup> declarations of the .wgsl files).
   const zn = (tt: number) => (hasZ ? tt * wc * re : re); // sSZ / sDZF
@@ -211,9 +231,9 @@ function scanConfig(d: SelectiveScanDims, hasZ: boolean, o: SelectiveScanOptions
     nr,
     sn,
     wc,
-    ttFwd: pick(fwdBytes, 2),
-    ttBf: pick(bfBytes, 2),
-    ttBr: pick(brBytes, 2),
+    ttFwd: pick(fwdBytes, onGpu ? 4 : 2),
+    ttBf: pick(bfBytes, onGpu ? 4 : 2),
+    ttBr: pick(brBytes, onGpu ? 4 : 2),
     chunk,
     groups: Math.ceil(ev / wc),
   };
@@ -377,7 +397,7 @@ function grid(cfg: ScanConfig, d: SelectiveScanDims): [number, number, number] {
 export function selectiveScan(x: SelectiveScanInputs, options: SelectiveScanOptions = {}): Tensor {
   const d = scanDims("selectiveScan", x);
   const hasZ = x.z !== undefined;
-  const cfg = scanConfig(d, hasZ, options);
+  const cfg = scanConfig(d, hasZ, options, "forward");
   const y = empty(x.u.shape);
   dispatch(
     scanKernel("fwd", cfg, hasZ),
@@ -415,13 +435,18 @@ export function profileSelectiveScanBackward(
   backward(x, dout, options, stages);
 }
 
-/** The launch configuration `selectiveScan` picks on this device (for benchmark reports). */
+/** The launch configurations `selectiveScan` and its backward pick on this device (for benchmark reports). */
 export function selectiveScanConfig(
   d: SelectiveScanDims,
   hasZ: boolean,
   options: SelectiveScanOptions = {},
-): Readonly<Record<string, number>> {
-  return { ...scanConfig(d, hasZ, options) };
+): { forward: Readonly<Record<string, number>>; backward: Readonly<Record<string, number>> } {
+  const pick = (c: ScanConfig, keys: (keyof ScanConfig)[]) => Object.fromEntries(keys.map((k) => [k, c[k]]));
+  const common: (keyof ScanConfig)[] = ["re", "nr", "sn", "wc", "groups"];
+  return {
+    forward: pick(scanConfig(d, hasZ, options, "forward"), [...common, "ttFwd"]),
+    backward: pick(scanConfig(d, hasZ, options, "backward"), [...common, "ttBf", "ttBr", "chunk"]),
+  };
 }
 
 function backward(
@@ -433,7 +458,7 @@ function backward(
   const d = scanDims("selectiveScan backward", x);
   if (dout.size !== x.u.size) throw new RangeError(`selectiveScan backward: dout must match u, got ${dout}`);
   const hasZ = x.z !== undefined;
-  const cfg = scanConfig(d, hasZ, options);
+  const cfg = scanConfig(d, hasZ, options, "backward");
   const { K, Bt, T, E, N } = d;
   const nc = Math.ceil(T / cfg.chunk);
   const g = cfg.groups;
