@@ -65,10 +65,10 @@
  * Per (t, e, n) the forward costs one exp2 and 4 FMA-class instructions, each backward sweep one exp2 and ~8; the
  * floor on an H100 is the exp2 rate (16 per SM per clock): 0.58 ms per sweep at Bt 64, T 512, E 2048, N 32,
  * against 0.36 ms to move the forward's minimum 1.08 GB at 3 TB/s. Measured there (tests/selective_scan_bench.ts,
- * after the clocks ramped up): forward 1.21 ms (894 GB/s of the minimum bytes, 30% of 3 TB/s), backward 8.97 ms
- * (4.45 ms forward sweep + 4.35 ms reverse sweep + 0.16 ms of sums), 293 GB/s together (9.8%), far below the 40%
- * aimed at. What bounds the sweeps (tests/scan_profile_bench.ts and variants of the kernels with one piece
- * removed, at tiles of 2):
+ * after the clocks ramped up): forward 1.17 ms (926 GB/s of the minimum bytes, 31% of 3 TB/s), backward 8.29 ms
+ * (4.06 ms forward sweep + 4.00 ms reverse sweep + 0.24 ms of sums), 315 GB/s together (10.5%), far below the
+ * 40% aimed at. What bounds the sweeps (tests/scan_profile_bench.ts and variants of the kernels with one piece
+ * removed, at 128 threads and tiles of 2):
  * - **One workgroup's worth of work per SM.** Timing the sweeps at Bt 1..128 shows that a batch of 8 rows (128
  *   workgroups, one per SM) takes as long as one row, and every doubling beyond it doubles the time: each SM
  *   runs only about 128 threads of a sweep at a time, whatever the workgroup shape (64, 128 or 256 threads,
@@ -76,9 +76,10 @@
  *   latency. The forward, with fewer registers, runs twice as many.
  * - **Per-tile phases, not the recurrence.** Removing the whole step computation saved only 1.6 of 5.6 ms; the
  *   rest is staging, global-load latency (1.0 ms), the per-(t, e) slice sums and their stores (1.3 ms) and the
- *   dB/dC sums over channel lanes (1.4 ms). The exp2 costs 0.2 ms. Longer tiles amortise these phases: tiles of
- *   3 steps (the longest that fits the H100's 48 KB of workgroup memory here) gave 4.4 + 4.4 ms against 5.6 +
- *   6.1 ms at 2; tiles of 1 were slower. Two-level lane sums (an extra barrier) were slower.
+ *   dB/dC sums over channel lanes (1.4 ms). The exp2 costs 0.2 ms. Longer tiles amortise these phases, but
+ *   only while a workgroup needs less than about 24 KB of workgroup memory: past that the SM runs one
+ *   workgroup instead of two (a forward padded with 24 KB of unused workgroup memory ran at half its rate). The
+ *   defaults (`scanConfig`) are the best measured balance. Two-level lane sums (an extra barrier) were slower.
  * Per-kernel times taken straight after start-up are up to 3x too long: the H100 idles at 345 MHz and reaches
  * 1980 MHz only under load. Next steps: output buffers alternating between tiles, so that the per-tile sums need
  * no second barrier and overlap the next tile; a parallel scan over time inside a chunk.
@@ -120,7 +121,10 @@ export interface SelectiveScanOptions {
    * dividing E is used).
    */
   channelsPerThread?: number;
-  /** Time steps per tile TT (default 4 on a GPU, 2 on a CPU adapter; less when workgroup memory is short). */
+  /**
+   * Time steps per tile TT (default on a GPU 4 for the forward and 3 for the backward, 2 on a CPU adapter; less
+   * when workgroup memory is short).
+   */
   tile?: number;
 }
 
@@ -164,11 +168,14 @@ const ceilPow2 = (x: number) => 2 ** Math.ceil(Math.log2(x));
 
 /**
  * The launch configuration of one pass. Defaults differ by pass on a GPU (measured on the H100 at Bt 64, T 512,
- * E 2048, N 32, each kernel timed alone after the clocks had ramped up): the forward runs best with 2 channels
- * per thread and tiles of 4 steps (1.18 ms, against 1.39 with 4 channels and tiles of 2), the backward sweeps with
- * 4 channels and tiles of up to 4 steps (3 there, as 4 exceed the 48 KB of workgroup memory: 4.4 + 4.4 ms,
- * against 5.6 + 6.1 with tiles of 2). On a CPU adapter tiles stay at 2: llvmpipe unrolls long tiles into minutes
- * of compiling.
+ * E 2048, N 32, each kernel timed alone after the clocks had ramped up):
+ * - the forward: 2 channels per thread, workgroups of 128 threads, tiles of 4 steps: 1.13 ms (1.39 with 4
+ *   channels, 128 threads and tiles of 2; 1.18 with 256 threads);
+ * - the backward sweeps: 4 channels per thread, workgroups of 64 threads, tiles of 3 steps: 4.0 + 4.0 ms + 0.2 ms
+ *   of sums (5.6 + 6.1 + 0.15 with 128 threads and tiles of 2; 4.4 + 4.4 + 0.15 with 128 threads and tiles of 3;
+ *   64 threads with tiles of 4 took 6.6 + 6.8: with workgroup memory past ~24 KB fewer workgroups share an SM).
+ * On a CPU adapter tiles stay at 2 (llvmpipe unrolls long tiles into minutes of compiling) and workgroups at up
+ * to 256 threads.
  */
 function scanConfig(
   d: SelectiveScanDims,
@@ -189,12 +196,15 @@ function scanConfig(
   const nr = Math.min(nrWanted, Math.ceil(d.N / 4) * 4);
   const sn = Math.ceil(d.N / nr);
   const limits = gpuInfo().limits;
-  const maxThreads = Math.min(256, limits.maxComputeInvocationsPerWorkgroup);
+  // Small workgroups on a GPU (see above); never fewer threads than state slices.
+  const threadCap = Math.max(onGpu ? (pass === "forward" ? 128 : 64) : 256, ceilPow2(sn));
+  const maxThreads = Math.min(threadCap, 256, limits.maxComputeInvocationsPerWorkgroup);
   if (sn > maxThreads) {
     throw new RangeError(`selectiveScan: N = ${d.N} is too large (at most ${maxThreads * nr})`);
   }
   const ev = d.E / re;
-  // 128 channels per workgroup where the thread limit allows: the dB, dC partials are (E / 128, K, Bt, T, N).
+  // At most 128 channels per workgroup (fewer where the thread cap binds): the dB, dC partials are
+  // (E / (WC·RE), K, Bt, T, N).
   const wc = Math.min(128 / re, ceilPow2(ev), floorPow2(maxThreads / sn));
   const chunk = o.chunk ?? 64;
   if (!Number.isInteger(chunk) || chunk < 1) {
@@ -232,8 +242,8 @@ function scanConfig(
     sn,
     wc,
     ttFwd: pick(fwdBytes, onGpu ? 4 : 2),
-    ttBf: pick(bfBytes, onGpu ? 4 : 2),
-    ttBr: pick(brBytes, onGpu ? 4 : 2),
+    ttBf: pick(bfBytes, onGpu ? 3 : 2),
+    ttBr: pick(brBytes, onGpu ? 3 : 2),
     chunk,
     groups: Math.ceil(ev / wc),
   };
