@@ -58,7 +58,10 @@ function mamba2Ref(p: F64Tree, aScale: number[], x: Float64Array, s: number[], c
   );
   const A = p.aLog.map((v, i) => -Math.exp(aScale[Math.floor(i / H)] * v));
   const y = ssdScanRef({ x: xs, dt, A, B: Bm, C: Cm, D: p.D }, { K, Bt: B, T, H, P, G, N });
-  const gated = rmsNormRef(y.map((v, i) => v * silu(z[i])), p.normWeight, [K, B * T, E], cfg.normEps);
+  // RMSNorm over each group of E/G channels (unit weight), then the per-channel weight
+  const unit = new Float64Array(K * (E / G)).fill(1);
+  const normed = rmsNormRef(y.map((v, i) => v * silu(z[i])), unit, [K, B * T * G, E / G], cfg.normEps);
+  const gated = normed.map((v, i) => v * p.normWeight[Math.floor(i / (B * T * E)) * E + (i % E)]);
   return matmulRef(gated, [K, B * T, E], p.outProj, [K, E, D]).data;
 }
 
@@ -131,25 +134,28 @@ async function checkLayer<P>(
 
 const runKeys = [key(1), key(2)];
 
-Deno.test({
-  name:
-    "Mamba 2 layer: every gradient matches central differences of the float64 layer (default + mimetic runs)",
-  ignore: noGpu,
-  async fn() {
-    const cfg: Mamba2Config = { ...MAMBA2_DEFAULTS, dState: 4, headDim: 4, nGroups: 1 };
-    const D = 8;
-    const { params, consts } = initMamba2(runKeys, "m2", cfg, D, 2, [DEFAULT_INIT, MIMETIC_MAMBA2]);
-    const aScale = [1, -MIMETIC_MAMBA2.c];
-    await checkLayer<Mamba2Params>(
-      "mamba2",
-      params,
-      [2, 2, 7, D],
-      (p, x) => applyMamba2(p, consts, x, cfg),
-      (p, x) => mamba2Ref(p, aScale, x, [2, 2, 7, D], cfg),
-      2e-3,
-    );
-  },
-});
+for (const nGroups of [1, 2]) {
+  Deno.test({
+    name: `Mamba 2 layer, G = ${nGroups}: every gradient matches central differences of the float64 layer ` +
+      "(default + mimetic runs)",
+    ignore: noGpu,
+    async fn() {
+      // G = 2: two groups of B and C, and the gated RMSNorm over each half of the channels
+      const cfg: Mamba2Config = { ...MAMBA2_DEFAULTS, dState: 4, headDim: 4, nGroups };
+      const D = 8;
+      const { params, consts } = initMamba2(runKeys, "m2", cfg, D, 2, [DEFAULT_INIT, MIMETIC_MAMBA2]);
+      const aScale = [1, -MIMETIC_MAMBA2.c];
+      await checkLayer<Mamba2Params>(
+        `mamba2 G=${nGroups}`,
+        params,
+        [2, 2, 7, D],
+        (p, x) => applyMamba2(p, consts, x, cfg),
+        (p, x) => mamba2Ref(p, aScale, x, [2, 2, 7, D], cfg),
+        2e-3,
+      );
+    },
+  });
+}
 
 Deno.test({
   name:

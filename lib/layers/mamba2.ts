@@ -22,7 +22,7 @@ import {
   upload,
 } from "../init.ts";
 import { type Key, uniform } from "../random.ts";
-import { type Tensor, tensor } from "../tensor.ts";
+import { full, type Tensor, tensor } from "../tensor.ts";
 import { add, exp, mul, neg, silu, softplus } from "../ops/elementwise.ts";
 import { matmul } from "../ops/matmul.ts";
 import { causalConv1d } from "../ops/conv1d.ts";
@@ -232,9 +232,14 @@ export function applyMamba2(p: Mamba2Params, c: Mamba2Consts, x: Tensor, cfg: Ma
   const { E } = mamba2Dims(cfg, Dm);
   const s = mamba2ScanInputs(p, c, x, cfg);
   const y = ssdScan({ x: s.x, dt: s.dt, A: s.A, B: s.B, C: s.C, D: p.D }).reshape([K, B * T, E]);
-  // Gated RMSNorm: y ⊙ silu(z), then the norm (mamba_ssm's norm_before_gate=False). mamba_ssm normalises per group
-  // of E/G channels; this normalises over all E channels, which is the same for G = 1 (the paper's setting) and a
-  // documented difference for G > 1.
-  const gated = rmsNorm(mul(y, silu(s.z)), p.normWeight, cfg.normEps);
+  // Gated RMSNorm: y ⊙ silu(z), then the norm (mamba_ssm's norm_before_gate=False), over each group of E/G
+  // channels as mamba_ssm's RMSNormGated(group_size = E / G): with G > 1 the rows are the groups, normalised with a
+  // unit weight, and the per-channel weight is applied after.
+  const yz = mul(y, silu(s.z));
+  const G = cfg.nGroups;
+  const gated = G === 1 ? rmsNorm(yz, p.normWeight, cfg.normEps) : mul(
+    rmsNorm(yz.reshape([K, B * T * G, E / G]), full([K, E / G], 1), cfg.normEps).reshape([K, B * T, E]),
+    p.normWeight.reshape([K, 1, E]),
+  );
   return matmul(gated, p.outProj).reshape([K, B, T, Dm]);
 }
