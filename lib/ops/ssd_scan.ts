@@ -56,9 +56,13 @@
  * sums now run in two levels (`twoLevelSums`); that took the backward from 20.8 to 14.8 ms (N 8: 6.9 to 5.4 ms).
  * Tried and dropped: the s_t recurrence spread over the S step threads instead of thread 0 (no change), tiles
  * of 1 or 4 steps in the backward (20.4 and 18.1 ms against 14.8 at 2).
- * The op is compute-bound whatever the implementation: fwd + bwd is ≥ 17 flops per state element and step,
- * 146 GFLOP here against 1.4 GB of compulsory traffic, 2.2 ms at the fp32 peak, so 40% of 3 TB/s (1.2 ms) is
- * out of reach on fp32 ALUs (the chunked matmul form does not do fewer flops without tensor cores, see above).
+ * The op is compute-bound whatever the implementation. These kernels do ≥ 17 flops per state element and step
+ * (146 GFLOP here, 2.2 ms at the 67 TFLOP/s fp32 peak). No exact algorithm does much less: the recurrent form
+ * needs 4 flops per state element and step forward (update and read-out) and 8 backward (the transposes of
+ * both, and dB, dC from them); the quadratic (attention) form needs T·P flops per step and head forward and 2·T·P
+ * backward, the same at T = 4N = 512; chunked forms lie between. That is ≥ 100 GFLOP, ≥ 1.5 ms at the fp32
+ * peak, against 1.21 ms for 40% of 3 TB/s on the 1.46 GB of compulsory traffic: out of reach on fp32 ALUs.
+ * WebGPU exposes no tensor cores, and f16 arithmetic (2x the rate) would break the float64-reference tolerances.
  * @module
  */
 import { kernelSource } from "../kernels.ts";
