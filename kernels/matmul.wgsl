@@ -18,6 +18,9 @@
 //     loads of the next K-step into registers, and stores them into the other buffer afterwards; one barrier per
 //     K-step. Rows of As and Bs are padded by 4 floats so that transposing stores (a 4-vector of k for one m)
 //     from neighbouring threads land in different banks.
+//   - Split-K (for grids too small to fill the GPU): grid entry zt sums only the Kd range kChunk·(zt % kSplit)
+//     ..+kChunk of batch entry zt / kSplit and writes its partial C to entry zt of a scratch; the host then sums
+//     the kSplit partials in a fixed order.
 //   - Global loads are vec4 along the operand's contiguous axis when that axis' length is a multiple of 4
 //     (VEC_A / VEC_B; then a vec4 is either wholly inside or wholly outside the matrix), else 4 bounds-checked
 //     scalar loads. Elements outside the matrix load as 0, so a partial K-step adds nothing; rows and columns
@@ -34,8 +37,10 @@ struct Params {
   strideA: u32,
   strideB: u32,
   strideC: u32,
-  zBase: u32, // batch entry of wid.z = 0 (batches longer than the z grid limit take several dispatches)
+  zBase: u32, // grid entry of wid.z = 0 (grids longer than the z limit take several dispatches)
   flags: u32, // TRANS_A, TRANS_B, VEC_A, VEC_B as bits 0..3 (read only where the placeholders say so)
+  kSplit: u32, // split-K: grid entry zt computes the part kChunk·(zt % kSplit) ..+kChunk of the Kd sum for
+  kChunk: u32, // batch entry zt / kSplit into C[zt] (kChunk a multiple of BK; 1 and Kd without split-K)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -208,10 +213,12 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
   let tid = ty * WG + tx;
   let m0 = wid.y * BM;
   let n0 = wid.x * BN;
-  let z = wid.z + p.zBase;
+  let zt = wid.z + p.zBase;
+  let z = zt / p.kSplit;
   let aOff = z * p.strideA;
   let bOff = z * p.strideB;
-  let steps = (p.Kd + BK - 1u) / BK;
+  let kBeg = (zt % p.kSplit) * p.kChunk;
+  let steps = (min(p.Kd - kBeg, p.kChunk) + BK - 1u) / BK;
 
   var acc = Acc();
   // Each thread moves at most two groups of each slice per K-step (BM·BK/4 ≤ 512).
@@ -222,10 +229,10 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
 
   // Prologue: stage K-step 0 into buffer 0.
   if (steps > 0u) {
-    storeA(0u, tid, loadA(aOff, m0, 0u, tid));
-    if (A_VECS > 256u) { storeA(0u, tid + 256u, loadA(aOff, m0, 0u, tid + 256u)); }
-    storeB(0u, tid, loadB(bOff, n0, 0u, tid));
-    if (B_VECS > 256u) { storeB(0u, tid + 256u, loadB(bOff, n0, 0u, tid + 256u)); }
+    storeA(0u, tid, loadA(aOff, m0, kBeg, tid));
+    if (A_VECS > 256u) { storeA(0u, tid + 256u, loadA(aOff, m0, kBeg, tid + 256u)); }
+    storeB(0u, tid, loadB(bOff, n0, kBeg, tid));
+    if (B_VECS > 256u) { storeB(0u, tid + 256u, loadB(bOff, n0, kBeg, tid + 256u)); }
   }
   workgroupBarrier();
 
@@ -234,7 +241,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     let more = s + 1u < steps;
     // Issue the global loads of the next K-step now; their latency hides behind the FMAs below.
     if (more) {
-      let k0 = (s + 1u) * BK;
+      let k0 = kBeg + (s + 1u) * BK;
       nextA0 = loadA(aOff, m0, k0, tid);
       if (A_VECS > 256u) { nextA1 = loadA(aOff, m0, k0, tid + 256u); }
       nextB0 = loadB(bOff, n0, k0, tid);
@@ -261,7 +268,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     workgroupBarrier();
   }
 
-  let cOff = z * p.strideC;
+  let cOff = zt * p.strideC;
   let m = m0 + ty * 4u;
   let n = n0 + tx * 4u;
   storeBlock(cOff, m, n, acc.c00);

@@ -1,7 +1,8 @@
 // Reduction over one axis of a tensor viewed as (outer, n, inner) -> (outer, inner).
 // Placeholders: {{INIT}} the identity, {{COMBINE}} an expression of a and b.
 
-struct Params { outer: u32, n: u32, inner: u32 }
+// `cols` reduces the n axis in `parts` parts of `chunk` (outer, parts, inner); parts = 1, chunk = n for the whole.
+struct Params { outer: u32, n: u32, inner: u32, chunk: u32, parts: u32 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> X: array<f32>;
@@ -30,14 +31,17 @@ fn rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (lid == 0u) { Y[row] = partial[0]; }
 }
 
-// inner > 1: one thread per output element; reads of neighbouring threads are contiguous along inner.
+// inner > 1: one thread per output element (and part); reads of neighbouring threads are contiguous along inner.
 @compute @workgroup_size(256)
 fn cols(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let idx = gid.x + gid.y * nwg.x * 256u;
-  if (idx >= p.outer * p.inner) { return; }
-  let o = idx / p.inner;
+  if (idx >= p.outer * p.parts * p.inner) { return; }
   let i = idx % p.inner;
+  let op = idx / p.inner;  // o·parts + part
+  let o = op / p.parts;
+  let k0 = (op % p.parts) * p.chunk;
+  let k1 = min(p.n, k0 + p.chunk);
   var acc: f32 = {{INIT}};
-  for (var k = 0u; k < p.n; k++) { acc = combine_(acc, X[(o * p.n + k) * p.inner + i]); }
+  for (var k = k0; k < k1; k++) { acc = combine_(acc, X[(o * p.n + k) * p.inner + i]); }
   Y[idx] = acc;
 }

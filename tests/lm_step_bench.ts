@@ -5,15 +5,16 @@
  * implied (6 · matmul-params · tokens, the dominant term) against the H100's 67 TFLOP/s.
  *
  *   deno bench -A tests/lm_step_bench.ts      (or deno run -A for the table only)
+ *   LM_PROFILE=1 deno run -A tests/lm_step_bench.ts   # also the GPU time per kernel of one step (profileKernels)
  */
 import { valueAndGrad } from "../lib/autodiff.ts";
 import { MAMBA2_DEFAULTS } from "../lib/layers/mamba2.ts";
 import { initLM, type LMConfig, lmLoss, type LMParams } from "../lib/models/lm.ts";
 import { adamwInit, adamwStep } from "../lib/optim.ts";
 import { key, randint } from "../lib/random.ts";
-import { initGpu, runtimeStats, sync } from "../lib/runtime.ts";
+import { initGpu, profileKernels, runtimeStats, sync } from "../lib/runtime.ts";
 import { keep, leaves, type Tensor, tensor, tidy } from "../lib/tensor.ts";
-import { report, timeGpu } from "./bench_util.ts";
+import { rampClocks, report, timeGpu } from "./bench_util.ts";
 
 let isCpu = true;
 try {
@@ -82,10 +83,31 @@ async function measure(c: Case) {
   const dispatches = runtimeStats().dispatches - d0;
   const seconds = await timeGpu(step, isCpu ? 1 : 5, 1);
   lastStep = step;
+  if (Deno.env.get("LM_PROFILE") === "1") await profileStep(c.name, step, seconds);
   // Matmul params per run (everything but the norms' and the scan's per-head vectors), 6 FLOP per param-token.
   const matmulParams = leaves(params).filter((t: Tensor) => t.rank === 3).reduce((s, t) => s + t.size, 0) /
     c.K;
   return { seconds, flops: 6 * matmulParams * c.B * c.T * c.K, dispatches, tokens: n };
+}
+
+/** Prints the GPU time per kernel of one step (timestamp queries), the longest first. */
+async function profileStep(name: string, step: () => void, stepSeconds: number) {
+  await rampClocks(step, isCpu ? 0 : 2);
+  const times = await profileKernels(step);
+  const total = times.reduce((a, t) => a + t.seconds, 0);
+  console.log(
+    `\n### ${name}: ${(total * 1e3).toFixed(2)} ms of kernel time per step (step ${
+      (stepSeconds * 1e3).toFixed(1)
+    } ms)`,
+  );
+  console.log("| kernel | dispatches | ms | share |\n|---|---|---|---|");
+  for (const t of times) {
+    console.log(
+      `| ${t.name} | ${t.count} | ${(t.seconds * 1e3).toFixed(3)} | ${
+        (t.seconds / total * 100).toFixed(1)
+      }% |`,
+    );
+  }
 }
 
 const rows = [];

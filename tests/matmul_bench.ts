@@ -112,6 +112,26 @@ const [K, BT, D, E] = cpu ? [4, 128, 64, 64] : [4, 2048, 1024, 1024];
 rows.push(await timeMatmul(`per-run x(${K},${BT},${D})·W(${K},${D},${E})`, BT, D, E, {}, K));
 rows.push(await timeMatmul(`per-run dx = g·Wᵀ`, BT, E, D, { transB: true }, K));
 rows.push(await timeMatmul(`per-run dW = xᵀ·g`, D, BT, E, { transA: true }, K));
+// Small weight gradients over many tokens (the fig7 quick model: K 4, B·T 7040, D 256, E 512 or G·N 64), which
+// fill few workgroups: split-K (chosen automatically) against none. Each repetition is submitted on its own, so
+// that the split-K scratch returns to the pool (as in a training step) rather than being allocated anew.
+const [Ks, BTs, Ds] = cpu ? [2, 1024, 32] : [4, 7040, 256];
+for (const Es of cpu ? [32] : [512, 64]) {
+  for (const splitK of [undefined, 1]) {
+    const [a, b] = operands(Ds, BTs, Es, { transA: true }, Ks);
+    const seconds = await timeGpu(() => {
+      matmul(a, b, { transA: true, splitK }).dispose();
+      flush();
+    }, repsFor(2 * Ds * Es * BTs * Ks / (cpu ? 1e9 : 5e12)));
+    a.dispose();
+    b.dispose();
+    rows.push({
+      name: `dW = xᵀ·g (${Ks},${BTs},${Ds})ᵀ·(${Ks},${BTs},${Es}), split-K ${splitK === 1 ? "off" : "auto"}`,
+      seconds,
+      flops: 2 * Ds * Es * BTs * Ks,
+    });
+  }
+}
 report(`matmul (${gpuInfo().description})`, rows);
 
 if (tune) {

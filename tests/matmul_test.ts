@@ -17,6 +17,8 @@ interface Spec {
   /** b is 2-D, shared by every batch entry. */
   sharedB?: boolean;
   tiles?: MatmulTiles;
+  /** Split-K parts of the forward product. */
+  splitK?: number;
 }
 
 function shapes({ batch = [], M, Kd, N, transA, transB, sharedB }: Spec): [number[], number[]] {
@@ -28,11 +30,12 @@ function shapes({ batch = [], M, Kd, N, transA, transB, sharedB }: Spec): [numbe
 function matmulCase(s: Spec): OpCase {
   const [aShape, bShape] = shapes(s);
   const flags = { transA: s.transA, transB: s.transB };
-  const t = s.tiles ? ` tiles ${s.tiles.TM}×${s.tiles.TN}×${s.tiles.BK}` : "";
+  const t = (s.tiles ? ` tiles ${s.tiles.TM}×${s.tiles.TN}×${s.tiles.BK}` : "") +
+    (s.splitK ? ` split-K ${s.splitK}` : "");
   return {
     name: `matmul [${aShape}]${s.transA ? "ᵀ" : ""}·[${bShape}]${s.transB ? "ᵀ" : ""}${t}`,
     inputs: [{ shape: aShape }, { shape: bShape }],
-    gpu: ([a, b]) => matmul(a, b, { ...flags, tiles: s.tiles }),
+    gpu: ([a, b]) => matmul(a, b, { ...flags, tiles: s.tiles, splitK: s.splitK }),
     ref: ([a, b]) => matmulRef(a, aShape, b, bShape, flags).data,
     refVjp: ([a, b], g) => matmulVjpRef(a, aShape, b, bShape, g, flags),
   };
@@ -54,6 +57,10 @@ const cases: OpCase[] = combos.flatMap(([transA, transB]) => [
   // batched, and b shared by the batch (its gradient sums over the batch)
   matmulCase({ batch: [2, 3], M: 5, Kd: 12, N: 8, transA, transB }),
   matmulCase({ batch: [3], M: 6, Kd: 9, N: 4, transA, transB, sharedB: true }),
+  // split-K: the forward in 3 parts (16, 16 and 13 of Kd); a long M makes dB = op(A)ᵀ·G a product over 600 rows
+  // with one output tile, which splits itself (2 parts: 304 and 296)
+  matmulCase({ batch: [2], M: 5, Kd: 45, N: 9, transA, transB, splitK: 3 }),
+  matmulCase({ M: 600, Kd: 12, N: 8, transA, transB }),
 ]);
 // The 128-row and 128-column tiles (crossing them), with vec4 loads for one operand only.
 cases.push(

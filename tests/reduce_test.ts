@@ -18,6 +18,7 @@ function sumCase(shape: number[], axis: number): OpCase {
 const cases: OpCase[] = [
   sumCase([5, 300], 1), // rows kernel with a strided loop (n > 256)
   sumCase([4, 6, 3], 1), // cols kernel
+  sumCase([2, 700, 3], 1), // cols kernel in parts (n = 700 over 6 outputs: 10 parts of 70), then their sum
   sumCase([7, 5], 0),
   {
     name: "mean [6,10] axis 1",
@@ -26,7 +27,7 @@ const cases: OpCase[] = [
     ref: ([x]) => reduceRef("sum", x, [6, 10], 1).map((v) => v / 10),
     refVjp: ([x], ct) => [x.map((_, i) => ct[Math.floor(i / 10)] / 10)],
   },
-  ...[[[8, 40], 1], [[3, 9, 4], 1]].map(([shape, axis]): OpCase => {
+  ...[[[8, 40], 1], [[3, 9, 4], 1], [[3, 300, 2], 1]].map(([shape, axis]): OpCase => {
     const s = shape as number[], a = axis as number;
     const inner = s.slice(a + 1).reduce((p, q) => p * q, 1);
     return {

@@ -10,7 +10,7 @@ import { kernelSource } from "../kernels.ts";
 import { dispatch, gpu, gpuInfo, type Kernel } from "../runtime.ts";
 import { record, type VjpRule } from "../tape.ts";
 import { empty, type Shape, sizeOf, type Tensor } from "../tensor.ts";
-import { sum } from "./reduce.ts";
+import { sum, sumInto } from "./reduce.ts";
 import { expectF32, sameShape } from "./util.ts";
 
 /** Transpose flags: `transA` reads a as (..., Kd, M), `transB` reads b as (..., N, Kd). */
@@ -19,6 +19,11 @@ export interface MatmulOptions {
   transB?: boolean;
   /** Tile configuration (for tuning and tests); chosen from the problem size when absent. */
   tiles?: MatmulTiles;
+  /**
+   * Split-K parts of the forward product (for tuning and tests; 1 turns it off); chosen from the problem size
+   * when absent (`chooseSplitK`). Gradients always choose their own.
+   */
+  splitK?: number;
 }
 
 /**
@@ -87,6 +92,22 @@ function chooseTiles({ batch, M, N }: Dims): MatmulTiles {
   return { TM: 4, TN: 4, BK };
 }
 
+/** Streaming multiprocessors of the H100 (WebGPU does not report the GPU's size). */
+const SMS = 132;
+
+/**
+ * Split-K: when the output tiles are fewer than the SMs (small outputs with a long Kd, as the weight gradients
+ * dW = Xᵀ·dY of small models over many tokens), split the Kd sum into parts of at least 256 that run as separate
+ * workgroups, aiming at ~4 workgroups per SM, and sum the parts afterwards (fixed order). Measured on the H100:
+ * the fig7 quick model's 12 weight-gradient products of this kind took 13.3 ms of a 35.7 ms training step
+ * without it (tests/lm_step_bench.ts, LM_PROFILE=1).
+ */
+function chooseSplitK({ batch, M, N, Kd }: Dims, t: MatmulTiles): number {
+  const groups = batch * Math.ceil(M / (16 * t.TM)) * Math.ceil(N / (16 * t.TN));
+  if (groups >= SMS) return 1;
+  return Math.max(1, Math.min(Math.ceil((4 * SMS) / groups), Math.floor(Kd / 256)));
+}
+
 /** The flag bits of the kernel's `Params.flags`. */
 const FLAG_BITS = { TRANS_A: 1, TRANS_B: 2, VEC_A: 4, VEC_B: 8 } as const;
 
@@ -135,10 +156,20 @@ function matmulInto(
   sharedA: boolean,
   sharedB: boolean,
   tiles?: MatmulTiles,
+  splitK?: number,
 ): void {
   const { batch, M, N, Kd } = d;
   if (batch === 0 || M === 0 || N === 0) return;
   const t = tiles ?? chooseTiles(d);
+  // Split-K parts: kChunk a multiple of BK (the kernel's K-steps must not cross into the next part).
+  const BK = t.BK;
+  const wanted = splitK ?? chooseSplitK(d, t);
+  if (!Number.isInteger(wanted) || wanted < 1) {
+    throw new RangeError(`matmul: splitK must be a positive integer, got ${wanted}`);
+  }
+  const kChunk = Kd === 0 ? 1 : Math.ceil(Kd / wanted / BK) * BK;
+  const parts = Kd === 0 ? 1 : Math.ceil(Kd / kChunk);
+  const target = parts > 1 ? empty([batch, parts, M, N]) : out;
   // vec4 loads need each group of 4 along the contiguous axis to start at a multiple of 4 (the row length, and
   // with it every batch offset, is then a multiple of 4).
   const vecA = (transA ? M : Kd) % 4 === 0;
@@ -147,10 +178,11 @@ function matmulInto(
     (vecA ? FLAG_BITS.VEC_A : 0) | (vecB ? FLAG_BITS.VEC_B : 0);
   const kernel = matmulKernel(t, flags);
   const maxBatch = gpu().limits.maxComputeWorkgroupsPerDimension;
-  // The z grid dimension is capped (65535): longer batches take several dispatches, starting at entry z0.
-  for (let z0 = 0; z0 < batch; z0 += maxBatch) {
-    const zs = Math.min(maxBatch, batch - z0);
-    dispatch(kernel, [a.buffer, a.buffer, b.buffer, b.buffer, out.buffer], [
+  // The z grid dimension is capped (65535): longer grids take several dispatches, starting at entry z0.
+  const zTotal = batch * parts;
+  for (let z0 = 0; z0 < zTotal; z0 += maxBatch) {
+    const zs = Math.min(maxBatch, zTotal - z0);
+    dispatch(kernel, [a.buffer, a.buffer, b.buffer, b.buffer, target.buffer], [
       M,
       N,
       Kd,
@@ -159,7 +191,13 @@ function matmulInto(
       M * N,
       z0,
       flags,
+      parts,
+      parts > 1 ? kChunk : Math.max(Kd, 1),
     ], [Math.ceil(N / (16 * t.TN)), Math.ceil(M / (16 * t.TM)), zs]);
+  }
+  if (parts > 1) {
+    sumInto(target, [batch, parts, M * N], out);
+    target.dispose();
   }
 }
 
@@ -188,7 +226,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const transB = opts.transB ?? false;
   const d = matmulDims(a.shape, b.shape, transA, transB);
   const out = empty(d.outShape);
-  matmulInto(a, b, out, d, transA, transB, false, b.rank === 2 && a.rank > 2, opts.tiles);
+  matmulInto(a, b, out, d, transA, transB, false, b.rank === 2 && a.rank > 2, opts.tiles, opts.splitK);
   record("matmul", [a, b], [out], { transA, transB });
   return out;
 }
