@@ -9,19 +9,7 @@
 // and DA come from selective_scan_bwd_fwd.wgsl. Layout, tiling, prefetching and the repeat markers are as in
 // selective_scan_fwd.wgsl; tiles run from last to first.
 
-alias VE = {{VE}};
-const RE: u32 = {{RE}}u;
-const NR: u32 = {{NR}}u;
-const NR4: u32 = NR / 4u;
-const SN: u32 = {{SN}}u;
-const NP4: u32 = NR4 * SN;
-const WC: u32 = {{WC}}u;
-const WG: u32 = WC * SN;
-const TT: u32 = {{TT}}u;
-const NP: u32 = NP4 * 4u;
-const PB: u32 = {{PB}}u;
-const PC: u32 = {{PC}}u;
-const HAS_Z: bool = {{HAS_Z}};
+//@use selective_scan_parts.wgsl constants
 const PSTR: u32 = {{PSTR}}u;
 const LOG2E: f32 = 1.4426950408889634;
 const LN2: f32 = 0.6931471805599453;
@@ -97,13 +85,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (it > 0u) {
       let sob = ((it - 1u) % 2u) * TT * NP4;  // staging buffers alternate between tiles
       let soc = ((it - 1u) % 2u) * TT * WC;
-      //@repeat {{PB}}
-      if (lid + $mu * WG < TT * NP) {
-        let i = lid + $mu * WG;
-        sB[sob + i / 4u][i % 4u] = pb[$m];
-        sC[sob + i / 4u][i % 4u] = pc[$m];
-      }
-      //@end
+      //@use selective_scan_parts.wgsl stage_bc
       //@repeat {{PC}}
       if (lid + $mu * WG < TT * WC) {
         sU[soc + lid + $mu * WG] = pu[$m];
@@ -116,20 +98,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     workgroupBarrier();
     if (it < ntiles) {
       let tl = (ntiles - 1u - it) * TT;
-      //@repeat {{PB}}
-      {
-        let i = lid + $mu * WG;
-        let t = tl + i / NP;
-        let n = i % NP;
-        pb[$m] = 0.0;
-        pc[$m] = 0.0;
-        if (i < TT * NP && t < p.T && n < p.N) {
-          let o = (rowT + t) * p.N + n;
-          pb[$m] = Bm[o];
-          pc[$m] = Cm[o];
-        }
-      }
-      //@end
+      //@use selective_scan_parts.wgsl load_bc
       //@repeat {{PC}}
       {
         let i = lid + $mu * WG;
@@ -242,30 +211,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
       }
       //@end
-      for (var i = lid; i < TT * NP4; i += WG) {
-        let t = t0 + i / NP4;
-        if (t < p.T) {
-          // four independent partial sums (latency), combined in a fixed order
-          var v0 = vec4<f32>(0.0);
-          var v1 = v0;
-          var v2 = v0;
-          var v3 = v0;
-          for (var jj = 0u; jj + 3u < WC; jj += 4u) {
-            v0 += sDB[jj * PSTR + i];
-            v1 += sDB[(jj + 1u) * PSTR + i];
-            v2 += sDB[(jj + 2u) * PSTR + i];
-            v3 += sDB[(jj + 3u) * PSTR + i];
-          }
-          for (var jj = WC & ~3u; jj < WC; jj++) { v0 += sDB[jj * PSTR + i]; }
-          let v = (v0 + v1) + (v2 + v3);
-          let n0 = (i % NP4) * 4u;
-          let o = ((wid.x * p.KB + row) * p.T + t) * p.N + n0;
-          if (n0 < p.N) { DBP[o] = v.x; }
-          if (n0 + 1u < p.N) { DBP[o + 1u] = v.y; }
-          if (n0 + 2u < p.N) { DBP[o + 2u] = v.z; }
-          if (n0 + 3u < p.N) { DBP[o + 3u] = v.w; }
-        }
-      }
+      //@use selective_scan_parts.wgsl lane_sum SRC=sDB DST=DBP
     }
     // No barrier here: see selective_scan_fwd.wgsl.
   }

@@ -10,19 +10,7 @@
 // with g = dout·silu(z) (or dout). The derivation is in lib/ops/selective_scan.ts. Layout, tiling, prefetching
 // and the repeat markers are as in selective_scan_fwd.wgsl.
 
-alias VE = {{VE}};
-const RE: u32 = {{RE}}u;
-const NR: u32 = {{NR}}u;
-const NR4: u32 = NR / 4u;
-const SN: u32 = {{SN}}u;
-const NP4: u32 = NR4 * SN;
-const WC: u32 = {{WC}}u;
-const WG: u32 = WC * SN;
-const TT: u32 = {{TT}}u;
-const NP: u32 = NP4 * 4u;
-const PB: u32 = {{PB}}u;
-const PC: u32 = {{PC}}u;
-const HAS_Z: bool = {{HAS_Z}};
+//@use selective_scan_parts.wgsl constants
 const YN: u32 = {{YN}}u;           // TT·WC·SN with z, else 1 (the partial y is only needed for dz)
 const PSTR: u32 = {{PSTR}}u;       // TT·NP4 rounded up to odd: row stride of sDC (no bank conflicts)
 const LOG2E: f32 = 1.4426950408889634;
@@ -99,13 +87,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (it > 0u) {
       let sob = ((it - 1u) % 2u) * TT * NP4;  // staging buffers alternate between tiles
       let soc = ((it - 1u) % 2u) * TT * WC;
-      //@repeat {{PB}}
-      if (lid + $mu * WG < TT * NP) {
-        let i = lid + $mu * WG;
-        sB[sob + i / 4u][i % 4u] = pb[$m];
-        sC[sob + i / 4u][i % 4u] = pc[$m];
-      }
-      //@end
+      //@use selective_scan_parts.wgsl stage_bc
       //@repeat {{PC}}
       if (lid + $mu * WG < TT * WC) {
         sU[soc + lid + $mu * WG] = pu[$m];
@@ -117,20 +99,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     workgroupBarrier();
     let tl = it * TT;
-    //@repeat {{PB}}
-    {
-      let i = lid + $mu * WG;
-      let t = tl + i / NP;
-      let n = i % NP;
-      pb[$m] = 0.0;
-      pc[$m] = 0.0;
-      if (i < TT * NP && t < p.T && n < p.N) {
-        let o = (rowT + t) * p.N + n;
-        pb[$m] = Bm[o];
-        pc[$m] = Cm[o];
-      }
-    }
-    //@end
+    //@use selective_scan_parts.wgsl load_bc
     //@repeat {{PC}}
     {
       let i = lid + $mu * WG;
@@ -227,30 +196,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       }
       //@end
       // Per (t, 4 states): sum dC over the workgroup's channel groups in a fixed order.
-      for (var i = lid; i < TT * NP4; i += WG) {
-        let t = t0 + i / NP4;
-        if (t < p.T) {
-          // four independent partial sums (latency), combined in a fixed order
-          var v0 = vec4<f32>(0.0);
-          var v1 = v0;
-          var v2 = v0;
-          var v3 = v0;
-          for (var jj = 0u; jj + 3u < WC; jj += 4u) {
-            v0 += sDC[jj * PSTR + i];
-            v1 += sDC[(jj + 1u) * PSTR + i];
-            v2 += sDC[(jj + 2u) * PSTR + i];
-            v3 += sDC[(jj + 3u) * PSTR + i];
-          }
-          for (var jj = WC & ~3u; jj < WC; jj++) { v0 += sDC[jj * PSTR + i]; }
-          let v = (v0 + v1) + (v2 + v3);
-          let n0 = (i % NP4) * 4u;
-          let o = ((wid.x * p.KB + row) * p.T + t) * p.N + n0;
-          if (n0 < p.N) { DCP[o] = v.x; }
-          if (n0 + 1u < p.N) { DCP[o + 1u] = v.y; }
-          if (n0 + 2u < p.N) { DCP[o + 2u] = v.z; }
-          if (n0 + 3u < p.N) { DCP[o + 3u] = v.w; }
-        }
-      }
+      //@use selective_scan_parts.wgsl lane_sum SRC=sDC DST=DCP
     }
     // No barrier here: see selective_scan_fwd.wgsl.
   }

@@ -12,19 +12,7 @@
 // `unroll` in lib/ops/selective_scan.ts. Constant indices keep the per-thread arrays in registers.
 // Placeholders: VE (f32 | vec2<f32> | vec4<f32>), RE, NR, SN, WC, TT, HAS_Z, ZN, PB, PC, STRIDED (made by the host).
 
-alias VE = {{VE}};
-const RE: u32 = {{RE}}u;    // channels per thread (the width of VE)
-const NR: u32 = {{NR}}u;    // states per thread (a multiple of 4)
-const NR4: u32 = NR / 4u;
-const SN: u32 = {{SN}}u;    // state slices: threads sharing one channel group
-const NP4: u32 = NR4 * SN;  // padded N / 4
-const WC: u32 = {{WC}}u;    // channel groups (threads per slice) per workgroup
-const WG: u32 = WC * SN;    // workgroup size
-const TT: u32 = {{TT}}u;    // time steps per tile
-const NP: u32 = NP4 * 4u;
-const PB: u32 = {{PB}}u;    // ceil(TT·NP / WG): B, C values each thread prefetches per tile
-const PC: u32 = {{PC}}u;    // ceil(TT·WC / WG): channel groups each thread prefetches per tile
-const HAS_Z: bool = {{HAS_Z}};
+//@use selective_scan_parts.wgsl constants
 const LOG2E: f32 = 1.4426950408889634;
 
 // KB = K·Bt rows; EV = E / RE channel groups per row.
@@ -83,13 +71,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (it > 0u) {
       let sob = ((it - 1u) % 2u) * TT * NP4;  // staging buffers alternate between tiles
       let soc = ((it - 1u) % 2u) * TT * WC;
-      //@repeat {{PB}}
-      if (lid + $mu * WG < TT * NP) {
-        let i = lid + $mu * WG;
-        sB[sob + i / 4u][i % 4u] = pb[$m];
-        sC[sob + i / 4u][i % 4u] = pc[$m];
-      }
-      //@end
+      //@use selective_scan_parts.wgsl stage_bc
       //@repeat {{PC}}
       if (lid + $mu * WG < TT * WC) {
         sU[soc + lid + $mu * WG] = pu[$m];
@@ -101,20 +83,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     workgroupBarrier();
     // Load tile it (steps past T, and past the last tile, as zeros).
     let tl = it * TT;
-    //@repeat {{PB}}
-    {
-      let i = lid + $mu * WG;
-      let t = tl + i / NP;
-      let n = i % NP;
-      pb[$m] = 0.0;
-      pc[$m] = 0.0;
-      if (i < TT * NP && t < p.T && n < p.N) {
-        let o = (rowT + t) * p.N + n;
-        pb[$m] = Bm[o];
-        pc[$m] = Cm[o];
-      }
-    }
-    //@end
+    //@use selective_scan_parts.wgsl load_bc
     //@repeat {{PC}}
     {
       let i = lid + $mu * WG;

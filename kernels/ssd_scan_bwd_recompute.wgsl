@@ -69,43 +69,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let tn = lid % TN;
   {{STATE}}
   for (var t0 = 0u; t0 < prm.T; t0 += S) {
-    for (var i = lid; i < S * PP; i += WG) {
-      let s = i / PP;
-      let q = i % PP;
-      let t = t0 + s;
-      var v = 0.0;
-      var e = 0.0;
-      if (t < prm.T && q < P) {
-        let idx = ((kb * prm.T + t) * prm.H + h) * P + q;
-        v = X[idx];
-        e = DY[idx];
-      }
-      sx[i] = v;
-      sdy[i] = e;
-    }
-    for (var i = lid; i < S * NN4; i += WG) {
-      let s = i / NN4;
-      let n = (i % NN4) * 4u;
-      let t = t0 + s;
-      var bv = vec4<f32>(0.0);
-      var cv = vec4<f32>(0.0);
-      if (t < prm.T) {
-        let base = ((kb * prm.T + t) * prm.G + g) * N + n;
-        if (n < N) { bv.x = Bm[base]; cv.x = Cm[base]; }
-        if (n + 1u < N) { bv.y = Bm[base + 1u]; cv.y = Cm[base + 1u]; }
-        if (n + 2u < N) { bv.z = Bm[base + 2u]; cv.z = Cm[base + 2u]; }
-        if (n + 3u < N) { bv.w = Bm[base + 3u]; cv.w = Cm[base + 3u]; }
-      }
-      sb[i] = bv;
-      sc[i] = cv;
-    }
-    for (var l = lid; l < S; l += WG) {
-      let t = t0 + l;
-      var dtv = 0.0;
-      if (t < prm.T) { dtv = DT[(kb * prm.T + t) * prm.H + h]; }
-      sdt[l] = dtv;
-      sdec[l] = exp(dtv * a);
-    }
+    //@use ssd_scan_parts.wgsl stage_x_dy
+    //@use ssd_scan_parts.wgsl stage_bc
+    //@use ssd_scan_parts.wgsl stage_dt
     workgroupBarrier();
     for (var s = 0u; s < {{STEPS}}; s++) {
       {{STEP}}

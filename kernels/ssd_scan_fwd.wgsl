@@ -70,29 +70,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       if (t < prm.T && q < P) { v = X[((kb * prm.T + t) * prm.H + h) * P + q]; }
       sx[i] = v;
     }
-    for (var i = lid; i < S * NN4; i += WG) {
-      let s = i / NN4;
-      let n = (i % NN4) * 4u;
-      let t = t0 + s;
-      var bv = vec4<f32>(0.0);
-      var cv = vec4<f32>(0.0);
-      if (t < prm.T) {
-        let base = ((kb * prm.T + t) * prm.G + g) * N + n;
-        if (n < N) { bv.x = Bm[base]; cv.x = Cm[base]; }
-        if (n + 1u < N) { bv.y = Bm[base + 1u]; cv.y = Cm[base + 1u]; }
-        if (n + 2u < N) { bv.z = Bm[base + 2u]; cv.z = Cm[base + 2u]; }
-        if (n + 3u < N) { bv.w = Bm[base + 3u]; cv.w = Cm[base + 3u]; }
-      }
-      sb[i] = bv;
-      sc[i] = cv;
-    }
-    for (var l = lid; l < S; l += WG) {
-      let t = t0 + l;
-      var dtv = 0.0;
-      if (t < prm.T) { dtv = DT[(kb * prm.T + t) * prm.H + h]; }
-      sdt[l] = dtv;
-      sdec[l] = exp(dtv * a);
-    }
+    //@use ssd_scan_parts.wgsl stage_bc
+    //@use ssd_scan_parts.wgsl stage_dt
     workgroupBarrier();
     for (var s = 0u; s < {{STEPS}}; s++) {
       {{STEP}}

@@ -26,6 +26,8 @@ export const KERNEL_FILES = [
   "selective_scan_bwd_fwd.wgsl",
   "selective_scan_bwd.wgsl",
   "attention_map.wgsl",
+  "selective_scan_parts.wgsl",
+  "ssd_scan_parts.wgsl",
 ] as const;
 
 /** A kernel file's name. */
@@ -47,15 +49,45 @@ export function loadKernels(): Promise<void> {
   return loading;
 }
 
-/**
- * The source of a kernel file, with `{{NAME}}` placeholders replaced from `subst`.
- * @throws if the kernels are not loaded (call `initGpu()` first).
- */
-export function kernelSource(file: KernelFile, subst: Record<string, string | number> = {}): string {
+function loaded(file: string): string {
   const src = sources.get(file);
   if (src === undefined) throw new Error(`kernel ${file} is not loaded: await initGpu() first`);
-  return src.replace(/\{\{(\w+)\}\}/g, (_, name: string) => {
-    if (!(name in subst)) throw new Error(`kernel ${file}: no value for placeholder {{${name}}}`);
-    return String(subst[name]);
-  });
+  return src;
+}
+
+/**
+ * A part of a parts file: the lines between `//@part NAME ...` and `//@endpart`, with its `{{ARG}}`s replaced by
+ * the `ARG=value` words of the `//@use` line.
+ */
+function part(user: string, file: string, name: string, args: string): string {
+  const src = loaded(file);
+  const m = new RegExp(`^//@part ${name}\\b[^\\n]*\\n([\\s\\S]*?)^//@endpart$`, "m").exec(src);
+  if (!m) throw new Error(`kernel ${user}: no part ${name} in ${file}`);
+  let body = m[1];
+  for (const word of args.trim().split(/\s+/).filter(Boolean)) {
+    const [key, value] = word.split("=");
+    if (value === undefined) {
+      throw new Error(`kernel ${user}: //@use ${file} ${name}: ${word} is not KEY=value`);
+    }
+    body = body.replaceAll(`{{${key}}}`, value);
+  }
+  return body;
+}
+
+/**
+ * The source of a kernel file: each `//@use PARTS_FILE PART [KEY=value ...]` line replaced by that part of a
+ * parts file (WGSL has no includes; the kernels of one family share code this way), then `{{NAME}}` placeholders
+ * replaced from `subst`.
+ * @throws if the kernels are not loaded (call `initGpu()` first), or a part or placeholder value is missing.
+ */
+export function kernelSource(file: KernelFile, subst: Record<string, string | number> = {}): string {
+  return loaded(file)
+    .replace(
+      /^[ \t]*\/\/@use (\S+) (\w+)(.*)\n/gm,
+      (_, parts: string, name: string, args: string) => part(file, parts, name, args),
+    )
+    .replace(/\{\{(\w+)\}\}/g, (_, name: string) => {
+      if (!(name in subst)) throw new Error(`kernel ${file}: no value for placeholder {{${name}}}`);
+      return String(subst[name]);
+    });
 }

@@ -1,0 +1,49 @@
+// Parts shared by the SSD scan kernels (ssd_scan_*.wgsl), spliced in by `//@use` lines (see `kernelSource` in
+// lib/kernels.ts): the staging of one tile of S steps (t0 .. t0+S-1) in workgroup memory, steps past T as zeros.
+// Not a kernel on its own.
+
+//@part stage_bc: B and C of the tile's steps, as vec4s of states (sb, sc: S × NN4)
+    for (var i = lid; i < S * NN4; i += WG) {
+      let s = i / NN4;
+      let n = (i % NN4) * 4u;
+      let t = t0 + s;
+      var bv = vec4<f32>(0.0);
+      var cv = vec4<f32>(0.0);
+      if (t < prm.T) {
+        let base = ((kb * prm.T + t) * prm.G + g) * N + n;
+        if (n < N) { bv.x = Bm[base]; cv.x = Cm[base]; }
+        if (n + 1u < N) { bv.y = Bm[base + 1u]; cv.y = Cm[base + 1u]; }
+        if (n + 2u < N) { bv.z = Bm[base + 2u]; cv.z = Cm[base + 2u]; }
+        if (n + 3u < N) { bv.w = Bm[base + 3u]; cv.w = Cm[base + 3u]; }
+      }
+      sb[i] = bv;
+      sc[i] = cv;
+    }
+//@endpart
+
+//@part stage_x_dy: x and dy of the tile's steps (sx, sdy: S × PP)
+    for (var i = lid; i < S * PP; i += WG) {
+      let s = i / PP;
+      let q = i % PP;
+      let t = t0 + s;
+      var v = 0.0;
+      var e = 0.0;
+      if (t < prm.T && q < P) {
+        let idx = ((kb * prm.T + t) * prm.H + h) * P + q;
+        v = X[idx];
+        e = DY[idx];
+      }
+      sx[i] = v;
+      sdy[i] = e;
+    }
+//@endpart
+
+//@part stage_dt: dt and exp(dt·A) of the tile's steps (sdt, sdec: S)
+    for (var l = lid; l < S; l += WG) {
+      let t = t0 + l;
+      var dtv = 0.0;
+      if (t < prm.T) { dtv = DT[(kb * prm.T + t) * prm.H + h]; }
+      sdt[l] = dtv;
+      sdec[l] = exp(dtv * a);
+    }
+//@endpart
