@@ -135,49 +135,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       }
       dd_acc += sdy[i] * sx[i]; // 0 on padding
     }
-    // dBh_t[n] = Σ over the TP row threads. With few columns and many rows (small N) the sum is split in two
-    // levels, FB interleaved parts each first, so no thread walks a long serial chain.
-    if (FB > 1u) {
-      for (var i = lid; i < S * NN4 * FB; i += WG) {
-        let item = i / FB;
-        let s = item / NN4;
-        let n4 = item % NN4;
-        var acc = vec4<f32>(0.0);
-        for (var j = i % FB; j < TP; j += FB) { acc += sdb[(s * TP + j) * NN4 + n4]; }
-        sdb2[i] = acc;
-      }
-      workgroupBarrier();
-    }
-    for (var i = lid; i < S * NN4; i += WG) {
-      let s = i / NN4;
-      let n4 = i % NN4;
-      var acc = vec4<f32>(0.0);
-      if (FB > 1u) {
-        for (var f = 0u; f < FB; f++) { acc += sdb2[i * FB + f]; }
-      } else {
-        for (var j = 0u; j < TP; j++) { acc += sdb[(s * TP + j) * NN4 + n4]; }
-      }
-      sqp[i] = dot(acc, sb[i]); // q_t = Σ_n B_t[n]·Σ_p Γ_t[p, n]·x_t[p] = <x_t, Γ_t·B_t>, by column slices
-      acc *= sdt[s];
-      let t = t0 + s;
-      let n = n4 * 4u;
-      if (t < prm.T) {
-        let base = (((kb - prm.okb) * prm.T + t) * prm.H + h) * N + n;
-        if (n < N) { DBH[base] = acc.x; }
-        if (n + 1u < N) { DBH[base + 1u] = acc.y; }
-        if (n + 2u < N) { DBH[base + 2u] = acc.z; }
-        if (n + 3u < N) { DBH[base + 3u] = acc.w; }
-      }
-    }
-    workgroupBarrier();
-    // q_t: the NN4 slices in FQ interleaved parts (parallel), then the parts on thread 0 below
-    for (var i = lid; i < S * FQ; i += WG) {
-      let s = i / FQ;
-      var acc = 0.0;
-      for (var n4 = i % FQ; n4 < NN4; n4 += FQ) { acc += sqp[s * NN4 + n4]; }
-      sq2[i] = acc;
-    }
-    workgroupBarrier();
+    // dBh_t[n] = Σ over the TP row threads (times dt), and q_t = Σ_n B_t[n]·Σ_p Γ_t[p, n]·x_t[p] = <x_t, Γ_t·B_t>
+    // in FQ parts, summed on thread 0 below
+    //@use ssd_scan_parts.wgsl row_sums SRC=sdb MID=sdb2 BC=sb SLICE=sqp DST=DBH OUT=sq2 SCALE=sdt[s]
     if (lid == 0u) {
       for (var si = 0u; si < S; si++) {
         let s = S - 1u - si;

@@ -82,47 +82,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       {{SAVE}}
     }
     workgroupBarrier();
-    // dCh_t[n] = Σ over the TP row threads, in two levels when the rows are many (as in ssd_scan_bwd.wgsl)
-    if (FB > 1u) {
-      for (var i = lid; i < S * NN4 * FB; i += WG) {
-        let item = i / FB;
-        let s = item / NN4;
-        let n4 = item % NN4;
-        var acc = vec4<f32>(0.0);
-        for (var j = i % FB; j < TP; j += FB) { acc += sdc[(s * TP + j) * NN4 + n4]; }
-        sdc2[i] = acc;
-      }
-      workgroupBarrier();
-    }
-    for (var i = lid; i < S * NN4; i += WG) {
-      let s = i / NN4;
-      let n4 = i % NN4;
-      var acc = vec4<f32>(0.0);
-      if (FB > 1u) {
-        for (var f = 0u; f < FB; f++) { acc += sdc2[i * FB + f]; }
-      } else {
-        for (var j = 0u; j < TP; j++) { acc += sdc[(s * TP + j) * NN4 + n4]; }
-      }
-      srp[i] = dot(acc, sc[i]); // r_t = Σ_n C_t[n]·dCh_t[n], by column slices
-      let t = t0 + s;
-      let n = n4 * 4u;
-      if (t < prm.T) {
-        let base = (((kb - prm.okb) * prm.T + t) * prm.H + h) * N + n;
-        if (n < N) { DCH[base] = acc.x; }
-        if (n + 1u < N) { DCH[base + 1u] = acc.y; }
-        if (n + 2u < N) { DCH[base + 2u] = acc.z; }
-        if (n + 3u < N) { DCH[base + 3u] = acc.w; }
-      }
-    }
-    workgroupBarrier();
-    // r_t: the NN4 slices in FQ interleaved parts, then the parts
-    for (var i = lid; i < S * FQ; i += WG) {
-      let s = i / FQ;
-      var acc = 0.0;
-      for (var n4 = i % FQ; n4 < NN4; n4 += FQ) { acc += srp[s * NN4 + n4]; }
-      sr2[i] = acc;
-    }
-    workgroupBarrier();
+    // dCh_t[n] = Σ over the TP row threads, and r_t = Σ_n C_t[n]·dCh_t[n] in FQ parts, summed below
+    //@use ssd_scan_parts.wgsl row_sums SRC=sdc MID=sdc2 BC=sc SLICE=srp DST=DCH OUT=sr2 SCALE=1.0
     for (var l = lid; l < S; l += WG) {
       let t = t0 + l;
       if (t < prm.T) {

@@ -1,6 +1,6 @@
 // Parts shared by the SSD scan kernels (ssd_scan_*.wgsl), spliced in by `//@use` lines (see `kernelSource` in
-// lib/kernels.ts): the staging of one tile of S steps (t0 .. t0+S-1) in workgroup memory, steps past T as zeros.
-// Not a kernel on its own.
+// lib/kernels.ts): the staging of one tile of S steps (t0 .. t0+S-1) in workgroup memory, steps past T as zeros,
+// and the backward's per-step sums over row threads and column slices. Not a kernel on its own.
 
 //@part stage_bc: B and C of the tile's steps, as vec4s of states (sb, sc: S × NN4)
     for (var i = lid; i < S * NN4; i += WG) {
@@ -46,4 +46,51 @@
       sdt[l] = dtv;
       sdec[l] = exp(dtv * a);
     }
+//@endpart
+
+//@part row_sums SRC MID BC SLICE DST OUT SCALE: the backward's per-step sums of a (S, TP, NN4) partial
+// {{SRC}} over the TP row threads (in two levels through {{MID}} when FB > 1, so no thread walks a long serial
+// chain), written to {{DST}} after scaling by {{SCALE}}; then its dot product with {{BC}} by column slices
+// ({{SLICE}}), and those slices summed in FQ interleaved parts into {{OUT}}.
+    if (FB > 1u) {
+      for (var i = lid; i < S * NN4 * FB; i += WG) {
+        let item = i / FB;
+        let s = item / NN4;
+        let n4 = item % NN4;
+        var acc = vec4<f32>(0.0);
+        for (var j = i % FB; j < TP; j += FB) { acc += {{SRC}}[(s * TP + j) * NN4 + n4]; }
+        {{MID}}[i] = acc;
+      }
+      workgroupBarrier();
+    }
+    for (var i = lid; i < S * NN4; i += WG) {
+      let s = i / NN4;
+      let n4 = i % NN4;
+      var acc = vec4<f32>(0.0);
+      if (FB > 1u) {
+        for (var f = 0u; f < FB; f++) { acc += {{MID}}[i * FB + f]; }
+      } else {
+        for (var j = 0u; j < TP; j++) { acc += {{SRC}}[(s * TP + j) * NN4 + n4]; }
+      }
+      {{SLICE}}[i] = dot(acc, {{BC}}[i]); // by column slices
+      acc *= {{SCALE}};
+      let t = t0 + s;
+      let n = n4 * 4u;
+      if (t < prm.T) {
+        let base = (((kb - prm.okb) * prm.T + t) * prm.H + h) * N + n;
+        if (n < N) { {{DST}}[base] = acc.x; }
+        if (n + 1u < N) { {{DST}}[base + 1u] = acc.y; }
+        if (n + 2u < N) { {{DST}}[base + 2u] = acc.z; }
+        if (n + 3u < N) { {{DST}}[base + 3u] = acc.w; }
+      }
+    }
+    workgroupBarrier();
+    // the column slices in FQ interleaved parts (parallel); the caller sums the parts
+    for (var i = lid; i < S * FQ; i += WG) {
+      let s = i / FQ;
+      var acc = 0.0;
+      for (var n4 = i % FQ; n4 < NN4; n4 += FQ) { acc += {{SLICE}}[s * NN4 + n4]; }
+      {{OUT}}[i] = acc;
+    }
+    workgroupBarrier();
 //@endpart
