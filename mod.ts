@@ -30,7 +30,7 @@ export {
   runtimeStats,
   sync,
   trimPool,
-} from "./lib/runtime.ts";
+} from "./lib/core/runtime.ts";
 export {
   assign,
   clone,
@@ -48,10 +48,10 @@ export {
   tidy,
   type Tree,
   zeros,
-} from "./lib/tensor.ts";
-export { grad, valueAndGrad, vjp } from "./lib/autodiff.ts";
-export * as random from "./lib/random.ts";
-export { foldIn, type Key, key, split } from "./lib/random.ts";
+} from "./lib/core/tensor.ts";
+export { grad, valueAndGrad, vjp } from "./lib/ops/autodiff.ts";
+export * as random from "./lib/core/random.ts";
+export { foldIn, type Key, key, split } from "./lib/core/random.ts";
 
 // Ops
 export {
@@ -90,7 +90,7 @@ export {
 } from "./lib/ops/attention_map.ts";
 
 // Optimiser, layers, models, init
-export { adamwInit, type AdamWState, adamwStep, disposeAdamW, lrSchedule } from "./lib/optim.ts";
+export { adamwInit, type AdamWState, adamwStep, disposeAdamW, lrSchedule } from "./lib/train/optim.ts";
 export {
   correlation,
   DEFAULT_INIT,
@@ -99,7 +99,7 @@ export {
   type Mimetic,
   MIMETIC_MAMBA1,
   MIMETIC_MAMBA2,
-} from "./lib/init.ts";
+} from "./lib/nn/init.ts";
 export {
   applyMamba1,
   initMamba1,
@@ -107,7 +107,7 @@ export {
   type Mamba1Config,
   type Mamba1Params,
   mamba1ScanInputs,
-} from "./lib/layers/mamba1.ts";
+} from "./lib/nn/mamba1.ts";
 export {
   applyMamba2,
   initMamba2,
@@ -115,14 +115,14 @@ export {
   type Mamba2Config,
   type Mamba2Params,
   mamba2ScanInputs,
-} from "./lib/layers/mamba2.ts";
+} from "./lib/nn/mamba2.ts";
 export {
   applyAttention,
   ATTENTION_DEFAULTS,
   type AttentionConfig,
   type AttentionParams,
   initAttention,
-} from "./lib/layers/attention.ts";
+} from "./lib/nn/attention.ts";
 export {
   applyBlocks,
   applyLM,
@@ -133,8 +133,8 @@ export {
   type LMConsts,
   lmLoss,
   type LMParams,
-  type MixerConfig,
-} from "./lib/models/lm.ts";
+} from "./lib/nn/lm.ts";
+export { type Mixer, type MixerConfig, type MixerKind, mixerOf, MIXERS } from "./lib/nn/mixers.ts";
 
 // Training, evaluation, output
 export {
@@ -148,20 +148,24 @@ export {
   type TrainOptions,
   type TrainResult,
   type TrainRun,
-} from "./lib/train.ts";
+} from "./lib/train/train.ts";
 export {
   type Accuracy,
   areaUnderCurve,
   type EvalRows,
   evaluateRows,
   generalisationLength,
-} from "./lib/eval.ts";
-export { loadCheckpoint, restoreCheckpoint, saveCheckpoint } from "./lib/checkpoint.ts";
-export * from "./lib/output.ts";
-export { fmtSeconds, Progress } from "./lib/progress.ts";
+} from "./lib/train/eval.ts";
+export { loadCheckpoint, restoreCheckpoint, saveCheckpoint } from "./lib/train/checkpoint.ts";
+export { readJson, writeFileAtomic, writeJsonAtomic } from "./lib/core/fs.ts";
+export { type CsvRow, type CsvValue, readCsv, writeCsv } from "./lib/study/csv.ts";
+export { aggregate } from "./lib/study/stats.ts";
+export * from "./lib/study/charts.ts";
+export * from "./lib/study/render.ts";
+export { fmtSeconds, Progress } from "./lib/study/progress.ts";
 
 // Tasks (data only)
 export * from "./tasks/mod.ts";
 
 // Command-line plumbing for experiment scripts
-export { type FlagSpec, helpText, parseFlags, runMain, UsageError } from "./lib/cli.ts";
+export { type FlagSpec, helpText, parseFlags, runMain, UsageError } from "./lib/study/cli.ts";

@@ -12,7 +12,6 @@
 import {
   type Accuracy,
   aggregate,
-  appendCsvRow,
   applyLM,
   areaUnderCurve,
   copyVocab,
@@ -597,6 +596,11 @@ async function writeFigure(out: string, evalLengths: number[], scale: string) {
       { name: "runs", caption: "Every run and evaluation length", csvFile: "runs.csv" },
     ],
   });
+}
+
+/** Appends a row (temporary: replaced by the study layer's result files). */
+function appendCsvRow(path: string, row: CsvRow, columns: string[]) {
+  writeCsv(path, [...readCsv(path), row], columns);
 }
 
 if (import.meta.main) await runMain("fig7", main);

@@ -1,5 +1,5 @@
 // Fused AdamW update of one parameter tensor (K, n) IN PLACE: params, first and second moments are read and
-// written by this one dispatch. This is the only kernel of mimetic that mutates its inputs (lib/optim.ts).
+// written by this one dispatch. This is the only kernel of mimetic that mutates its inputs (lib/train/optim.ts).
 //
 // Element type T is f32, or vec4<f32> when n % 4 == 0 (then no vec4 straddles two runs, and loads are 16 B).
 // Placeholders: {{T}}.

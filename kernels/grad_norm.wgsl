@@ -1,5 +1,5 @@
 // Global gradient norm of each run, without float atomics and in a fixed order (bit-identical run to run), in two
-// stages (lib/optim.ts):
+// stages (lib/train/optim.ts):
 // sumsq:  one workgroup per (run k, chunk c) of one gradient tensor (K, n): the sum of squares of run k's elements
 //         [c·chunk, (c+1)·chunk) → PART[k·stride + offset + c]. Each tensor owns the columns [offset, offset+chunks)
 //         of PART (K, stride), so run k's partials over all tensors form one contiguous row.

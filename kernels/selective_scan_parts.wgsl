@@ -1,5 +1,5 @@
 // Parts shared by the Mamba 1 scan kernels (selective_scan_*.wgsl), spliced in by `//@use` lines (see
-// `kernelSource` in lib/kernels.ts): the constants of the layout, the staging and loading of B and C, and the sum
+// `kernelSource` in lib/core/kernels.ts): the constants of the layout, the staging and loading of B and C, and the sum
 // of a per-lane dB or dC over the workgroup's channel groups. Not a kernel on its own.
 
 //@part constants

@@ -1,5 +1,5 @@
 // Parts shared by the SSD scan kernels (ssd_scan_*.wgsl), spliced in by `//@use` lines (see `kernelSource` in
-// lib/kernels.ts): the staging of one tile of S steps (t0 .. t0+S-1) in workgroup memory, steps past T as zeros,
+// lib/core/kernels.ts): the staging of one tile of S steps (t0 .. t0+S-1) in workgroup memory, steps past T as zeros,
 // and the backward's per-step sums over row threads and column slices. Not a kernel on its own.
 
 //@part stage_bc: B and C of the tile's steps, as vec4s of states (sb, sc: S × NN4)

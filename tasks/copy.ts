@@ -12,7 +12,7 @@
  * @module
  */
 
-import { choiceWithoutReplacement, foldIn, type Key, randint, split } from "../lib/random.ts";
+import { choiceWithoutReplacement, foldIn, type Key, randint, split } from "../lib/core/random.ts";
 
 /** Which paste string follows the delimiter: s itself, s reversed, or s sorted ascending. */
 export type CopyVariant = "copy" | "stack" | "sort";
@@ -185,7 +185,7 @@ function writePaste(variant: CopyVariant, row: Int32Array, sAt: number, pAt: num
  * ```ts
  * import assert from "node:assert/strict";
  * import { decodeCopyTokens, makeCopyTrainBatch } from "./copy.ts";
- * import { foldIn, key } from "../lib/random.ts";
+ * import { foldIn, key } from "../lib/core/random.ts";
  * const data = key(0);
  * const step = 0;
  * const cfg = { variant: "stack", batch: 2, vocab: 4, maxLen: 5 } as const;
@@ -286,7 +286,7 @@ export interface CopyEvalConfig {
  * ```ts
  * import assert from "node:assert/strict";
  * import { makeCopyEvalBatch } from "./copy.ts";
- * import { key } from "../lib/random.ts";
+ * import { key } from "../lib/core/random.ts";
  * const ev = makeCopyEvalBatch(key(1), { variant: "stack", batch: 4, length: 100 });
  * assert.deepEqual([ev.T, ev.answerStart], [202, 101]);
  * // Row 0's first answer target is the last letter of s (stack order); s sits at inputs 1..L.

@@ -18,7 +18,7 @@ import {
   randint,
   split,
   weightedChoiceWithoutReplacement,
-} from "../lib/random.ts";
+} from "../lib/core/random.ts";
 
 /** Configuration of {@link makeMqarBatch}. */
 export interface MqarConfig {
@@ -66,7 +66,7 @@ function checkInt(name: string, x: number, min: number): void {
  * ```ts
  * import assert from "node:assert/strict";
  * import { makeMqarBatch } from "./mqar.ts";
- * import { key } from "../lib/random.ts";
+ * import { key } from "../lib/core/random.ts";
  * const { inputs, targets, mask, T } = makeMqarBatch(key(0), { batch: 2 });
  * assert.equal(T, 64);
  * assert.equal(mask.reduce((a, m) => a + m, 0), 2 * 8);

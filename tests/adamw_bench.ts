@@ -5,9 +5,9 @@
  * time per step including the CPU's recording of the dispatches (2T + 1 with clipping, T without, for T tensors),
  * so the many-tensor case shows the per-dispatch overhead.
  */
-import { type AdamWHyper, adamwInit, type AdamWState, adamwStep, disposeAdamW } from "../lib/optim.ts";
-import { type DeviceInfo, initGpu, sync, trimPool } from "../lib/runtime.ts";
-import { disposeTree, full, type Tensor } from "../lib/tensor.ts";
+import { type AdamWHyper, adamwInit, type AdamWState, adamwStep, disposeAdamW } from "../lib/train/optim.ts";
+import { type DeviceInfo, initGpu, sync, trimPool } from "../lib/core/runtime.ts";
+import { disposeTree, full, type Tensor } from "../lib/core/tensor.ts";
 import { type BenchRow, report, timeGpu } from "./bench_util.ts";
 
 let info: DeviceInfo | null = null;

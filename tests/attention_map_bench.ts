@@ -8,9 +8,9 @@
  */
 import { report, timeGpu } from "./bench_util.ts";
 import { randomInputs } from "./harness.ts";
-import { gpuInfo, initGpu } from "../lib/runtime.ts";
+import { gpuInfo, initGpu } from "../lib/core/runtime.ts";
 import { mamba1AttentionMap, mamba2AttentionMap } from "../lib/ops/attention_map.ts";
-import { disposeTree, type Tensor, tensor } from "../lib/tensor.ts";
+import { disposeTree, type Tensor, tensor } from "../lib/core/tensor.ts";
 
 await initGpu();
 const cpu = gpuInfo().isCpu;

@@ -18,14 +18,14 @@ import {
 } from "../lib/ops/attention_map.ts";
 import { ssdScan } from "../lib/ops/ssd_scan.ts";
 import { selectiveScan } from "../lib/ops/selective_scan.ts";
-import { disposeTree, readTensors, type Tensor, tensor, tidy, zeros } from "../lib/tensor.ts";
-import { correlation, DEFAULT_INIT, MIMETIC_MAMBA1, MIMETIC_MAMBA2 } from "../lib/init.ts";
-import { initMamba1, MAMBA1_DEFAULTS, mamba1ScanInputs } from "../lib/layers/mamba1.ts";
-import { initMamba2, MAMBA2_DEFAULTS, mamba2ScanInputs } from "../lib/layers/mamba2.ts";
-import { key, normal, randint, split } from "../lib/random.ts";
-import { applyBlocks, initLM, layerAttentionMap, type LMConfig } from "../lib/models/lm.ts";
+import { disposeTree, readTensors, type Tensor, tensor, tidy, zeros } from "../lib/core/tensor.ts";
+import { correlation, DEFAULT_INIT, MIMETIC_MAMBA1, MIMETIC_MAMBA2 } from "../lib/nn/init.ts";
+import { initMamba1, MAMBA1_DEFAULTS, mamba1ScanInputs } from "../lib/nn/mamba1.ts";
+import { initMamba2, MAMBA2_DEFAULTS, mamba2ScanInputs } from "../lib/nn/mamba2.ts";
+import { key, normal, randint, split } from "../lib/core/random.ts";
+import { applyBlocks, initLM, layerAttentionMap, type LMConfig } from "../lib/nn/lm.ts";
 import { rmsNorm } from "../lib/ops/norm.ts";
-import type { Mamba2Config, Mamba2Consts, Mamba2Params } from "../lib/layers/mamba2.ts";
+import type { Mamba2Config, Mamba2Consts, Mamba2Params } from "../lib/nn/mamba2.ts";
 
 /** Reads map and mask back and disposes them. */
 async function readMap(m: { map: Tensor; mask: Tensor }): Promise<[Float32Array, Float32Array]> {

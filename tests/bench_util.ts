@@ -2,7 +2,7 @@
  * Helpers for GPU benchmarks: time a recorded piece of GPU work honestly (warm up, record `reps` copies, wait for
  * the GPU to finish) and print a table of rates against the H100's limits.
  */
-import { initGpu, sync } from "../lib/runtime.ts";
+import { initGpu, sync } from "../lib/core/runtime.ts";
 
 /** The H100's fp32 peak (FLOP/s) and memory bandwidth (B/s), the limits our kernels are measured against. */
 export const H100 = { flops: 67e12, bandwidth: 3e12 };

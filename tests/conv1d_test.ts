@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { noGpu, type OpCase, opTests, randomInputs } from "./harness.ts";
 import { causalConv1d, causalConv1dRef, causalConv1dVjpRef } from "../lib/ops/conv1d.ts";
-import { vjp } from "../lib/autodiff.ts";
-import { tensor, tidy } from "../lib/tensor.ts";
+import { vjp } from "../lib/ops/autodiff.ts";
+import { tensor, tidy } from "../lib/core/tensor.ts";
 
 // x (K, B, T, C), weight (K, C, W), bias (K, C); weights and biases differ per run k (random per element).
 function convCase(shape: [number, number, number, number], W: number): OpCase {

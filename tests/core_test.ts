@@ -5,18 +5,24 @@
  */
 import assert from "node:assert/strict";
 import { noGpu } from "./harness.ts";
-import { valueAndGrad } from "../lib/autodiff.ts";
+import { valueAndGrad } from "../lib/ops/autodiff.ts";
 import { add, mul, silu } from "../lib/ops/elementwise.ts";
 import { matmul } from "../lib/ops/matmul.ts";
 import { embedding } from "../lib/ops/embedding.ts";
 import { rmsNorm } from "../lib/ops/norm.ts";
 import { maskedCrossEntropy } from "../lib/ops/cross_entropy.ts";
 import { sum } from "../lib/ops/reduce.ts";
-import { adamwInit, adamwStep, disposeAdamW, lrSchedule } from "../lib/optim.ts";
-import { constant, drawParam, gaussian, torchDefault } from "../lib/init.ts";
-import { foldIn, key, randint, split } from "../lib/random.ts";
-import { GpuUnavailableError, liveGpuBytes, pipelineCount, profileKernels, sync } from "../lib/runtime.ts";
-import { disposeTree, keep, readTensors, type Tensor, tensor, tidy } from "../lib/tensor.ts";
+import { adamwInit, adamwStep, disposeAdamW, lrSchedule } from "../lib/train/optim.ts";
+import { constant, drawParam, gaussian, torchDefault } from "../lib/nn/init.ts";
+import { foldIn, key, randint, split } from "../lib/core/random.ts";
+import {
+  GpuUnavailableError,
+  liveGpuBytes,
+  pipelineCount,
+  profileKernels,
+  sync,
+} from "../lib/core/runtime.ts";
+import { disposeTree, keep, readTensors, type Tensor, tensor, tidy } from "../lib/core/tensor.ts";
 
 // A tiny next-token model: embedding → RMSNorm → MLP (silu) → head. The task: predict (3·x + 1) mod V from x.
 const V = 16, D = 32, F = 64, B = 64;

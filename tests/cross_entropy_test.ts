@@ -7,9 +7,9 @@ import {
   maskedCrossEntropyRef,
   maskedCrossEntropyVjpRef,
 } from "../lib/ops/cross_entropy.ts";
-import { vjp } from "../lib/autodiff.ts";
-import { type Tensor, tensor, tidy } from "../lib/tensor.ts";
-import { key, normal, uniform } from "../lib/random.ts";
+import { vjp } from "../lib/ops/autodiff.ts";
+import { type Tensor, tensor, tidy } from "../lib/core/tensor.ts";
+import { key, normal, uniform } from "../lib/core/random.ts";
 
 /** logits (K, R, V) in `range`, targets (K, R) in [0, V), mask (K, R) weights in [0, 1) (constant). */
 function ceCase(K: number, R: number, V: number, range: [number, number] = [-3, 3], note = ""): OpCase {

@@ -7,10 +7,10 @@
  *   deno bench -A tests/dispatch_bench.ts
  */
 import { report, timeGpu } from "./bench_util.ts";
-import { gpuInfo, initGpu, sync } from "../lib/runtime.ts";
+import { gpuInfo, initGpu, sync } from "../lib/core/runtime.ts";
 import { add } from "../lib/ops/elementwise.ts";
 import { matmul } from "../lib/ops/matmul.ts";
-import { tensor } from "../lib/tensor.ts";
+import { tensor } from "../lib/core/tensor.ts";
 
 await initGpu();
 const COUNT = 2000;

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { maxRelError, noGpu, type OpCase, opTests } from "./harness.ts";
 import { checkIds, embedding, embeddingRef, embeddingVjpRef } from "../lib/ops/embedding.ts";
-import { vjp } from "../lib/autodiff.ts";
-import { type Tensor, tensor, tidy } from "../lib/tensor.ts";
-import { key, normal } from "../lib/random.ts";
+import { vjp } from "../lib/ops/autodiff.ts";
+import { type Tensor, tensor, tidy } from "../lib/core/tensor.ts";
+import { key, normal } from "../lib/core/random.ts";
 
 /** A case for table (K, V, D) and ids (K, B, T) drawn uniformly from [0, idRange). */
 function embeddingCase(

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { noGpu } from "./harness.ts";
-import { readCsv } from "../lib/output.ts";
+import { readCsv } from "../lib/study/csv.ts";
 
 const script = new URL("../experiments/fig7.ts", import.meta.url).pathname;
 

@@ -7,10 +7,10 @@
  * GPU tests run on whatever adapter exists and are skipped, with the reason, where there is none.
  */
 import assert from "node:assert/strict";
-import { initGpu } from "../lib/runtime.ts";
-import { vjp } from "../lib/autodiff.ts";
-import { type Tensor, tensor, tidy } from "../lib/tensor.ts";
-import { key, normal, split, uniform } from "../lib/random.ts";
+import { initGpu } from "../lib/core/runtime.ts";
+import { vjp } from "../lib/ops/autodiff.ts";
+import { type Tensor, tensor, tidy } from "../lib/core/tensor.ts";
+import { key, normal, split, uniform } from "../lib/core/random.ts";
 
 let gpuReason: string | null | undefined;
 /** Null when a GPU adapter is usable, else why not. */

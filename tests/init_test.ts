@@ -1,5 +1,5 @@
 /**
- * Initialisation (lib/init.ts, lib/layers/mamba1.ts, lib/layers/mamba2.ts, lib/models/lm.ts), read back from the
+ * Initialisation (lib/nn/init.ts, lib/nn/mamba1.ts, lib/nn/mamba2.ts, lib/nn/lm.ts), read back from the
  * GPU:
  * 1. Default init statistics against mamba_ssm's constants (setup.md): S4D-real A_log, A_log per head ∈ log[1, 16),
  *    D = 1, log-uniform dt in [1e-3, 1e-1], U(±1/√fan_in) linears, U(±R^−½) dt_proj, U(±1/√W) convs, out_proj
@@ -16,15 +16,15 @@ import {
   type Mimetic,
   MIMETIC_MAMBA1,
   MIMETIC_MAMBA2,
-} from "../lib/init.ts";
-import { initMamba1, MAMBA1_DEFAULTS, mamba1Dims, mamba1ScanInputs } from "../lib/layers/mamba1.ts";
-import { initMamba2, MAMBA2_DEFAULTS, mamba2Dims, mamba2ScanInputs } from "../lib/layers/mamba2.ts";
-import { initLM, type LMConfig } from "../lib/models/lm.ts";
+} from "../lib/nn/init.ts";
+import { initMamba1, MAMBA1_DEFAULTS, mamba1Dims, mamba1ScanInputs } from "../lib/nn/mamba1.ts";
+import { initMamba2, MAMBA2_DEFAULTS, mamba2Dims, mamba2ScanInputs } from "../lib/nn/mamba2.ts";
+import { initLM, type LMConfig } from "../lib/nn/lm.ts";
 import { causalConv1d } from "../lib/ops/conv1d.ts";
 import { matmul } from "../lib/ops/matmul.ts";
 import { silu } from "../lib/ops/elementwise.ts";
-import { disposeTree, mapTree, readTensors, type Tensor, tensor, tidy } from "../lib/tensor.ts";
-import { key, normal, split } from "../lib/random.ts";
+import { disposeTree, mapTree, readTensors, type Tensor, tensor, tidy } from "../lib/core/tensor.ts";
+import { key, normal, split } from "../lib/core/random.ts";
 
 /** Every tensor of a tree, read back, by path ("inX", "conv.weight", "layers[1].mixer.inB", ...). */
 async function readTree(tree: unknown): Promise<Map<string, Float32Array>> {

@@ -6,28 +6,28 @@
  */
 import assert from "node:assert/strict";
 import { noGpu } from "./harness.ts";
-import { valueAndGrad } from "../lib/autodiff.ts";
-import { DEFAULT_INIT, MIMETIC_MAMBA1, MIMETIC_MAMBA2 } from "../lib/init.ts";
+import { valueAndGrad } from "../lib/ops/autodiff.ts";
+import { DEFAULT_INIT, MIMETIC_MAMBA1, MIMETIC_MAMBA2 } from "../lib/nn/init.ts";
 import {
   applyMamba1,
   initMamba1,
   MAMBA1_DEFAULTS,
   type Mamba1Config,
   type Mamba1Params,
-} from "../lib/layers/mamba1.ts";
+} from "../lib/nn/mamba1.ts";
 import {
   applyMamba2,
   initMamba2,
   MAMBA2_DEFAULTS,
   type Mamba2Config,
   type Mamba2Params,
-} from "../lib/layers/mamba2.ts";
+} from "../lib/nn/mamba2.ts";
 import {
   applyAttention,
   type AttentionConfig,
   type AttentionParams,
   initAttention,
-} from "../lib/layers/attention.ts";
+} from "../lib/nn/attention.ts";
 import { mul } from "../lib/ops/elementwise.ts";
 import { sumAll } from "../lib/ops/reduce.ts";
 import { matmulRef } from "../lib/ops/matmul.ts";
@@ -35,8 +35,8 @@ import { causalConv1dRef } from "../lib/ops/conv1d.ts";
 import { rmsNormRef } from "../lib/ops/norm.ts";
 import { ssdScanRef } from "../lib/ops/ssd_scan.ts";
 import { selectiveScanRef } from "../lib/ops/selective_scan.ts";
-import { key, normal, split } from "../lib/random.ts";
-import { leaves, mapTree, readTensors, type Tensor, tensor, tidy } from "../lib/tensor.ts";
+import { key, normal, split } from "../lib/core/random.ts";
+import { leaves, mapTree, readTensors, type Tensor, tensor, tidy } from "../lib/core/tensor.ts";
 
 type F64Tree = Record<string, Float64Array>;
 const silu = (v: number) => v / (1 + Math.exp(-v));

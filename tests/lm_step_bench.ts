@@ -7,13 +7,13 @@
  *   deno bench -A tests/lm_step_bench.ts      (or deno run -A for the table only)
  *   LM_PROFILE=1 deno run -A tests/lm_step_bench.ts   # also the GPU time per kernel of one step (profileKernels)
  */
-import { valueAndGrad } from "../lib/autodiff.ts";
-import { MAMBA2_DEFAULTS } from "../lib/layers/mamba2.ts";
-import { initLM, type LMConfig, lmLoss, type LMParams } from "../lib/models/lm.ts";
-import { adamwInit, adamwStep } from "../lib/optim.ts";
-import { key, randint } from "../lib/random.ts";
-import { initGpu, profileKernels, runtimeStats, sync } from "../lib/runtime.ts";
-import { keep, leaves, type Tensor, tensor, tidy } from "../lib/tensor.ts";
+import { valueAndGrad } from "../lib/ops/autodiff.ts";
+import { MAMBA2_DEFAULTS } from "../lib/nn/mamba2.ts";
+import { initLM, type LMConfig, lmLoss, type LMParams } from "../lib/nn/lm.ts";
+import { adamwInit, adamwStep } from "../lib/train/optim.ts";
+import { key, randint } from "../lib/core/random.ts";
+import { initGpu, profileKernels, runtimeStats, sync } from "../lib/core/runtime.ts";
+import { keep, leaves, type Tensor, tensor, tidy } from "../lib/core/tensor.ts";
 import { rampClocks, report, timeGpu } from "./bench_util.ts";
 
 let isCpu = true;

@@ -9,9 +9,9 @@
  */
 import { H100, report, timeGpu } from "./bench_util.ts";
 import { maxRelError, randomInputs } from "./harness.ts";
-import { dispatch, flush, gpuInfo, initGpu, sync, trimPool } from "../lib/runtime.ts";
+import { dispatch, flush, gpuInfo, initGpu, sync, trimPool } from "../lib/core/runtime.ts";
 import { matmul, type MatmulOptions, matmulRef, type MatmulTiles } from "../lib/ops/matmul.ts";
-import { empty, type Tensor, tensor, tidy } from "../lib/tensor.ts";
+import { empty, type Tensor, tensor, tidy } from "../lib/core/tensor.ts";
 
 await initGpu();
 const cpu = gpuInfo().isCpu;

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { maxRelError, noGpu, type OpCase, opTests, randomInputs } from "./harness.ts";
 import { matmul, matmulRef, type MatmulTiles, matmulVjpRef } from "../lib/ops/matmul.ts";
-import { tensor, tidy } from "../lib/tensor.ts";
-import { gpuInfo } from "../lib/runtime.ts";
+import { tensor, tidy } from "../lib/core/tensor.ts";
+import { gpuInfo } from "../lib/core/runtime.ts";
 
 const cpu = noGpu || gpuInfo().isCpu;
 

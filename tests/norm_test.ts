@@ -8,8 +8,8 @@ import {
   rmsNormRef,
   rmsNormVjpRef,
 } from "../lib/ops/norm.ts";
-import { vjp } from "../lib/autodiff.ts";
-import { tensor, tidy } from "../lib/tensor.ts";
+import { vjp } from "../lib/ops/autodiff.ts";
+import { tensor, tidy } from "../lib/core/tensor.ts";
 
 // x is drawn with an offset so LayerNorm's centring matters; weights differ per run k (random per element).
 function rmsCase(shape: number[], eps = 1e-5): OpCase {

@@ -14,8 +14,8 @@ import {
   adamwStep,
   disposeAdamW,
   lrSchedule,
-} from "../lib/optim.ts";
-import { liveGpuBytes, runtimeStats } from "../lib/runtime.ts";
+} from "../lib/train/optim.ts";
+import { liveGpuBytes, runtimeStats } from "../lib/core/runtime.ts";
 import {
   disposeTree,
   leaves,
@@ -24,8 +24,8 @@ import {
   type Tensor,
   tensor,
   type Tree,
-} from "../lib/tensor.ts";
-import { foldIn, type Key, key, uniform } from "../lib/random.ts";
+} from "../lib/core/tensor.ts";
+import { foldIn, type Key, key, uniform } from "../lib/core/random.ts";
 
 const K = 2;
 

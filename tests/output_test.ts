@@ -1,19 +1,9 @@
 import assert from "node:assert/strict";
-import {
-  aggregate,
-  appendCsvRow,
-  heatmap,
-  lineChart,
-  lineWithBands,
-  readCsv,
-  readJson,
-  renderVegaLite,
-  writeChart,
-  writeCsv,
-  writeFileAtomic,
-  writeIndexHtml,
-  writeJsonAtomic,
-} from "../lib/output.ts";
+import { readJson, writeFileAtomic, writeJsonAtomic } from "../lib/core/fs.ts";
+import { readCsv, writeCsv } from "../lib/study/csv.ts";
+import { aggregate } from "../lib/study/stats.ts";
+import { heatmap, lineChart, lineWithBands } from "../lib/study/charts.ts";
+import { renderVegaLite, writeChart, writeIndexHtml } from "../lib/study/render.ts";
 
 const dirs: string[] = [];
 const tmp = () => {
@@ -87,32 +77,6 @@ Deno.test("writeCsv: explicit columns select and order; union of keys by default
   assert.deepEqual(readCsv(`${dir}/d.csv`), []);
   assert.deepEqual(readCsv(`${dir}/missing.csv`), []);
   assert.throws(() => writeCsv(`${dir}/e.csv`, [], ["a", "a"]), RangeError);
-});
-
-Deno.test("appendCsvRow creates, appends, keeps the header and rejects mismatches", () => {
-  const dir = tmp();
-  const path = `${dir}/sweep/results.csv`;
-  const columns = ["init", "seed", "acc"];
-  appendCsvRow(path, { init: "mimetic, c=8", seed: 0, acc: 0.5 }, columns);
-  appendCsvRow(path, { init: "default", seed: 1, acc: 0.25 }, columns);
-  appendCsvRow(path, { seed: 2, init: "default" }); // header from the file; a missing key is an empty cell
-  assert.deepEqual(readCsv(path), [
-    { init: "mimetic, c=8", seed: "0", acc: "0.5" },
-    { init: "default", seed: "1", acc: "0.25" },
-    { init: "default", seed: "2", acc: "" },
-  ]);
-  assert.throws(() => appendCsvRow(path, { init: "x", seed: 3, acc: 1 }, ["seed", "init", "acc"]), (e) => {
-    assert.ok(e instanceof RangeError && /columns must equal the header/.test(e.message), String(e));
-    return true;
-  });
-  assert.throws(() => appendCsvRow(path, { init: "x", seed: 3, acc: 1, lr: 1e-3 }), /not in the header.*lr/);
-  assert.equal(readCsv(path).length, 3);
-  assert.deepEqual(names(`${dir}/sweep`), ["results.csv"]);
-
-  // A file written by something else without a final newline.
-  Deno.writeTextFileSync(`${dir}/b.csv`, "a,b\n1,2");
-  appendCsvRow(`${dir}/b.csv`, { a: 3, b: 4 });
-  assert.equal(Deno.readTextFileSync(`${dir}/b.csv`), "a,b\n1,2\n3,4\n");
 });
 
 Deno.test("writeJsonAtomic / readJson roundtrip, fallback and missing file", () => {

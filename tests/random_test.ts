@@ -11,7 +11,7 @@ import {
   split,
   uniform,
   weightedChoiceWithoutReplacement,
-} from "../lib/random.ts";
+} from "../lib/core/random.ts";
 
 const hex = (a: Uint32Array) => [...a].map((w) => w.toString(16).padStart(8, "0")).join(" ");
 

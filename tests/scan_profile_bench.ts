@@ -5,12 +5,12 @@
  *     deno bench -A tests/scan_profile_bench.ts
  *     SCAN_PROFILE=ssd SSD_NS=8,128 deno bench -A tests/scan_profile_bench.ts   # only the SSD scan, these N
  */
-import { flush, gpuInfo, initGpu, type KernelTime, profileKernels, trimPool } from "../lib/runtime.ts";
+import { flush, gpuInfo, initGpu, type KernelTime, profileKernels, trimPool } from "../lib/core/runtime.ts";
 import { selectiveScan, selectiveScanBackward } from "../lib/ops/selective_scan.ts";
 import { type SsdDims, ssdScan, ssdScanGrads } from "../lib/ops/ssd_scan.ts";
-import { disposeTree, tensor, tidy } from "../lib/tensor.ts";
+import { disposeTree, tensor, tidy } from "../lib/core/tensor.ts";
 import { rampClocks } from "./bench_util.ts";
-import { key, split, uniform } from "../lib/random.ts";
+import { key, split, uniform } from "../lib/core/random.ts";
 
 await initGpu();
 const big = !gpuInfo().isCpu;

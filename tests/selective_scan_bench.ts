@@ -13,7 +13,7 @@
  */
 import { H100, report, timeGpu } from "./bench_util.ts";
 import { maxRelError, randomInputs } from "./harness.ts";
-import { flush, gpuInfo, initGpu, liveGpuBytes, sync } from "../lib/runtime.ts";
+import { flush, gpuInfo, initGpu, liveGpuBytes, sync } from "../lib/core/runtime.ts";
 import {
   profileSelectiveScanBackward,
   selectiveScan,
@@ -25,7 +25,7 @@ import {
   selectiveScanRef,
   selectiveScanVjpRef,
 } from "../lib/ops/selective_scan.ts";
-import { readTensors, type Tensor, tensor, tidy } from "../lib/tensor.ts";
+import { readTensors, type Tensor, tensor, tidy } from "../lib/core/tensor.ts";
 
 await initGpu();
 const cpu = gpuInfo().isCpu;

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { noGpu, type OpCase, opTests, randomInputs } from "./harness.ts";
-import { readTensors, tensor, tidy } from "../lib/tensor.ts";
+import { readTensors, tensor, tidy } from "../lib/core/tensor.ts";
 import {
   selectiveScan,
   selectiveScanBackward,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { noGpu, type OpCase, opTests } from "./harness.ts";
 import { softmax, softmaxRef, softmaxVjpRef } from "../lib/ops/softmax.ts";
-import { tensor, tidy } from "../lib/tensor.ts";
+import { tensor, tidy } from "../lib/core/tensor.ts";
 
 function softmaxCase(shape: number[], range: [number, number] = [-3, 3], note = ""): OpCase {
   const V = shape.at(-1)!;

@@ -9,7 +9,7 @@
  *
  *     deno bench -A tests/ssd_scan_bench.ts
  */
-import { flush, initGpu, sync, trimPool } from "../lib/runtime.ts";
+import { flush, initGpu, sync, trimPool } from "../lib/core/runtime.ts";
 import {
   type SsdDims,
   ssdScan,
@@ -17,8 +17,8 @@ import {
   ssdScanLayout,
   type SsdScanOptions,
 } from "../lib/ops/ssd_scan.ts";
-import { disposeTree, tensor, tidy } from "../lib/tensor.ts";
-import { key, split, uniform } from "../lib/random.ts";
+import { disposeTree, tensor, tidy } from "../lib/core/tensor.ts";
+import { key, split, uniform } from "../lib/core/random.ts";
 import { type BenchRow, report, timeGpu } from "./bench_util.ts";
 
 const info = await initGpu();

@@ -8,8 +8,8 @@ import {
   ssdScanRef,
   ssdScanVjpRef,
 } from "../lib/ops/ssd_scan.ts";
-import { readTensors, tensor, tidy } from "../lib/tensor.ts";
-import { gpuInfo } from "../lib/runtime.ts";
+import { readTensors, tensor, tidy } from "../lib/core/tensor.ts";
+import { gpuInfo } from "../lib/core/runtime.ts";
 
 /** One scan case in its valid input ranges: dt in [0.01, 1], A in [−2, −0.1]. */
 function ssdCase(name: string, dims: SsdDims, options: SsdScanOptions = {}, tol?: number): OpCase {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { foldIn, key } from "../lib/random.ts";
+import { foldIn, key } from "../lib/core/random.ts";
 import {
   type CopyBatch,
   type CopyVariant,

@@ -5,13 +5,13 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { noGpu } from "./harness.ts";
-import { DEFAULT_INIT, MIMETIC_MAMBA2 } from "../lib/init.ts";
-import { MAMBA2_DEFAULTS } from "../lib/layers/mamba2.ts";
-import { MAMBA1_DEFAULTS } from "../lib/layers/mamba1.ts";
-import { ATTENTION_DEFAULTS } from "../lib/layers/attention.ts";
-import type { LMConfig } from "../lib/models/lm.ts";
-import { disposeModel, trainLM, type TrainRun } from "../lib/train.ts";
-import { leaves, readTensors } from "../lib/tensor.ts";
+import { DEFAULT_INIT, MIMETIC_MAMBA2 } from "../lib/nn/init.ts";
+import { MAMBA2_DEFAULTS } from "../lib/nn/mamba2.ts";
+import { MAMBA1_DEFAULTS } from "../lib/nn/mamba1.ts";
+import { ATTENTION_DEFAULTS } from "../lib/nn/attention.ts";
+import type { LMConfig } from "../lib/nn/lm.ts";
+import { disposeModel, trainLM, type TrainRun } from "../lib/train/train.ts";
+import { leaves, readTensors } from "../lib/core/tensor.ts";
 import { copyVocab, makeCopyTrainBatch } from "../tasks/mod.ts";
 
 const VOCAB = 6;

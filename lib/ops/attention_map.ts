@@ -39,9 +39,9 @@
  * Mamba 2 is cheap: per (i, j) one G·N dot product and H exps (T = 1000, H = 32, N = 128: ~1e8 FLOP).
  * @module
  */
-import { kernelSource } from "../kernels.ts";
-import { dispatch, type Kernel } from "../runtime.ts";
-import { empty, type Tensor } from "../tensor.ts";
+import { kernelSource } from "../core/kernels.ts";
+import { dispatch, type Kernel } from "../core/runtime.ts";
+import { empty, type Tensor } from "../core/tensor.ts";
 import { expectF32, grid1d } from "./util.ts";
 
 /** Tile edge and time block of the prefix sums (TB in the kernel). */
@@ -236,8 +236,8 @@ function runMap(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { initGpu } from "../runtime.ts";
- * import { full, tensor } from "../tensor.ts";
+ * import { initGpu } from "../core/runtime.ts";
+ * import { full, tensor } from "../core/tensor.ts";
  * import { mamba1AttentionMap } from "./attention_map.ts";
  * await initGpu();
  * // K = Bt = 1, T = 3, E = N = 1, Δ = 1, A = ln(1/2): map[i, j] = C_i·B_j·2^−(i−j)
@@ -271,8 +271,8 @@ export function mamba1AttentionMap(inputs: Mamba1MapInputs, opts: AttentionMapOp
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { initGpu } from "../runtime.ts";
- * import { full, tensor } from "../tensor.ts";
+ * import { initGpu } from "../core/runtime.ts";
+ * import { full, tensor } from "../core/tensor.ts";
  * import { mamba2AttentionMap } from "./attention_map.ts";
  * await initGpu();
  * // K = Bt = 1, T = 2, H = G = N = 1, dt = 1, A = ln(1/2), B = C = 1: map = [[1, 0], [0.5, 1]]
@@ -298,7 +298,7 @@ export function mamba2AttentionMap(inputs: Mamba2MapInputs, opts: AttentionMapOp
 // Display
 
 /**
- * One run's T×T map as rows for `heatmap()` (lib/output.ts), optionally downsampled by averaging stride×stride
+ * One run's T×T map as rows for `heatmap()` (lib/study/charts.ts), optionally downsampled by averaging stride×stride
  * blocks (the last block of a row or column averages only the entries that exist). For run k of a (K, T, T)
  * readback pass `data.subarray(k·T·T, (k+1)·T·T)`.
  * @param map T·T values, row-major (row i = query position).

@@ -19,10 +19,10 @@
  * back. The order depends only on the shapes, so results are bit-identical run to run.
  * @module
  */
-import { kernelSource } from "../kernels.ts";
-import { dispatch, type Kernel } from "../runtime.ts";
-import { record, type VjpRule } from "../tape.ts";
-import { empty, type Shape, type Tensor } from "../tensor.ts";
+import { kernelSource } from "../core/kernels.ts";
+import { dispatch, type Kernel } from "../core/runtime.ts";
+import { record, type VjpRule } from "../core/tape.ts";
+import { empty, type Shape, type Tensor } from "../core/tensor.ts";
 import { sum } from "./reduce.ts";
 import { expectF32, grid1d } from "./util.ts";
 
@@ -58,8 +58,8 @@ function uniforms(xShape: Shape, W: number): number[] {
  * @returns y (K, B, T, C)
  * @example
  * ```ts
- * import { initGpu } from "../runtime.ts";
- * import { tensor } from "../tensor.ts";
+ * import { initGpu } from "../core/runtime.ts";
+ * import { tensor } from "../core/tensor.ts";
  * import { causalConv1d } from "./conv1d.ts";
  * await initGpu();
  * const x = tensor([1, 2, 3], [1, 1, 3, 1]); // K = B = C = 1, T = 3

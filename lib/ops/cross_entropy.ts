@@ -14,10 +14,10 @@
  * Determinism: the per-run sums are a second small kernel, one workgroup per run, in a fixed order.
  * @module
  */
-import { kernelSource } from "../kernels.ts";
-import { dispatch } from "../runtime.ts";
-import { isRecording, record, type VjpRule } from "../tape.ts";
-import { empty, type Tensor } from "../tensor.ts";
+import { kernelSource } from "../core/kernels.ts";
+import { dispatch } from "../core/runtime.ts";
+import { isRecording, record, type VjpRule } from "../core/tape.ts";
+import { empty, type Tensor } from "../core/tensor.ts";
 import { expectF32, grid1d, sameShape } from "./util.ts";
 
 /** A kernel of cross_entropy.wgsl with `reads` read-only bindings followed by `writes` read-write ones. */
@@ -40,8 +40,8 @@ const kernel = (entry: string, reads: number, writes: number) => ({
  * @returns (K): per run Σ mask·(logsumexp − picked logit) / Σ mask, 0 where Σ mask = 0
  * @example
  * ```ts
- * import { initGpu } from "../runtime.ts";
- * import { tensor } from "../tensor.ts";
+ * import { initGpu } from "../core/runtime.ts";
+ * import { tensor } from "../core/tensor.ts";
  * import { maskedCrossEntropy } from "./cross_entropy.ts";
  * await initGpu();
  * const logits = tensor([0, 0, 5, -5], [1, 2, 2]); // K=1, R=2, V=2
@@ -118,8 +118,8 @@ export const crossEntropyVjp: VjpRule = ({ inputs: [logits, targets, mask], save
  * @returns (...) i32
  * @example
  * ```ts
- * import { initGpu } from "../runtime.ts";
- * import { tensor } from "../tensor.ts";
+ * import { initGpu } from "../core/runtime.ts";
+ * import { tensor } from "../core/tensor.ts";
  * import { argmaxLastAxis } from "./cross_entropy.ts";
  * await initGpu();
  * console.log(await argmaxLastAxis(tensor([1, 3, 3, 0, 2, -1], [2, 3])).toArray()); // [1, 1]

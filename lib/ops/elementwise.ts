@@ -3,10 +3,10 @@
  * Each op: its GPU forward (kernels/binary.wgsl, kernels/unary.wgsl), its VJP, its float64 reference.
  * @module
  */
-import { kernelSource } from "../kernels.ts";
-import { dispatch, f32, type Kernel } from "../runtime.ts";
-import { record, type VjpRule } from "../tape.ts";
-import { empty, type Shape, sizeOf, type Tensor } from "../tensor.ts";
+import { kernelSource } from "../core/kernels.ts";
+import { dispatch, f32, type Kernel } from "../core/runtime.ts";
+import { record, type VjpRule } from "../core/tape.ts";
+import { empty, type Shape, sizeOf, type Tensor } from "../core/tensor.ts";
 import { sumToShape } from "./reduce.ts";
 import { expectF32, grid1d, sameShape } from "./util.ts";
 
@@ -90,8 +90,8 @@ export const sub = (a: Tensor, b: Tensor): Tensor => binaryForward("sub", a, b);
  * a · b elementwise, broadcasting.
  * @example
  * ```ts
- * import { initGpu } from "../runtime.ts";
- * import { tensor } from "../tensor.ts";
+ * import { initGpu } from "../core/runtime.ts";
+ * import { tensor } from "../core/tensor.ts";
  * import { mul } from "./elementwise.ts";
  * await initGpu();
  * console.log(await mul(tensor([1, 2, 3, 4], [2, 2]), tensor([10, 100], [1, 2])).toArray()); // 10 200 30 400

@@ -7,10 +7,10 @@
  * where they are made, and throws instead.
  * @module
  */
-import { kernelSource } from "../kernels.ts";
-import { dispatch } from "../runtime.ts";
-import { record, type VjpRule } from "../tape.ts";
-import { empty, type Tensor } from "../tensor.ts";
+import { kernelSource } from "../core/kernels.ts";
+import { dispatch } from "../core/runtime.ts";
+import { record, type VjpRule } from "../core/tape.ts";
+import { empty, type Tensor } from "../core/tensor.ts";
 import { expectF32, grid1d } from "./util.ts";
 
 /** Throws a RangeError naming `op` unless `ids` is an i32 tensor of rank ≥ 1 with K rows. */
@@ -49,8 +49,8 @@ export function checkIds(ids: ArrayLike<number>, V: number, what = "embedding id
  * @returns (K, B, T, D)
  * @example
  * ```ts
- * import { initGpu } from "../runtime.ts";
- * import { tensor } from "../tensor.ts";
+ * import { initGpu } from "../core/runtime.ts";
+ * import { tensor } from "../core/tensor.ts";
  * import { embedding } from "./embedding.ts";
  * await initGpu();
  * const table = tensor([0, 0, 1, 1, 2, 2], [1, 3, 2]); // K=1, V=3, D=2

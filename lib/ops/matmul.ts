@@ -6,10 +6,10 @@
  * The main use is per-run weights: x (K, B·T, D) @ W (K, D, E) → (K, B·T, E), one batch entry per run.
  * @module
  */
-import { kernelSource } from "../kernels.ts";
-import { dispatch, gpu, gpuInfo, type Kernel } from "../runtime.ts";
-import { record, type VjpRule } from "../tape.ts";
-import { empty, type Shape, sizeOf, type Tensor } from "../tensor.ts";
+import { kernelSource } from "../core/kernels.ts";
+import { dispatch, gpu, gpuInfo, type Kernel } from "../core/runtime.ts";
+import { record, type VjpRule } from "../core/tape.ts";
+import { empty, type Shape, sizeOf, type Tensor } from "../core/tensor.ts";
 import { sum, sumInto } from "./reduce.ts";
 import { expectF32, sameShape } from "./util.ts";
 
@@ -210,8 +210,8 @@ function matmulInto(
  * @throws {RangeError} on ranks below 2, mismatched inner or batch dimensions, or non-f32 inputs.
  * @example
  * ```ts
- * import { initGpu } from "../runtime.ts";
- * import { tensor } from "../tensor.ts";
+ * import { initGpu } from "../core/runtime.ts";
+ * import { tensor } from "../core/tensor.ts";
  * import { matmul } from "./matmul.ts";
  * await initGpu();
  * const x = tensor([1, 2, 3, 4, 5, 6], [1, 2, 3]); // (K=1, B·T=2, D=3)

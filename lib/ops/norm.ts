@@ -19,10 +19,10 @@
  * the shapes, so it is bit-identical run to run.
  * @module
  */
-import { kernelSource } from "../kernels.ts";
-import { dispatch, f32, type Kernel } from "../runtime.ts";
-import { isRecording, record, type VjpRule } from "../tape.ts";
-import { empty, type Shape, sizeOf, type Tensor } from "../tensor.ts";
+import { kernelSource } from "../core/kernels.ts";
+import { dispatch, f32, type Kernel } from "../core/runtime.ts";
+import { isRecording, record, type VjpRule } from "../core/tape.ts";
+import { empty, type Shape, sizeOf, type Tensor } from "../core/tensor.ts";
 import { sum } from "./reduce.ts";
 import { expectF32, grid1d } from "./util.ts";
 
@@ -105,8 +105,8 @@ function normForward(center: boolean, x: Tensor, weight: Tensor, bias: Tensor | 
  * @returns y (K, ..., D)
  * @example
  * ```ts
- * import { initGpu } from "../runtime.ts";
- * import { tensor } from "../tensor.ts";
+ * import { initGpu } from "../core/runtime.ts";
+ * import { tensor } from "../core/tensor.ts";
  * import { rmsNorm } from "./norm.ts";
  * await initGpu();
  * const y = rmsNorm(tensor([3, 4], [1, 1, 2]), tensor([1, 2], [1, 2]), 0);
@@ -126,8 +126,8 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps = 1e-5): Tensor {
  * @returns y (K, ..., D)
  * @example
  * ```ts
- * import { initGpu } from "../runtime.ts";
- * import { tensor } from "../tensor.ts";
+ * import { initGpu } from "../core/runtime.ts";
+ * import { tensor } from "../core/tensor.ts";
  * import { layerNorm } from "./norm.ts";
  * await initGpu();
  * const y = layerNorm(tensor([1, 3], [1, 1, 2]), tensor([1, 1], [1, 2]), tensor([0, 10], [1, 2]), 0);

@@ -3,10 +3,10 @@
  * GPU forward in kernels/reduce.wgsl, VJPs, float64 references.
  * @module
  */
-import { kernelSource } from "../kernels.ts";
-import { dispatch, type Kernel } from "../runtime.ts";
-import { record, type VjpRule } from "../tape.ts";
-import { empty, type Shape, sizeOf, type Tensor } from "../tensor.ts";
+import { kernelSource } from "../core/kernels.ts";
+import { dispatch, type Kernel } from "../core/runtime.ts";
+import { record, type VjpRule } from "../core/tape.ts";
+import { empty, type Shape, sizeOf, type Tensor } from "../core/tensor.ts";
 import { affine, broadcastTo } from "./elementwise.ts";
 import { expectF32, grid1d, normAxis, sameShape } from "./util.ts";
 
@@ -78,8 +78,8 @@ function withKeepDims(out: Tensor, x: Tensor, axis: number, keepDims: boolean): 
  * Sum over `axis` (negative counts from the end).
  * @example
  * ```ts
- * import { initGpu } from "../runtime.ts";
- * import { tensor } from "../tensor.ts";
+ * import { initGpu } from "../core/runtime.ts";
+ * import { tensor } from "../core/tensor.ts";
  * import { sum } from "./reduce.ts";
  * await initGpu();
  * console.log(await sum(tensor([1, 2, 3, 4], [2, 2]), 1).toArray()); // [3, 7]

@@ -85,10 +85,10 @@
  * no second barrier and overlap the next tile; a parallel scan over time inside a chunk.
  * @module
  */
-import { kernelSource } from "../kernels.ts";
-import { dispatch, gpuInfo, type Kernel } from "../runtime.ts";
-import { record, type VjpRule } from "../tape.ts";
-import { empty, type Tensor } from "../tensor.ts";
+import { kernelSource } from "../core/kernels.ts";
+import { dispatch, gpuInfo, type Kernel } from "../core/runtime.ts";
+import { record, type VjpRule } from "../core/tape.ts";
+import { empty, type Tensor } from "../core/tensor.ts";
 import { sum } from "./reduce.ts";
 import { expectF32 } from "./util.ts";
 
@@ -392,8 +392,8 @@ function grid(cfg: ScanConfig, d: SelectiveScanDims): [number, number, number] {
  * @throws {RangeError} on shapes that do not match.
  * @example
  * ```ts
- * import { initGpu } from "../runtime.ts";
- * import { full } from "../tensor.ts";
+ * import { initGpu } from "../core/runtime.ts";
+ * import { full } from "../core/tensor.ts";
  * import { selectiveScan } from "./selective_scan.ts";
  * await initGpu();
  * const [K, Bt, T, E, N] = [1, 2, 8, 4, 16];

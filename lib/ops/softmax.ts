@@ -6,10 +6,10 @@
  * Backward: y = softmax(x), dy_i/dx_j = y_i (δ_ij - y_j), so dx_j = Σ_i g_i y_i (δ_ij - y_j) = y_j (g_j - Σ_i g_i y_i).
  * @module
  */
-import { kernelSource } from "../kernels.ts";
-import { dispatch } from "../runtime.ts";
-import { record, type VjpRule } from "../tape.ts";
-import { empty, type Tensor } from "../tensor.ts";
+import { kernelSource } from "../core/kernels.ts";
+import { dispatch } from "../core/runtime.ts";
+import { record, type VjpRule } from "../core/tape.ts";
+import { empty, type Tensor } from "../core/tensor.ts";
 import { expectF32, grid1d } from "./util.ts";
 
 /**
@@ -18,8 +18,8 @@ import { expectF32, grid1d } from "./util.ts";
  * @returns (..., V), each row summing to 1
  * @example
  * ```ts
- * import { initGpu } from "../runtime.ts";
- * import { tensor } from "../tensor.ts";
+ * import { initGpu } from "../core/runtime.ts";
+ * import { tensor } from "../core/tensor.ts";
  * import { softmax } from "./softmax.ts";
  * await initGpu();
  * console.log(await softmax(tensor([0, Math.log(3), 1000, 1000], [2, 2])).toArray()); // [0.25, 0.75, 0.5, 0.5]

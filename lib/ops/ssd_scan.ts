@@ -65,10 +65,10 @@
  * WebGPU exposes no tensor cores, and f16 arithmetic (2x the rate) would break the float64-reference tolerances.
  * @module
  */
-import { kernelSource } from "../kernels.ts";
-import { dispatch, gpu, gpuInfo, type Kernel } from "../runtime.ts";
-import { record, type TapeNode, type VjpRule } from "../tape.ts";
-import { empty, type Tensor } from "../tensor.ts";
+import { kernelSource } from "../core/kernels.ts";
+import { dispatch, gpu, gpuInfo, type Kernel } from "../core/runtime.ts";
+import { record, type TapeNode, type VjpRule } from "../core/tape.ts";
+import { empty, type Tensor } from "../core/tensor.ts";
 import { expectF32, grid1d } from "./util.ts";
 
 /** The inputs of the scan. Shapes in the glossary's letters; Bt is the batch. */
@@ -425,8 +425,8 @@ function reduceKernel(entry: "sum_heads" | "sum_batch"): Kernel {
  * @throws {RangeError} on mismatched shapes, G not dividing H, or empty sizes.
  * @example
  * ```ts
- * import { initGpu } from "../runtime.ts";
- * import { full, tensor } from "../tensor.ts";
+ * import { initGpu } from "../core/runtime.ts";
+ * import { full, tensor } from "../core/tensor.ts";
  * import { ssdScan } from "./ssd_scan.ts";
  * await initGpu();
  * // K 1, Bt 1, T 3, H 1, P 1, G 1, N 1: with A = 0 and dt = 1, y_t = Σ_{s≤t} x_s (B = C = 1, D = 0)

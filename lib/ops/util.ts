@@ -1,5 +1,5 @@
 /** Helpers shared by the ops. @module */
-import type { Tensor } from "../tensor.ts";
+import type { Tensor } from "../core/tensor.ts";
 
 /** A 1-D grid of `ceil(n / groupSize)` workgroups folded into (x, y) so that x stays within 65535. */
 export function grid1d(n: number, groupSize = 256): [number, number] {

@@ -7,8 +7,8 @@
  * per chunk; scoring happens on the CPU.
  * @module
  */
-import { argmaxLastAxis } from "./ops/cross_entropy.ts";
-import { type Tensor, tensor, tidy } from "./tensor.ts";
+import { argmaxLastAxis } from "../ops/cross_entropy.ts";
+import { type Tensor, tensor, tidy } from "../core/tensor.ts";
 
 /** Rows to score: ids (B, T) and targets (B, T) as int32, mask (B, T) with 1 on scored positions. */
 export interface EvalRows {

@@ -2,17 +2,17 @@
  * The VJP rule of every primitive, in one table typed so that a primitive without a rule fails `deno check`.
  * @module
  */
-import { addVjp, affineVjp, broadcastVjp, divVjp, mulVjp, subVjp, unaryVjp } from "./ops/elementwise.ts";
-import { maxVjp, sumVjp } from "./ops/reduce.ts";
-import { selectiveScanVjp } from "./ops/selective_scan.ts";
-import { ssdScanVjp } from "./ops/ssd_scan.ts";
-import { layerNormVjp, rmsNormVjp } from "./ops/norm.ts";
-import { causalConv1dVjp } from "./ops/conv1d.ts";
-import { embeddingVjp } from "./ops/embedding.ts";
-import { softmaxVjp } from "./ops/softmax.ts";
-import { crossEntropyVjp } from "./ops/cross_entropy.ts";
-import { matmulVjp } from "./ops/matmul.ts";
-import type { Primitive, VjpRule } from "./tape.ts";
+import { addVjp, affineVjp, broadcastVjp, divVjp, mulVjp, subVjp, unaryVjp } from "./elementwise.ts";
+import { maxVjp, sumVjp } from "./reduce.ts";
+import { selectiveScanVjp } from "./selective_scan.ts";
+import { ssdScanVjp } from "./ssd_scan.ts";
+import { layerNormVjp, rmsNormVjp } from "./norm.ts";
+import { causalConv1dVjp } from "./conv1d.ts";
+import { embeddingVjp } from "./embedding.ts";
+import { softmaxVjp } from "./softmax.ts";
+import { crossEntropyVjp } from "./cross_entropy.ts";
+import { matmulVjp } from "./matmul.ts";
+import type { Primitive, VjpRule } from "../core/tape.ts";
 
 // deno-lint-ignore no-explicit-any
 export const VJP_RULES: { readonly [P in Primitive]: VjpRule<any> } = {

@@ -5,7 +5,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { GpuUnavailableError } from "./runtime.ts";
+import { GpuUnavailableError } from "../core/runtime.ts";
 
 /** Bad command-line input. */
 export class UsageError extends Error {

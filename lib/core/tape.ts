@@ -1,16 +1,16 @@
 /**
  * The autodiff tape: ops record a node per primitive application while a tape is active and one of their inputs is
- * being differentiated. The VJP rules live in `vjp_rules.ts`; this module knows no op.
+ * being differentiated. The VJP rules live in `lib/ops/vjp_rules.ts`; this module knows no op.
  * @module
  */
 import type { Tensor } from "./tensor.ts";
 
 /**
- * Every differentiable primitive. Adding a name here without adding its rule to `VJP_RULES` in `vjp_rules.ts`
+ * Every differentiable primitive. Adding a name here without adding its rule to `VJP_RULES` in `lib/ops/vjp_rules.ts`
  * fails `deno check`.
  */
 export type Primitive =
-  // views (lib/tensor.ts)
+  // views (lib/core/tensor.ts)
   | "reshape"
   // elementwise (lib/ops/elementwise.ts)
   | "add"

@@ -458,7 +458,7 @@ export interface KernelTime {
  * ```ts
  * import { initGpu, profileKernels } from "./runtime.ts";
  * import { tensor } from "./tensor.ts";
- * import { add } from "./ops/elementwise.ts";
+ * import { add } from "../ops/elementwise.ts";
  * await initGpu();
  * const a = tensor([1, 2, 3], [3]);
  * const times = await profileKernels(() => void add(a, a));

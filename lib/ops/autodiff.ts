@@ -6,9 +6,9 @@
  * retained after a call: the tape is dropped, and the caller's `tidy` frees the intermediates.
  * @module
  */
-import { add } from "./ops/elementwise.ts";
-import { Tape, type TapeNode, withTape } from "./tape.ts";
-import { full, leaves, mapTree, Tensor, zeros } from "./tensor.ts";
+import { add } from "./elementwise.ts";
+import { Tape, type TapeNode, withTape } from "../core/tape.ts";
+import { full, leaves, mapTree, Tensor, zeros } from "../core/tensor.ts";
 import { VJP_RULES } from "./vjp_rules.ts";
 
 /** What a differentiated function may return: a scalar loss, or the loss with auxiliary outputs (metrics). */
@@ -39,9 +39,9 @@ function backward(tape: Tape, seeds: Map<number, Tensor>): Map<number, Tensor> {
  * Evaluates `f(primals)` and returns its output with a function mapping an output cotangent to input gradients.
  * @example
  * ```ts
- * import { initGpu } from "./runtime.ts";
- * import { tensor } from "./tensor.ts";
- * import { mul } from "./ops/elementwise.ts";
+ * import { initGpu } from "../core/runtime.ts";
+ * import { tensor } from "../core/tensor.ts";
+ * import { mul } from "./elementwise.ts";
  * import { vjp } from "./autodiff.ts";
  * await initGpu();
  * const x = tensor([1, 2, 3]);
@@ -72,10 +72,10 @@ export function vjp(
  * tensor in `params` (a tree of the same structure; zeros for tensors the loss does not depend on).
  * @example
  * ```ts
- * import { initGpu } from "./runtime.ts";
- * import { tensor } from "./tensor.ts";
- * import { mul } from "./ops/elementwise.ts";
- * import { sum } from "./ops/reduce.ts";
+ * import { initGpu } from "../core/runtime.ts";
+ * import { tensor } from "../core/tensor.ts";
+ * import { mul } from "./elementwise.ts";
+ * import { sum } from "./reduce.ts";
  * import { valueAndGrad } from "./autodiff.ts";
  * await initGpu();
  * const f = (p: { w: ReturnType<typeof tensor> }) => sum(mul(p.w, p.w), 0);

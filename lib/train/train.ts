@@ -6,13 +6,13 @@
  * (params, optimiser state, step, history) let an interrupted run resume with bit-identical results.
  * @module
  */
-import { valueAndGrad } from "./autodiff.ts";
+import { valueAndGrad } from "../ops/autodiff.ts";
 import { loadCheckpoint, restoreCheckpoint, saveCheckpoint } from "./checkpoint.ts";
-import type { Mimetic } from "./init.ts";
-import { initLM, type LMConfig, type LMConsts, lmLoss, type LMParams } from "./models/lm.ts";
+import type { Mimetic } from "../nn/init.ts";
+import { initLM, type LMConfig, type LMConsts, lmLoss, type LMParams } from "../nn/lm.ts";
 import { adamwInit, type AdamWState, adamwStep, disposeAdamW, lrSchedule } from "./optim.ts";
-import { foldIn, type Key, key, split } from "./random.ts";
-import { disposeTree, keep, readTensors, type Tensor, tensor, tidy } from "./tensor.ts";
+import { foldIn, type Key, key, split } from "../core/random.ts";
+import { disposeTree, keep, readTensors, type Tensor, tensor, tidy } from "../core/tensor.ts";
 
 /** One run: its seed, peak learning rate, and mimetic components per layer. */
 export interface TrainRun {

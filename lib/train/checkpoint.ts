@@ -6,9 +6,9 @@
  * zero padding to a multiple of 4, then each tensor's raw little-endian elements in header order.
  * @module
  */
-import { writeFileAtomic } from "./output.ts";
-import { mapTree, readTensors, type Tensor } from "./tensor.ts";
-import { writeBuffer } from "./runtime.ts";
+import { writeFileAtomic } from "../core/fs.ts";
+import { mapTree, readTensors, type Tensor } from "../core/tensor.ts";
+import { writeBuffer } from "../core/runtime.ts";
 
 const MAGIC = "MIMETIC1";
 

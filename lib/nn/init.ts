@@ -6,8 +6,8 @@
  * never changes the draws of another: the same seed gives the same model.
  * @module
  */
-import { foldIn, type Key, normal, uniform } from "./random.ts";
-import { type Tensor, tensor } from "./tensor.ts";
+import { foldIn, type Key, normal, uniform } from "../core/random.ts";
+import { type Tensor, tensor } from "../core/tensor.ts";
 
 /** Which mimetic components to apply to a layer (paper section 3). All off is the default init. */
 export interface Mimetic {

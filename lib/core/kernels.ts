@@ -40,7 +40,7 @@ let loading: Promise<void> | null = null;
 export function loadKernels(): Promise<void> {
   if (!loading) {
     loading = Promise.all(KERNEL_FILES.map(async (file) => {
-      const url = new URL(`../kernels/${file}`, import.meta.url);
+      const url = new URL(`../../kernels/${file}`, import.meta.url);
       const res = await fetch(url);
       if (!res.ok) throw new Error(`could not load kernel ${url}: HTTP ${res.status}`);
       sources.set(file, await res.text());

@@ -6,41 +6,19 @@
  * Glossary: K runs, B batch, T length, D model width, V vocab.
  * @module
  */
-import { constant, DEFAULT_INIT, drawParam, gaussian, type Mimetic, upload } from "../init.ts";
-import type { Key } from "../random.ts";
-import type { Tensor } from "../tensor.ts";
+import { constant, DEFAULT_INIT, drawParam, gaussian, type Mimetic, upload } from "./init.ts";
+import type { Key } from "../core/random.ts";
+import type { Tensor } from "../core/tensor.ts";
 import { add } from "../ops/elementwise.ts";
 import { matmul } from "../ops/matmul.ts";
 import { embedding } from "../ops/embedding.ts";
 import { rmsNorm } from "../ops/norm.ts";
 import { maskedCrossEntropy } from "../ops/cross_entropy.ts";
 import { sum } from "../ops/reduce.ts";
-import {
-  applyAttention,
-  type AttentionConfig,
-  type AttentionParams,
-  initAttention,
-} from "../layers/attention.ts";
-import { type AttentionMap, mamba1AttentionMap, mamba2AttentionMap } from "../ops/attention_map.ts";
-import {
-  applyMamba1,
-  initMamba1,
-  type Mamba1Config,
-  type Mamba1Consts,
-  type Mamba1Params,
-  mamba1ScanInputs,
-} from "../layers/mamba1.ts";
-import {
-  applyMamba2,
-  initMamba2,
-  type Mamba2Config,
-  type Mamba2Consts,
-  type Mamba2Params,
-  mamba2ScanInputs,
-} from "../layers/mamba2.ts";
+import type { AttentionMap } from "../ops/attention_map.ts";
+import { type MixerConfig, mixerOf } from "./mixers.ts";
 
-/** The mixer of one block. */
-export type MixerConfig = Mamba1Config | Mamba2Config | AttentionConfig;
+export type { MixerConfig } from "./mixers.ts";
 
 /** Static configuration of a language model. */
 export interface LMConfig {
@@ -55,7 +33,8 @@ export interface LMConfig {
 /** Parameters of one block. */
 export interface BlockParams {
   /** (K, D) */ norm: Tensor;
-  mixer: Mamba1Params | Mamba2Params | AttentionParams;
+  /** The mixer's parameters (its kind's params type, see `mixers.ts`). */
+  mixer: unknown;
 }
 
 /** Parameters of the language model (every tensor has the leading run axis K). */
@@ -68,7 +47,8 @@ export interface LMParams {
 
 /** Non-trained per-run constants of the model. */
 export interface LMConsts {
-  layers: (Mamba1Consts | Mamba2Consts | Record<string, never>)[];
+  /** Per block, its mixer's constants (its kind's consts type). */
+  layers: unknown[];
 }
 
 /** Checks a config, throwing a RangeError that names the field. */
@@ -102,13 +82,7 @@ export function initLM(
   const consts: LMConsts = { layers: [] };
   cfg.layers.forEach((mc, i) => {
     const m = runKeys.map((_, k) => mimetic(k, i));
-    const prefix = `layers[${i}].mixer`;
-    // Mimetic init applies to Mamba layers; an attention layer ignores it.
-    const { params, consts: c } = mc.kind === "mamba1"
-      ? initMamba1(runKeys, prefix, mc, D, nLayers, m)
-      : mc.kind === "mamba2"
-      ? initMamba2(runKeys, prefix, mc, D, nLayers, m)
-      : { params: initAttention(runKeys, prefix, mc, D, nLayers), consts: {} };
+    const { params, consts: c } = mixerOf(mc).init(runKeys, `layers[${i}].mixer`, mc, D, nLayers, m);
     layers.push({
       norm: upload(drawParam(runKeys, `layers[${i}].norm`, [D], constant(1)), K, [D]),
       mixer: params,
@@ -141,12 +115,7 @@ export function applyBlocks(
   cfg.layers.slice(0, upTo).forEach((mc, i) => {
     const { norm, mixer } = params.layers[i];
     const x = rmsNorm(h, norm, cfg.normEps);
-    const y = mc.kind === "mamba1"
-      ? applyMamba1(mixer as Mamba1Params, consts.layers[i] as Mamba1Consts, x, mc)
-      : mc.kind === "mamba2"
-      ? applyMamba2(mixer as Mamba2Params, consts.layers[i] as Mamba2Consts, x, mc)
-      : applyAttention(mixer as AttentionParams, x, mc);
-    h = add(h, y);
+    h = add(h, mixerOf(mc).apply(mixer, consts.layers[i], x, mc));
   });
   return h;
 }
@@ -208,26 +177,12 @@ export function layerAttentionMap(
     throw new RangeError(`layerAttentionMap: layer must be in [0, ${cfg.layers.length}), got ${layer}`);
   }
   const mc = cfg.layers[layer];
-  const x = rmsNorm(applyBlocks(params, consts, ids, cfg, layer), params.layers[layer].norm, cfg.normEps);
-  if (mc.kind === "mamba1") {
-    const s = mamba1ScanInputs(
-      params.layers[layer].mixer as Mamba1Params,
-      consts.layers[layer] as Mamba1Consts,
-      x,
-      mc,
-    );
-    return mamba1AttentionMap({ delta: s.delta, A: s.A, B: s.B, C: s.C }, { batchIndex });
-  }
-  if (mc.kind !== "mamba2") {
+  const mixer = mixerOf(mc);
+  if (!mixer.attentionMap) {
     throw new RangeError(
-      `layerAttentionMap: layer ${layer} is an attention layer; maps are for Mamba layers`,
+      `layerAttentionMap: layer ${layer} is a ${mc.kind} layer; maps are for the Mamba mixers`,
     );
   }
-  const s = mamba2ScanInputs(
-    params.layers[layer].mixer as Mamba2Params,
-    consts.layers[layer] as Mamba2Consts,
-    x,
-    mc,
-  );
-  return mamba2AttentionMap({ dt: s.dt, A: s.A, B: s.B, C: s.C }, { batchIndex });
+  const x = rmsNorm(applyBlocks(params, consts, ids, cfg, layer), params.layers[layer].norm, cfg.normEps);
+  return mixer.attentionMap(params.layers[layer].mixer, consts.layers[layer], x, mc, batchIndex);
 }

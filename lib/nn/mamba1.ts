@@ -20,9 +20,9 @@ import {
   torchDefault,
   uniformSym,
   upload,
-} from "../init.ts";
-import type { Key } from "../random.ts";
-import { type Tensor, tensor } from "../tensor.ts";
+} from "./init.ts";
+import type { Key } from "../core/random.ts";
+import { type Tensor, tensor } from "../core/tensor.ts";
 import { add, exp, mul, neg, silu, softplus } from "../ops/elementwise.ts";
 import { matmul } from "../ops/matmul.ts";
 import { causalConv1d } from "../ops/conv1d.ts";

@@ -16,10 +16,10 @@
  * the norm the update kernel reads; per-run lr and decay travel in a (K, 2) buffer uploaded with `writeBuffer`.
  * @module
  */
-import { kernelSource } from "./kernels.ts";
-import { dispatch, f32, type Kernel } from "./runtime.ts";
-import { empty, keep, leaves, mapTree, type Shape, type Tensor, tensor, zeros } from "./tensor.ts";
-import { grid1d } from "./ops/util.ts";
+import { kernelSource } from "../core/kernels.ts";
+import { dispatch, f32, type Kernel } from "../core/runtime.ts";
+import { empty, keep, leaves, mapTree, type Shape, type Tensor, tensor, zeros } from "../core/tensor.ts";
+import { grid1d } from "../ops/util.ts";
 
 /** Elements of one run's slice of a gradient summed by one workgroup of the norm's first stage. */
 const CHUNK = 4096;
@@ -142,8 +142,8 @@ function pathsOf(tree: unknown): string[] {
  * and no two may share storage (a shared buffer would be updated twice).
  * @example
  * ```ts
- * import { initGpu } from "./runtime.ts";
- * import { tensor } from "./tensor.ts";
+ * import { initGpu } from "../core/runtime.ts";
+ * import { tensor } from "../core/tensor.ts";
  * import { adamwInit, disposeAdamW } from "./optim.ts";
  * await initGpu();
  * const params = { w: tensor([1, 2, 3, 4], [2, 2]), A_log: tensor([0, 0], [2, 1]) };
@@ -246,8 +246,8 @@ const updateKernel = (w: 1 | 4) =>
  *   `hp.gradNorm` is false).
  * @example
  * ```ts
- * import { initGpu } from "./runtime.ts";
- * import { tensor } from "./tensor.ts";
+ * import { initGpu } from "../core/runtime.ts";
+ * import { tensor } from "../core/tensor.ts";
  * import { adamwInit, adamwStep, disposeAdamW, lrSchedule } from "./optim.ts";
  * await initGpu();
  * const params = { w: tensor([1, 2, 3, 4], [2, 2]) }; // K = 2 runs of 2 elements

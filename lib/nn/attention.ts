@@ -10,9 +10,9 @@
  * existing kernels (no transpose op needed). The T×T scores are materialised: fine for the paper's lengths.
  * @module
  */
-import { drawParam, torchDefault, upload } from "../init.ts";
-import type { Key } from "../random.ts";
-import { type Tensor, tensor } from "../tensor.ts";
+import { drawParam, torchDefault, upload } from "./init.ts";
+import type { Key } from "../core/random.ts";
+import { type Tensor, tensor } from "../core/tensor.ts";
 import { add, mul, scale } from "../ops/elementwise.ts";
 import { matmul } from "../ops/matmul.ts";
 import { softmax } from "../ops/softmax.ts";

@@ -20,9 +20,9 @@ import {
   type Sampler,
   torchDefault,
   upload,
-} from "../init.ts";
-import { type Key, uniform } from "../random.ts";
-import { full, type Tensor, tensor } from "../tensor.ts";
+} from "./init.ts";
+import { type Key, uniform } from "../core/random.ts";
+import { full, type Tensor, tensor } from "../core/tensor.ts";
 import { add, exp, mul, neg, silu, softplus } from "../ops/elementwise.ts";
 import { matmul } from "../ops/matmul.ts";
 import { causalConv1d } from "../ops/conv1d.ts";

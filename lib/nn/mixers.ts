@@ -1,0 +1,100 @@
+/**
+ * The table of mixers, keyed by kind. A block of the LM looks its mixer up here; adding a mixer (GLA, RetNet) is
+ * one new file with its config, init and apply, one member of {@link MixerConfig} and one entry of {@link MIXERS}
+ * (the table is typed by kind, so a kind without an entry fails `deno check`).
+ *
+ * Glossary: K runs, B batch, T length, D model width.
+ * @module
+ */
+import type { Key } from "../core/random.ts";
+import type { Tensor } from "../core/tensor.ts";
+import { type AttentionMap, mamba1AttentionMap, mamba2AttentionMap } from "../ops/attention_map.ts";
+import { applyAttention, type AttentionConfig, type AttentionParams, initAttention } from "./attention.ts";
+import type { Mimetic } from "./init.ts";
+import {
+  applyMamba1,
+  initMamba1,
+  type Mamba1Config,
+  type Mamba1Consts,
+  type Mamba1Params,
+  mamba1ScanInputs,
+} from "./mamba1.ts";
+import {
+  applyMamba2,
+  initMamba2,
+  type Mamba2Config,
+  type Mamba2Consts,
+  type Mamba2Params,
+  mamba2ScanInputs,
+} from "./mamba2.ts";
+
+/** The mixer of one block: one of the configs in {@link MIXERS}. */
+export type MixerConfig = Mamba1Config | Mamba2Config | AttentionConfig;
+
+/** A mixer kind: `mamba1`, `mamba2`, `attention`. */
+export type MixerKind = MixerConfig["kind"];
+
+/** What a mixer kind provides. Params and consts are trees of (K, ...) tensors. */
+export interface Mixer<C extends MixerConfig> {
+  /**
+   * Initialises the mixer of K runs: run k from `runKeys[k]` with mimetic components `mimetic[k]` (a mixer
+   * without mimetic components ignores them). `prefix` names the parameters (their random keys derive from it).
+   */
+  init(
+    runKeys: readonly Key[],
+    prefix: string,
+    cfg: C,
+    dModel: number,
+    nLayers: number,
+    mimetic: readonly Mimetic[],
+  ): { params: unknown; consts: unknown };
+  /** x (K, B, T, D) → (K, B, T, D). */
+  apply(params: unknown, consts: unknown, x: Tensor, cfg: C): Tensor;
+  /** The Eq. 8 attention map of the mixer's scan for input x (K, B, T, D), where the mixer has one. */
+  attentionMap?(params: unknown, consts: unknown, x: Tensor, cfg: C, batchIndex: number): AttentionMap;
+  /** Whether the mimetic components apply to this kind (they do to the Mamba mixers). */
+  mimetic: boolean;
+}
+
+/** Every mixer, by kind. */
+export const MIXERS: { readonly [K in MixerKind]: Mixer<Extract<MixerConfig, { kind: K }>> } = {
+  mamba1: {
+    init: (keys, prefix, cfg, D, nLayers, m) => initMamba1(keys, prefix, cfg, D, nLayers, m),
+    apply: (p, c, x, cfg) => applyMamba1(p as Mamba1Params, c as Mamba1Consts, x, cfg),
+    attentionMap: (p, c, x, cfg, batchIndex) => {
+      const s = mamba1ScanInputs(p as Mamba1Params, c as Mamba1Consts, x, cfg);
+      return mamba1AttentionMap({ delta: s.delta, A: s.A, B: s.B, C: s.C }, { batchIndex });
+    },
+    mimetic: true,
+  },
+  mamba2: {
+    init: (keys, prefix, cfg, D, nLayers, m) => initMamba2(keys, prefix, cfg, D, nLayers, m),
+    apply: (p, c, x, cfg) => applyMamba2(p as Mamba2Params, c as Mamba2Consts, x, cfg),
+    attentionMap: (p, c, x, cfg, batchIndex) => {
+      const s = mamba2ScanInputs(p as Mamba2Params, c as Mamba2Consts, x, cfg);
+      return mamba2AttentionMap({ dt: s.dt, A: s.A, B: s.B, C: s.C }, { batchIndex });
+    },
+    mimetic: true,
+  },
+  attention: {
+    init: (keys, prefix, cfg, D, nLayers) => ({
+      params: initAttention(keys, prefix, cfg, D, nLayers),
+      consts: {},
+    }),
+    apply: (p, _c, x, cfg) => applyAttention(p as AttentionParams, x, cfg),
+    mimetic: false,
+  },
+};
+
+/** The table entry of a config's kind; a RangeError naming the kinds when there is none. */
+export function mixerOf<C extends MixerConfig>(cfg: C): Mixer<C> {
+  const m = (MIXERS as Record<string, Mixer<MixerConfig> | undefined>)[(cfg as { kind: string }).kind];
+  if (!m) {
+    throw new RangeError(
+      `model: unknown mixer kind ${JSON.stringify((cfg as { kind: unknown }).kind)}; expected one of ${
+        Object.keys(MIXERS).join(", ")
+      }`,
+    );
+  }
+  return m as unknown as Mixer<C>;
+}

@@ -1,0 +1,70 @@
+/**
+ * Seed statistics: {@link aggregate} turns per-seed rows into mean ± standard error per group.
+ * @module
+ */
+import type { CsvRow } from "./csv.ts";
+
+/**
+ * Groups rows by the columns `by` and summarises column `value` per group: `mean`, `std` (sample standard
+ * deviation, n − 1), `stderr` = std/√n, `low`/`high` = mean ∓ stderr (ready for {@link lineWithBands}), `n`.
+ * Groups come out in order of first appearance, with their `by` values as found in the first row of the group.
+ * Empty cells (`""`, `null`, `undefined`) are skipped; numeric strings (as from {@link readCsv}) are parsed.
+ * With n = 1, std and stderr are 0; a group whose values are all empty has n = 0 and `null` statistics.
+ *
+ * @throws {RangeError} when a value is not a number, or `by` names `value` or an output column.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { aggregate } from "./stats.ts";
+ * const rows = [
+ *   { init: "default", len: "50", seed: "0", acc: "0.2" },
+ *   { init: "default", len: "50", seed: "1", acc: "0.4" },
+ *   { init: "mimetic", len: "50", seed: "0", acc: "1" },
+ * ];
+ * const [d, m] = aggregate(rows, ["init", "len"], "acc");
+ * assert.equal(d.init, "default");
+ * assert.equal(d.n, 2);
+ * assert.ok(Math.abs((d.mean as number) - 0.3) < 1e-12);
+ * assert.ok(Math.abs((d.stderr as number) - 0.1) < 1e-12); // std = √0.02, /√2
+ * assert.deepEqual(m, { init: "mimetic", len: "50", mean: 1, std: 0, stderr: 0, low: 1, high: 1, n: 1 });
+ * ```
+ */
+export function aggregate(rows: readonly CsvRow[], by: readonly string[], value: string): CsvRow[] {
+  const outputs = ["mean", "std", "stderr", "low", "high", "n"];
+  const clash = by.filter((b) => b === value || outputs.includes(b));
+  if (clash.length > 0) {
+    throw new RangeError(
+      `aggregate: by must not name the value column "${value}" or an output column (${
+        outputs.join(", ")
+      }), ` +
+        `found [${clash.join(", ")}]`,
+    );
+  }
+  const groups = new Map<string, { keys: CsvRow; xs: number[] }>();
+  rows.forEach((row, i) => {
+    const id = JSON.stringify(by.map((b) => row[b] ?? null));
+    let g = groups.get(id);
+    if (!g) groups.set(id, g = { keys: Object.fromEntries(by.map((b) => [b, row[b] ?? null])), xs: [] });
+    const v = row[value];
+    if (v === null || v === undefined || v === "") return;
+    const x = typeof v === "number" ? v : typeof v === "string" ? Number(v.trim()) : NaN;
+    if (Number.isNaN(x) && !(typeof v === "number" || v === "NaN")) {
+      throw new RangeError(
+        `aggregate: column "${value}" must hold numbers, found ${JSON.stringify(v)} in row ${i}`,
+      );
+    }
+    g.xs.push(x);
+  });
+  return [...groups.values()].map(({ keys, xs }) => {
+    const n = xs.length;
+    if (n === 0) return { ...keys, mean: null, std: null, stderr: null, low: null, high: null, n };
+    let sum = 0;
+    for (const x of xs) sum += x;
+    const mean = sum / n;
+    let ss = 0;
+    for (const x of xs) ss += (x - mean) ** 2;
+    const std = n > 1 ? Math.sqrt(ss / (n - 1)) : 0;
+    const stderr = std / Math.sqrt(n);
+    return { ...keys, mean, std, stderr, low: mean - stderr, high: mean + stderr, n };
+  });
+}
