@@ -102,8 +102,11 @@ const SMS = 132;
  * the fig7 quick model's 12 weight-gradient products of this kind took 13.3 ms of a 35.7 ms training step
  * without it (tests/lm_step_bench.ts, LM_PROFILE=1).
  */
-function chooseSplitK({ batch, M, N, Kd }: Dims, t: MatmulTiles): number {
-  const groups = batch * Math.ceil(M / (16 * t.TM)) * Math.ceil(N / (16 * t.TN));
+function chooseSplitK({ M, N, Kd }: Dims): number {
+  // From one product's own size, never the batch: the batch holds the run axis K, and a run's bits must not depend
+  // on which runs share its group (the same spec gives the same bits, whatever the sweep packs with it). Tiles are
+  // counted at 64×64 for the same reason (the tile shape is chosen with the batch; the sum order is not).
+  const groups = Math.ceil(M / 64) * Math.ceil(N / 64);
   if (groups >= SMS) return 1;
   return Math.max(1, Math.min(Math.ceil((4 * SMS) / groups), Math.floor(Kd / 256)));
 }
@@ -163,7 +166,7 @@ function matmulInto(
   const t = tiles ?? chooseTiles(d);
   // Split-K parts: kChunk a multiple of BK (the kernel's K-steps must not cross into the next part).
   const BK = t.BK;
-  const wanted = splitK ?? chooseSplitK(d, t);
+  const wanted = splitK ?? chooseSplitK(d);
   if (!Number.isInteger(wanted) || wanted < 1) {
     throw new RangeError(`matmul: splitK must be a positive integer, got ${wanted}`);
   }

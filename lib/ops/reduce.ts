@@ -22,10 +22,11 @@ const REDUCE_OPS = {
  * H100, 3.5 ms of the fig7 quick model's step), each thread sums only a part of ≥ 64 of n, and a second pass
  * sums the parts.
  */
-function colParts(outer: number, n: number, inner: number): number {
-  const threads = outer * inner;
-  if (n < 256 || threads >= 65536) return 1;
-  return Math.max(1, Math.min(Math.floor(n / 64), Math.ceil(65536 / threads)));
+function colParts(n: number, inner: number): number {
+  // From n and inner only, never `outer`: the outer axes hold the run axis K, and a run's bits must not depend on
+  // which runs share its group.
+  if (n < 256 || inner >= 65536) return 1;
+  return Math.max(1, Math.min(Math.floor(n / 64), Math.ceil(65536 / inner)));
 }
 
 function reduceDispatch(
@@ -51,7 +52,7 @@ function reduceDispatch(
     ], grid1d(outer, 1));
   } else {
     const kernel: Kernel = { name: `${op}_cols`, code, entry: "cols", bindings: ["read", "read_write"] };
-    const parts = colParts(outer, n, inner);
+    const parts = colParts(n, inner);
     if (parts === 1) {
       dispatch(kernel, [x.buffer, out.buffer], [outer, n, inner, n, 1], grid1d(outer * inner));
     } else {
