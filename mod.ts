@@ -26,6 +26,7 @@ export {
   type KernelTime,
   liveGpuBytes,
   pooledGpuBytes,
+  probeAdapter,
   profileKernels,
   runtimeStats,
   sync,
@@ -156,7 +157,12 @@ export {
   evaluateRows,
   generalisationLength,
 } from "./lib/train/eval.ts";
-export { loadCheckpoint, restoreCheckpoint, saveCheckpoint } from "./lib/train/checkpoint.ts";
+export {
+  CheckpointError,
+  loadCheckpoint,
+  restoreCheckpoint,
+  saveCheckpoint,
+} from "./lib/train/checkpoint.ts";
 export { readJson, writeFileAtomic, writeJsonAtomic } from "./lib/core/fs.ts";
 export { type CsvRow, type CsvValue, readCsv, writeCsv } from "./lib/study/csv.ts";
 export { aggregate } from "./lib/study/stats.ts";
@@ -164,8 +170,66 @@ export * from "./lib/study/charts.ts";
 export * from "./lib/study/render.ts";
 export { fmtSeconds, Progress } from "./lib/study/progress.ts";
 
+// Study layer: run specs, sweeps, results, figures
+export {
+  canonicalJson,
+  type EvalSpec,
+  flattenSpec,
+  groupId,
+  packKey,
+  RUN_AXIS_FIELDS,
+  type RunSpec,
+  runId,
+  type TrainSpec,
+  validateSpec,
+} from "./lib/study/spec.ts";
+export {
+  type ClaimInfo,
+  type CurvePoint,
+  type LayerMap,
+  type LengthAccuracy,
+  readResult,
+  readResults,
+  ResultsFolder,
+  type RunResult,
+} from "./lib/study/results.ts";
+export { type PlannedRun, runWorker, type WorkerOptions, type WorkerReport } from "./lib/study/sweep.ts";
+export {
+  COMMON_FLAGS,
+  defineStudy,
+  type GridRun,
+  type ReportContext,
+  type ResultRow,
+  runStudy,
+  type ScaleName,
+  SCALES,
+  type Study,
+  type StudyDefinition,
+  type StudyOutcome,
+  type StudyValues,
+  TIME_COLUMNS,
+} from "./lib/study/study.ts";
+export { curveSteps, evalSpecOf, seedsOf, TRAIN_FLAGS, trainSpecOf, type TrainValues } from "./lib/study/presets.ts";
+export { bestBy } from "./lib/study/stats.ts";
+export {
+  adapterMemoryBudget,
+  estimateTrainingMemory,
+  maxRunsThatFit,
+  type MemoryEstimate,
+} from "./lib/train/memory.ts";
+export type { Task, TaskConfig, TaskTable } from "./lib/train/task.ts";
+export {
+  type DefaultInitSpec,
+  type InitRule,
+  initRule,
+  INITS,
+  type InitSpec,
+  MIMETIC_ALL,
+  type MimeticInitSpec,
+} from "./lib/nn/inits.ts";
+
 // Tasks (data only)
 export * from "./tasks/mod.ts";
 
 // Command-line plumbing for experiment scripts
-export { type FlagSpec, helpText, parseFlags, runMain, UsageError } from "./lib/study/cli.ts";
+export { type FlagSpec, type Flags, helpText, parseFlags, runMain, UsageError } from "./lib/study/cli.ts";

@@ -18,3 +18,4 @@ export {
   makeCopyTrainBatch,
 } from "./copy.ts";
 export { makeMqarBatch, type MqarBatch, type MqarConfig } from "./mqar.ts";
+export { COPY_TASK, type CopyTaskConfig, MQAR_TASK, type MqarTaskConfig, TASKS } from "./registry.ts";

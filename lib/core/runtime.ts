@@ -87,7 +87,7 @@ async function createDevice(): Promise<GPUDevice> {
   const description = adapter.info.description || adapter.info.device || adapter.info.vendor || "unknown";
   deviceInfo = {
     description,
-    isCpu: adapter.info.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader|softpipe/i.test(description),
+    isCpu: isCpuAdapter(adapter.info.isFallbackAdapter, description),
     limits: dev.limits,
     features: [...dev.features],
   };
@@ -96,6 +96,22 @@ async function createDevice(): Promise<GPUDevice> {
   });
   device = dev;
   return dev;
+}
+
+/**
+ * Asks for the adapter without creating a device (cheap; no kernels compiled, no memory taken): what `initGpu`
+ * would run on. Null when there is none.
+ */
+export async function probeAdapter(): Promise<{ description: string; isCpu: boolean } | null> {
+  const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
+  const adapter = await gpu?.requestAdapter({ powerPreference: "high-performance" });
+  if (!adapter) return null;
+  const description = adapter.info.description || adapter.info.device || adapter.info.vendor || "unknown";
+  return { description, isCpu: isCpuAdapter(adapter.info.isFallbackAdapter, description) };
+}
+
+function isCpuAdapter(fallback: boolean, description: string): boolean {
+  return fallback || /llvmpipe|lavapipe|swiftshader|softpipe/i.test(description);
 }
 
 /** The device, synchronously; `initGpu()` (or `getDevice()`) must have been awaited once before. */

@@ -48,7 +48,11 @@ export interface AttentionParams {
   heads: AttentionHead[];
 }
 
-function validate(cfg: AttentionConfig): void {
+/** Checks an attention config, throwing a RangeError naming the field. */
+export function validateAttention(cfg: AttentionConfig): void {
+  if (cfg.variant !== "softmax" && cfg.variant !== "linear") {
+    throw new RangeError(`attention: variant must be "softmax" or "linear", got ${JSON.stringify(cfg.variant)}`);
+  }
   for (const [name, v] of [["heads", cfg.heads], ["headDim", cfg.headDim]] as const) {
     if (!Number.isInteger(v) || v <= 0) {
       throw new RangeError(`attention: ${name} must be a positive integer, got ${v}`);
@@ -67,7 +71,7 @@ export function initAttention(
   dModel: number,
   nLayers: number,
 ): AttentionParams {
-  validate(cfg);
+  validateAttention(cfg);
   const K = runKeys.length, D = dModel, P = cfg.headDim, HP = cfg.heads * P;
   const draw = (name: string, shape: number[], fanIn: number, rescale = 1) =>
     upload(
@@ -102,7 +106,7 @@ function causalMask(T: number, additive: boolean): Tensor {
 
 /** Applies an attention mixer to x (K, B, T, D) → (K, B, T, D). */
 export function applyAttention(p: AttentionParams, x: Tensor, cfg: AttentionConfig): Tensor {
-  validate(cfg);
+  validateAttention(cfg);
   const [K, B, T, D] = x.shape;
   const P = cfg.headDim;
   const xf = x.reshape([K, B * T, D]);

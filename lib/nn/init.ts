@@ -21,6 +21,11 @@ export interface Mimetic {
   qk: boolean;
   /** Identity convolution: weight [0, …, 0, 1] per channel (the current token), bias 0 (the bias is our choice). */
   conv: boolean;
+  /**
+   * Which of Mamba 2's convolutions the identity conv covers: all three of x, B and C (`xBC`, the default: mamba_ssm
+   * runs one conv over their concatenation) or x alone (`x`). The paper does not say; Mamba 1 convolves x only.
+   */
+  convScope?: "xBC" | "x";
 }
 
 /** No mimetic component: the default mamba_ssm initialisation. */

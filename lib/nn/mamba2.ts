@@ -152,10 +152,13 @@ export function initMamba2(
   // Identity conv: only the last tap (the current token) is 1.
   const identityConv: Sampler = (_k, count) =>
     Float64Array.from({ length: count }, (_, i) => (i % W === W - 1 ? 1 : 0));
-  const conv = (name: string, C: number): ConvParams => ({
-    weight: up(draw(`${name}.weight`, [C, W], perRun(torchDefault(W), identityConv, (m) => m.conv)), [C, W]),
-    bias: up(draw(`${name}.bias`, [C], perRun(torchDefault(W), constant(0), (m) => m.conv)), [C]),
-  });
+  const conv = (name: "convX" | "convB" | "convC", C: number): ConvParams => {
+    const identity = (m: Mimetic) => m.conv && (name === "convX" || (m.convScope ?? "xBC") === "xBC");
+    return {
+      weight: up(draw(`${name}.weight`, [C, W], perRun(torchDefault(W), identityConv, identity)), [C, W]),
+      bias: up(draw(`${name}.bias`, [C], perRun(torchDefault(W), constant(0), identity)), [C]),
+    };
+  };
   const params: Mamba2Params = {
     inZ: up(draw("inZ", [D, E], torchDefault(D)), [D, E]),
     inX: up(draw("inX", [D, E], torchDefault(D)), [D, E]),

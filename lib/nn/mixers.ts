@@ -9,7 +9,13 @@
 import type { Key } from "../core/random.ts";
 import type { Tensor } from "../core/tensor.ts";
 import { type AttentionMap, mamba1AttentionMap, mamba2AttentionMap } from "../ops/attention_map.ts";
-import { applyAttention, type AttentionConfig, type AttentionParams, initAttention } from "./attention.ts";
+import {
+  applyAttention,
+  type AttentionConfig,
+  type AttentionParams,
+  initAttention,
+  validateAttention,
+} from "./attention.ts";
 import type { Mimetic } from "./init.ts";
 import {
   applyMamba1,
@@ -17,6 +23,7 @@ import {
   type Mamba1Config,
   type Mamba1Consts,
   type Mamba1Params,
+  mamba1Dims,
   mamba1ScanInputs,
 } from "./mamba1.ts";
 import {
@@ -25,6 +32,7 @@ import {
   type Mamba2Config,
   type Mamba2Consts,
   type Mamba2Params,
+  mamba2Dims,
   mamba2ScanInputs,
 } from "./mamba2.ts";
 
@@ -54,6 +62,8 @@ export interface Mixer<C extends MixerConfig> {
   attentionMap?(params: unknown, consts: unknown, x: Tensor, cfg: C, batchIndex: number): AttentionMap;
   /** Whether the mimetic components apply to this kind (they do to the Mamba mixers). */
   mimetic: boolean;
+  /** Checks a config for a model of width `dModel` without touching the GPU, throwing a RangeError naming the field. */
+  validate(cfg: C, dModel: number): void;
 }
 
 /** Every mixer, by kind. */
@@ -66,6 +76,7 @@ export const MIXERS: { readonly [K in MixerKind]: Mixer<Extract<MixerConfig, { k
       return mamba1AttentionMap({ delta: s.delta, A: s.A, B: s.B, C: s.C }, { batchIndex });
     },
     mimetic: true,
+    validate: (cfg, D) => void mamba1Dims(cfg, D),
   },
   mamba2: {
     init: (keys, prefix, cfg, D, nLayers, m) => initMamba2(keys, prefix, cfg, D, nLayers, m),
@@ -75,6 +86,7 @@ export const MIXERS: { readonly [K in MixerKind]: Mixer<Extract<MixerConfig, { k
       return mamba2AttentionMap({ dt: s.dt, A: s.A, B: s.B, C: s.C }, { batchIndex });
     },
     mimetic: true,
+    validate: (cfg, D) => void mamba2Dims(cfg, D),
   },
   attention: {
     init: (keys, prefix, cfg, D, nLayers) => ({
@@ -83,6 +95,7 @@ export const MIXERS: { readonly [K in MixerKind]: Mixer<Extract<MixerConfig, { k
     }),
     apply: (p, _c, x, cfg) => applyAttention(p as AttentionParams, x, cfg),
     mimetic: false,
+    validate: (cfg) => validateAttention(cfg),
   },
 };
 

@@ -68,3 +68,37 @@ export function aggregate(rows: readonly CsvRow[], by: readonly string[], value:
     return { ...keys, mean, std, stderr, low: mean - stderr, high: mean + stderr, n };
   });
 }
+
+/**
+ * Best-candidate selection over seeds: per group of `by`, the value of `candidate` (e.g. the lr) whose mean `score`
+ * over its rows is highest (the first such value on ties, in order of appearance). Returns a predicate that keeps
+ * the rows of each group's best candidate.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { bestBy } from "./stats.ts";
+ * const rows = [
+ *   { N: 8, lr: 1e-3, auc: 10 }, { N: 8, lr: 1e-3, auc: 12 }, { N: 8, lr: 5e-4, auc: 20 },
+ *   { N: 16, lr: 1e-3, auc: 30 }, { N: 16, lr: 5e-4, auc: 5 },
+ * ];
+ * const best = bestBy(rows, ["N"], "lr", "auc");
+ * assert.deepEqual(rows.filter(best).map((r) => [r.N, r.lr]), [[8, 5e-4], [16, 1e-3]]);
+ * ```
+ */
+export function bestBy(
+  rows: readonly CsvRow[],
+  by: readonly string[],
+  candidate: string,
+  score: string,
+): (row: CsvRow) => boolean {
+  const groupOf = (r: CsvRow) => JSON.stringify(by.map((b) => r[b] ?? null));
+  const best = new Map<string, { value: string; mean: number }>();
+  for (const g of aggregate(rows, [...by, candidate], score)) {
+    const id = groupOf(g);
+    const mean = typeof g.mean === "number" ? g.mean : -Infinity;
+    const cur = best.get(id);
+    if (!cur || mean > cur.mean) best.set(id, { value: JSON.stringify(g[candidate] ?? null), mean });
+  }
+  return (r) => best.get(groupOf(r))?.value === JSON.stringify(r[candidate] ?? null);
+}

@@ -7,17 +7,19 @@
  * @module
  */
 import { valueAndGrad } from "../ops/autodiff.ts";
-import { loadCheckpoint, restoreCheckpoint, saveCheckpoint } from "./checkpoint.ts";
+import { CheckpointError, loadCheckpoint, restoreCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import type { Mimetic } from "../nn/init.ts";
 import { initLM, type LMConfig, type LMConsts, lmLoss, type LMParams } from "../nn/lm.ts";
 import { adamwInit, type AdamWState, adamwStep, disposeAdamW, lrSchedule } from "./optim.ts";
 import { foldIn, type Key, key, split } from "../core/random.ts";
 import { disposeTree, keep, readTensors, type Tensor, tensor, tidy } from "../core/tensor.ts";
 
-/** One run: its seed, peak learning rate, and mimetic components per layer. */
+/** One run: its seed, peak learning rate, weight decay, and mimetic components per layer. */
 export interface TrainRun {
   seed: number;
   lr: number;
+  /** This run's decoupled weight decay (default: the options' `weightDecay`). */
+  weightDecay?: number;
   /** Mimetic components of layer i (DEFAULT_INIT for the default init). */
   mimetic: (layer: number) => Mimetic;
 }
@@ -56,6 +58,22 @@ export interface TrainOptions {
   onLog?: (entry: { step: number; loss: number[]; gradNorm: number[] }) => void;
   /** Stop (as if interrupted) after this step, having saved a checkpoint; for tests of resuming. */
   haltAfterStep?: number;
+  /**
+   * Identifies what is being trained beyond the model config, seeds, lrs, steps and batch (the data, the init,
+   * the schedule...): a checkpoint resumes only when it matches. The study layer passes the run ids.
+   */
+  fingerprint?: string;
+  /** Steps after which `onEval` is called (for accuracy-vs-step curves); its results are kept in checkpoints. */
+  evalSteps?: readonly number[];
+  /** Evaluates the models after step `step`; what it returns is collected in {@link TrainResult.evals}. */
+  onEval?: (step: number, model: { params: LMParams; consts: LMConsts }) => Promise<unknown>;
+  /** Called after every step, synchronously (cheap work only, e.g. a heartbeat). */
+  onStep?: (step: number) => void;
+  /**
+   * Called when the checkpoint at `checkpointPath` is damaged; training then starts from step 0. Without it, a
+   * damaged checkpoint throws {@link CheckpointError}.
+   */
+  onDamagedCheckpoint?: (error: CheckpointError) => void;
 }
 
 /** Defaults of {@link TrainOptions} (steps and batch must be given). */
@@ -89,8 +107,10 @@ export interface TrainResult {
   finalLoss: number[];
   /** Steps completed (less than `steps` when halted). */
   stepsDone: number;
-  /** Seconds spent training in this call (excluding time before a resume). */
+  /** Seconds spent training, summed over every segment of the run (before and after resumes), evals excluded. */
   seconds: number;
+  /** What `onEval` returned, by step, in step order (including evals from before a resume). */
+  evals: { step: number; value: unknown }[];
   /** Whether the run resumed from a checkpoint. */
   resumed: boolean;
 }
@@ -100,6 +120,8 @@ interface CheckpointMeta {
   history: HistoryRow[];
   diverged: (number | null)[];
   fingerprint: string;
+  seconds: number;
+  evals: { step: number; value: unknown }[];
 }
 
 /** Init key and data key of a run, from its seed. */
@@ -152,25 +174,41 @@ export async function trainLM(
   keep([params, consts]);
   const opt: AdamWState = adamwInit(params, { noDecay: opts.noDecay });
   const schedules = runs.map((r) => lrSchedule({ peak: r.lr, warmup: opts.warmup, total: opts.steps }));
+  const weightDecay = runs.map((r) => r.weightDecay ?? opts.weightDecay);
   const fingerprint = JSON.stringify({
     cfg,
-    runs: runs.map((r) => [r.seed, r.lr]),
+    runs: runs.map((r, k) => [r.seed, r.lr, weightDecay[k]]),
     steps: opts.steps,
     batch: opts.batch,
+    warmup: opts.warmup,
+    clipNorm: opts.clipNorm,
+    betas: [opts.beta1, opts.beta2, opts.eps],
+    extra: opts.fingerprint ?? null,
   });
+  const evalSteps = new Set(opts.evalSteps ?? []);
 
   let history: HistoryRow[] = [];
   let diverged: (number | null)[] = runs.map(() => null);
   let start = 0;
   let resumed = false;
+  let earlierSeconds = 0;
+  let evals: { step: number; value: unknown }[] = [];
   if (opts.checkpointPath) {
-    const ckpt = await loadCheckpoint<CheckpointMeta>(opts.checkpointPath);
+    let ckpt = null;
+    try {
+      ckpt = await loadCheckpoint<CheckpointMeta>(opts.checkpointPath);
+    } catch (e) {
+      if (!(e instanceof CheckpointError) || !opts.onDamagedCheckpoint) throw e;
+      opts.onDamagedCheckpoint(e);
+    }
     if (ckpt && ckpt.meta.fingerprint === fingerprint) {
       restoreCheckpoint({ params, m: opt.m, v: opt.v }, ckpt);
       opt.step = ckpt.meta.step;
       start = ckpt.meta.step;
       history = ckpt.meta.history;
       diverged = ckpt.meta.diverged;
+      earlierSeconds = ckpt.meta.seconds;
+      evals = ckpt.meta.evals;
       resumed = true;
     }
   }
@@ -178,7 +216,9 @@ export async function trainLM(
   const lossAndGrad = valueAndGrad((p: LMParams, batch: { inputs: Tensor; targets: Tensor; mask: Tensor }) =>
     lmLoss(p, consts, batch, cfg)
   );
-  const t0 = performance.now();
+  let t0 = performance.now();
+  /** Training seconds so far, evals excluded. */
+  const elapsed = () => earlierSeconds + (performance.now() - t0) / 1000;
   let finalLoss: number[] = history.length ? lastLosses(history, K) : runs.map(() => NaN);
   let step = start;
   const save = async (s: number) => {
@@ -191,6 +231,8 @@ export async function trainLM(
         history,
         diverged,
         fingerprint,
+        seconds: elapsed(),
+        evals,
       } satisfies CheckpointMeta,
     );
   };
@@ -220,7 +262,7 @@ export async function trainLM(
         beta1: opts.beta1,
         beta2: opts.beta2,
         eps: opts.eps,
-        weightDecay: opts.weightDecay,
+        weightDecay,
         clipNorm: opts.clipNorm,
       });
       return log ? (aux as Tensor) : null;
@@ -237,6 +279,12 @@ export async function trainLM(
       finalLoss = l;
       opts.onLog?.({ step: s, loss: l, gradNorm: g });
     }
+    opts.onStep?.(s);
+    if (opts.onEval && evalSteps.has(s) && !evals.some((e) => e.step === s)) {
+      const paused = performance.now();
+      evals.push({ step: s, value: await opts.onEval(s, { params, consts }) });
+      t0 += performance.now() - paused; // evaluation time is not training time
+    }
     if ((opts.checkpointEvery > 0 && s % opts.checkpointEvery === 0) || s === opts.haltAfterStep) {
       await save(s);
     }
@@ -250,8 +298,9 @@ export async function trainLM(
     diverged,
     finalLoss,
     stepsDone: step,
-    seconds: (performance.now() - t0) / 1000,
+    seconds: elapsed(),
     resumed,
+    evals,
   };
 }
 

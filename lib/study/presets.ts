@@ -1,0 +1,93 @@
+/**
+ * Flags and spec parts most figures share: the training pipeline of Jelassi et al. (AdamW, warmup then linear
+ * decay, clip 1.0), the lr sweep and the seeds, and the evaluation samples. A figure spreads {@link TRAIN_FLAGS}
+ * into its own flags and builds each run's `train` with {@link trainSpecOf}.
+ * @module
+ */
+import type { FlagSpec } from "./cli.ts";
+import type { EvalSpec, TrainSpec } from "./spec.ts";
+
+/** Training and evaluation flags (values without a default come from the figure's scales). */
+export const TRAIN_FLAGS = {
+  steps: { type: "number", integer: true, min: 1, help: "training steps" },
+  batch: { type: "number", integer: true, min: 1, help: "batch size (rows per step)" },
+  lrs: { type: "numbers", min: 0, help: "peak learning rates (the best per configuration is reported)" },
+  seeds: { type: "number", integer: true, min: 1, help: "seeds per configuration" },
+  seed: { type: "number", integer: true, min: 0, default: 0, help: "first seed (runs use seed, seed+1, ...)" },
+  warmup: { type: "number", integer: true, min: 0, default: 100, help: "linear warmup steps, then linear decay" },
+  weightDecay: { type: "number", min: 0, default: 0.1, help: "AdamW decoupled weight decay" },
+  clip: { type: "number", min: 0, default: 1, help: "global gradient-norm clip per run (0: off)" },
+  beta1: { type: "number", min: 0, max: 0.999999, default: 0.9, help: "AdamW β1" },
+  beta2: { type: "number", min: 0, max: 0.999999, default: 0.999, help: "AdamW β2" },
+  adamEps: { type: "number", min: 0, default: 1e-8, help: "AdamW ε" },
+  evalSamples: { type: "number", integer: true, min: 1, help: "evaluation rows per length" },
+  evalSeed: {
+    type: "number",
+    integer: true,
+    min: 0,
+    default: 1234567,
+    help: "key of the evaluation rows (the same rows for every run)",
+  },
+} as const satisfies Record<string, FlagSpec>;
+
+/** The values of {@link TRAIN_FLAGS}. */
+export interface TrainValues {
+  steps: number;
+  batch: number;
+  lrs: number[];
+  seeds: number;
+  seed: number;
+  warmup: number;
+  weightDecay: number;
+  clip: number;
+  beta1: number;
+  beta2: number;
+  adamEps: number;
+  evalSamples: number;
+  evalSeed: number;
+}
+
+/** A run's training settings at peak learning rate `lr`. */
+export function trainSpecOf(v: TrainValues, lr: number): TrainSpec {
+  return {
+    steps: v.steps,
+    batch: v.batch,
+    lr,
+    warmup: v.warmup,
+    weightDecay: v.weightDecay,
+    clipNorm: v.clip,
+    beta1: v.beta1,
+    beta2: v.beta2,
+    eps: v.adamEps,
+  };
+}
+
+/** The seeds of each configuration: seed, seed+1, ... */
+export function seedsOf(v: Pick<TrainValues, "seed" | "seeds">): number[] {
+  return Array.from({ length: v.seeds }, (_, i) => v.seed + i);
+}
+
+/**
+ * An evaluation plan: final lengths, plus optionally a curve (lengths evaluated at steps) and attention maps.
+ */
+export function evalSpecOf(
+  v: Pick<TrainValues, "evalSamples" | "evalSeed">,
+  lengths: readonly number[],
+  extra: { curve?: EvalSpec["curve"]; maps?: EvalSpec["maps"] } = {},
+): EvalSpec {
+  return {
+    lengths: [...lengths],
+    samples: v.evalSamples,
+    seed: v.evalSeed,
+    curve: extra.curve ?? { steps: [], lengths: [], samples: 0 },
+    maps: extra.maps ?? { layers: [], length: 0 },
+  };
+}
+
+/** Steps every `every` up to `steps` (and `steps` itself): the steps of an accuracy-vs-step curve. */
+export function curveSteps(steps: number, every: number): number[] {
+  const out: number[] = [];
+  for (let s = every; s < steps; s += every) out.push(s);
+  out.push(steps);
+  return out;
+}

@@ -1,0 +1,380 @@
+/**
+ * The sweep worker: trains the runs of a grid that are not done yet, in groups on the run axis, claiming each run
+ * so that any number of workers (processes on one host, tasks of a Slurm job array, shards) can share one results
+ * folder (`results.ts` describes it). Any worker may be killed at any moment: its claims go stale, another worker
+ * (or its restart) takes them over and resumes the group's checkpoint, and every run ends with exactly one result
+ * file.
+ *
+ * A group holds runs whose specs differ only in what the run axis carries ({@link packKey}); how many share it
+ * comes from the memory estimate of the model and the adapter's limits (or `groupSize`). A run's result does not
+ * depend on its group: kernels choose their reduction orders from each run's own sizes, never from K.
+ * @module
+ */
+import { hostname } from "node:os";
+import { foldIn, key } from "../core/random.ts";
+import { gpuInfo } from "../core/runtime.ts";
+import { tensor } from "../core/tensor.ts";
+import { initRule } from "../nn/inits.ts";
+import { applyLM, layerAttentionMap, type LMConfig, type LMConsts, type LMParams } from "../nn/lm.ts";
+import type { CheckpointError } from "../train/checkpoint.ts";
+import { evaluateRows } from "../train/eval.ts";
+import { adapterMemoryBudget, estimateTrainingMemory, maxRunsThatFit } from "../train/memory.ts";
+import type { Task, TaskConfig, TaskTable } from "../train/task.ts";
+import { disposeModel, trainLM, type TrainRun } from "../train/train.ts";
+import { fmtSeconds, Progress } from "./progress.ts";
+import {
+  claimState,
+  type DamagedFile,
+  heartbeat,
+  type LayerMap,
+  type LengthAccuracy,
+  readResults,
+  releaseClaims,
+  ResultsFolder,
+  selfClaim,
+  tryClaim,
+  writeResult,
+} from "./results.ts";
+import { groupId, packKey, type RunSpec } from "./spec.ts";
+
+/** One run of a sweep: its id, its spec, and the labels a figure shows it by. */
+export interface PlannedRun {
+  id: string;
+  spec: RunSpec;
+  labels: Record<string, string | number | boolean>;
+}
+
+/** How a worker runs. */
+export interface WorkerOptions {
+  /** The results folder. */
+  out: string;
+  tasks: TaskTable;
+  /** This worker's name in claims and logs. Default: host-pid. */
+  worker?: string;
+  /** Take only the runs at positions i, i+n, i+2n, ... of the grid (a static split). */
+  shard?: { index: number; count: number };
+  /** At most this many runs per group; 0: as many as fit in memory. */
+  groupSize: number;
+  /** Seconds without a heartbeat after which a claim is taken over. */
+  claimTimeout: number;
+  /** Read losses every this many steps. */
+  logEvery: number;
+  /** Checkpoint every this many steps (0: never). */
+  checkpointEvery: number;
+  /** Prefix of log lines, e.g. the figure's name. */
+  label: string;
+  /** Once nothing is left to claim, wait for runs that other workers hold (and take them over if they die). */
+  wait: boolean;
+  /** Seconds between looks at the folder while waiting. Default 5. */
+  pollSeconds?: number;
+}
+
+/** What a worker did. */
+export interface WorkerReport {
+  trained: number;
+  groups: number;
+  /** Runs of this worker's share that are done (by anyone). */
+  done: number;
+  /** Runs of this worker's share still not done when it stopped (claimed by others, when not waiting). */
+  left: number;
+}
+
+const log = (line: string) => console.error(line);
+
+/** The runs of one group, as the trainer sees them. */
+function trainRuns(group: readonly PlannedRun[]): TrainRun[] {
+  return group.map(({ spec }) => ({
+    seed: spec.seed,
+    lr: spec.train.lr,
+    weightDecay: spec.train.weightDecay,
+    mimetic: (layer: number) => initRule(spec.init).layer(spec.init as never, layer),
+  }));
+}
+
+function taskOf(tasks: TaskTable, spec: RunSpec): { task: Task<TaskConfig>; cfg: TaskConfig } {
+  const { kind, ...cfg } = spec.task;
+  return { task: tasks[kind] as unknown as Task<TaskConfig>, cfg };
+}
+
+/** Rows per forward pass of evaluation so that K runs' activations stay well inside the memory budget. */
+function evalChunk(model: LMConfig, K: number, T: number): number {
+  const widest = Math.max(
+    model.vocab,
+    ...model.layers.map((l) => ("expand" in l ? l.expand * model.dModel : model.dModel)),
+  );
+  return Math.max(1, Math.floor((1 << 25) / (K * T * widest)));
+}
+
+/** Accuracies of K runs at each length: [length][run]. */
+async function evaluate(
+  tasks: TaskTable,
+  spec: RunSpec,
+  model: { params: LMParams; consts: LMConsts },
+  K: number,
+  lengths: readonly number[],
+  samples: number,
+): Promise<LengthAccuracy[][]> {
+  const { task, cfg } = taskOf(tasks, spec);
+  const out: LengthAccuracy[][] = [];
+  for (const L of lengths) {
+    const rows = task.evalRows(foldIn(key(spec.eval.seed), L), cfg, L, samples);
+    const accs = await evaluateRows(
+      (ids) => applyLM(model.params, model.consts, ids, spec.model),
+      K,
+      rows,
+      evalChunk(spec.model, K, rows.T),
+    );
+    out.push(accs.map((a) => ({ length: L, ...a })));
+  }
+  return out;
+}
+
+const round5 = (x: number) => (Number.isFinite(x) ? Number(x.toPrecision(5)) : 0);
+
+/** The attention maps of the spec's map layers for each of K runs: [run][layer]. */
+async function attentionMaps(
+  tasks: TaskTable,
+  spec: RunSpec,
+  model: { params: LMParams; consts: LMConsts },
+  K: number,
+): Promise<LayerMap[][]> {
+  const out: LayerMap[][] = Array.from({ length: K }, () => []);
+  const { layers, length } = spec.eval.maps;
+  if (layers.length === 0) return out;
+  const { task, cfg } = taskOf(tasks, spec);
+  const row = task.evalRows(foldIn(key(spec.eval.seed), length), cfg, length, 1);
+  const T = row.T;
+  const ids = new Int32Array(K * T);
+  for (let k = 0; k < K; k++) ids.set(row.inputs.subarray(0, T), k * T);
+  for (const layer of layers) {
+    const idsT = tensor(ids, [K, 1, T], "i32");
+    const m = layerAttentionMap(model.params, model.consts, spec.model, layer, idsT);
+    const [map, mask] = [await m.map.toArray(), await m.mask.toArray()];
+    [idsT, m.map, m.mask].forEach((t) => t.dispose());
+    for (let k = 0; k < K; k++) {
+      const slice = (a: ArrayLike<number>) => Array.from(a as Float32Array).slice(k * T * T, (k + 1) * T * T);
+      out[k].push({ layer, T, map: slice(map).map(round5), mask: slice(mask).map(round5) });
+    }
+  }
+  return out;
+}
+
+/**
+ * Trains every run of `runs` (this worker's share) that has no result yet, then returns. Runs claimed by other
+ * live workers are left to them; with `wait`, the worker stays until they are done, taking over the claims of a
+ * worker that dies.
+ */
+export async function runWorker(runs: readonly PlannedRun[], o: WorkerOptions): Promise<WorkerReport> {
+  const folder = new ResultsFolder(o.out);
+  folder.create();
+  const worker = o.worker ?? `${hostname()}-${Deno.pid}`;
+  const mine = o.shard ? runs.filter((_, i) => i % o.shard!.count === o.shard!.index) : [...runs];
+  const info = gpuInfo();
+  const budget = adapterMemoryBudget(info);
+  const maxBinding = info.limits.maxStorageBufferBindingSize;
+  const seenDamaged = new Set<string>();
+  const onDamaged = (d: DamagedFile) => {
+    if (seenDamaged.has(d.path)) return;
+    seenDamaged.add(d.path);
+    log(`${o.label}: ${d.path} is damaged (${d.reason}); set aside as ${d.movedTo}, its run is redone`);
+  };
+  let trained = 0, groups = 0, waiting = false;
+  const report = (results: Map<string, unknown>) => {
+    const done = mine.filter((r) => results.has(r.id)).length;
+    return { trained, groups, done, left: mine.length - done };
+  };
+  while (true) {
+    const results = readResults(folder, onDamaged);
+    const todo = mine.filter((r) => !results.has(r.id));
+    if (todo.length === 0) return report(results);
+    const group = claimGroup(todo, folder, worker, o, budget, maxBinding);
+    if (!group) {
+      if (!o.wait) return report(results);
+      if (!waiting) log(`${o.label}: ${todo.length} run(s) left, all held by other workers; waiting`);
+      waiting = true;
+      await new Promise((r) => setTimeout(r, 1000 * (o.pollSeconds ?? 5)));
+      continue;
+    }
+    waiting = false;
+    groups++;
+    const done = mine.length - todo.length;
+    await trainGroup(group, folder, worker, o, onDamaged, `${done + 1}-${done + group.length}/${mine.length}`);
+    trained += group.length;
+  }
+}
+
+/** Claims the next group: a dead worker's whole group first (to resume its checkpoint), else fresh runs. */
+function claimGroup(
+  todo: readonly PlannedRun[],
+  folder: ResultsFolder,
+  worker: string,
+  o: WorkerOptions,
+  budget: number,
+  maxBinding: number,
+): PlannedRun[] | null {
+  const states = new Map(todo.map((r) => [r.id, claimState(folder.claimPath(r.id), o.claimTimeout)]));
+  const available = todo.filter((r) => states.get(r.id)!.state !== "live");
+  if (available.length === 0) return null;
+  const byId = new Map(available.map((r) => [r.id, r]));
+  const claim = (members: PlannedRun[]) => {
+    const ids = members.map((r) => r.id);
+    const got = members.filter((r) =>
+      tryClaim(folder.claimPath(r.id), selfClaim(worker, groupId(ids), ids), o.claimTimeout)
+    );
+    if (got.length > 0 && got.length < members.length) {
+      // Some went to another worker meanwhile: record the group actually formed.
+      const gids = got.map((r) => r.id);
+      for (const r of got) {
+        Deno.writeTextFileSync(folder.claimPath(r.id), JSON.stringify(selfClaim(worker, groupId(gids), gids)));
+      }
+    }
+    return got;
+  };
+  for (const r of available) {
+    const st = states.get(r.id)!;
+    if (st.state !== "stale" || !st.info) continue;
+    const members = st.info.runs.map((id) => byId.get(id));
+    if (members.every((m) => m !== undefined)) {
+      log(`${o.label}: taking over ${members.length} run(s) of worker ${st.info.worker} (${st.why})`);
+      const got = claim(members as PlannedRun[]);
+      if (got.length > 0) return got;
+    }
+  }
+  const first = available[0];
+  const key = packKey(first.spec);
+  const size = groupSizeFor(first.spec, o, budget, maxBinding);
+  const candidates = available.filter((r) => packKey(r.spec) === key).slice(0, size);
+  const got = claim(candidates);
+  return got.length > 0 ? got : null;
+}
+
+/** How many runs of this spec's shape train together. */
+function groupSizeFor(spec: RunSpec, o: WorkerOptions, budget: number, maxBinding: number): number {
+  const { task, cfg } = taskOf(o.tasks, spec);
+  const T = task.trainContext(cfg);
+  const fit = maxRunsThatFit(spec.model, spec.train.batch, T, budget, maxBinding);
+  if (fit < 1) {
+    const one = estimateTrainingMemory(spec.model, 1, spec.train.batch, T);
+    const GiB = (b: number) => (b / 2 ** 30).toFixed(1);
+    throw new RangeError(
+      one.largestTensorBytes > maxBinding
+        ? `one run needs a ${GiB(one.largestTensorBytes)} GiB tensor (${one.largestTensor}), more than the ` +
+          `adapter binds at once (${GiB(maxBinding)} GiB): lower --batch`
+        : `one run needs about ${GiB(one.peakBytes)} GiB at batch ${spec.train.batch} × T ${T}, more than ` +
+          `the ${GiB(budget)} GiB planned for this adapter: lower --batch (or set MIMETIC_GPU_MEMORY)`,
+    );
+  }
+  return o.groupSize > 0 ? Math.min(o.groupSize, fit) : fit;
+}
+
+/** Trains one claimed group, evaluates it and writes one result per run. */
+async function trainGroup(
+  group: PlannedRun[],
+  folder: ResultsFolder,
+  worker: string,
+  o: WorkerOptions,
+  onDamaged: (d: DamagedFile) => void,
+  position: string,
+): Promise<void> {
+  const ids = group.map((r) => r.id);
+  const gid = groupId(ids);
+  const spec = group[0].spec;
+  const K = group.length;
+  const { task, cfg } = taskOf(o.tasks, spec);
+  const ckptPath = folder.checkpointPath(gid);
+  const names = group.map((r) => Object.values(r.labels).join(" ")).join(", ");
+  log(`${o.label}: training runs ${position} (K ${K}: ${names}) as ${worker}`);
+  let lostReported = false;
+  let lastBeat = performance.now();
+  const beat = () => {
+    lastBeat = performance.now();
+    const lost = heartbeat(folder, ids, worker);
+    if (lost.length > 0 && !lostReported) {
+      lostReported = true;
+      log(`${o.label}: another worker took over ${lost.length} of this group's claims; finishing anyway`);
+    }
+  };
+  // The training loop holds the event loop between readbacks, so the heartbeat also runs from its step hook.
+  const timer = setInterval(beat, Math.max(1000, (o.claimTimeout * 1000) / 6));
+  const beatEvery = Math.max(1000, (o.claimTimeout * 1000) / 6);
+  const progress = new Progress(`${o.label} runs ${position}`);
+  try {
+    const trained = await trainLM(spec.model, trainRuns(group), (k, b) => task.trainBatch(k, cfg, b), {
+      steps: spec.train.steps,
+      batch: spec.train.batch,
+      warmup: spec.train.warmup,
+      weightDecay: spec.train.weightDecay,
+      clipNorm: spec.train.clipNorm,
+      beta1: spec.train.beta1,
+      beta2: spec.train.beta2,
+      eps: spec.train.eps,
+      logEvery: o.logEvery,
+      checkpointEvery: o.checkpointEvery,
+      checkpointPath: o.checkpointEvery > 0 ? ckptPath : undefined,
+      fingerprint: ids.join(","),
+      evalSteps: spec.eval.curve.steps,
+      onEval: (_step, model) =>
+        evaluate(o.tasks, spec, model, K, spec.eval.curve.lengths, spec.eval.curve.samples),
+      onStep: () => {
+        if (performance.now() - lastBeat > beatEvery) beat();
+      },
+      onDamagedCheckpoint: (e: CheckpointError) => onDamaged(folder.setAside(e.path, e.reason)),
+      onLog: ({ step, loss }) =>
+        progress.update(
+          step,
+          spec.train.steps,
+          `loss ${loss.map((l) => l.toFixed(3)).join(" ")}`,
+          step === spec.train.steps,
+        ),
+    });
+    if (trained.resumed) log(`${o.label}: resumed from its checkpoint`);
+    const evalStart = performance.now();
+    const final = await evaluate(o.tasks, spec, trained, K, spec.eval.lengths, spec.eval.samples);
+    const maps = await attentionMaps(o.tasks, spec, trained, K);
+    const evalSeconds = (performance.now() - evalStart) / 1000;
+    // onEval returned [length][run] at each curve step.
+    const curveOf = (k: number) =>
+      trained.evals.flatMap(({ step, value }) =>
+        (value as LengthAccuracy[][]).map((perLength) => ({ step, ...perLength[k] }))
+      );
+    const device = gpuInfo().description;
+    group.forEach((r, k) => {
+      writeResult(folder, {
+        id: r.id,
+        spec: r.spec,
+        labels: r.labels,
+        final: final.map((perLength) => perLength[k]),
+        curve: curveOf(k),
+        finalLoss: Number.isFinite(trained.finalLoss[k]) ? trained.finalLoss[k] : null,
+        divergedStep: trained.diverged[k],
+        history: trained.history.filter((h) => h.run === k).map((h) => [
+          h.step,
+          Number.isFinite(h.loss) ? h.loss : null,
+          Number.isFinite(h.gradNorm) ? h.gradNorm : null,
+        ]),
+        maps: maps[k],
+        trainSeconds: trained.seconds,
+        evalSeconds,
+        groupSize: K,
+        device,
+        worker,
+        finishedAt: new Date().toISOString(),
+      });
+    });
+    const summary = group.map((r, k) =>
+      `${Object.values(r.labels).join(" ")}: ${final.map((pl) => `${pl[k].length}:${pl[k].exact.toFixed(2)}`).join(" ")}`
+    );
+    log(
+      `${o.label}: trained in ${fmtSeconds(trained.seconds)}, evaluated in ${fmtSeconds(evalSeconds)}\n  ${
+        summary.join("\n  ")
+      }`,
+    );
+    disposeModel(trained);
+    try {
+      Deno.removeSync(ckptPath);
+    } catch { /* none written */ }
+  } finally {
+    clearInterval(timer);
+    releaseClaims(folder, ids, worker);
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * The task table: each task kind as the library sees it ({@link Task}), built on the generators of this folder.
+ * Configs are plain data, as they appear in a run spec (`{ kind: "copy", variant: "copy", vocab: 26, ... }`).
+ * @module
+ */
+import type { Task } from "../lib/train/task.ts";
+import { type CopyVariant, copyVocab, makeCopyEvalBatch, makeCopyTrainBatch } from "./copy.ts";
+import { makeMqarBatch } from "./mqar.ts";
+
+/** Copy-task config: the variant (copy, stack-order copy, sort), letters V, training context T, string lengths. */
+export interface CopyTaskConfig {
+  [key: string]: number | string | boolean;
+  variant: CopyVariant;
+  vocab: number;
+  context: number;
+  minLen: number;
+  maxLen: number;
+}
+
+/** The copy family (Jelassi et al.): `$ s | s' .` rows, packed for training, one example per row for evaluation. */
+export const COPY_TASK: Task<CopyTaskConfig> = {
+  description: "copy (or stack-order copy, or sort) strings: $ s | s' .",
+  validate(cfg) {
+    // The generators check every field; one tiny draw runs their checks without a separate copy of the rules.
+    makeCopyTrainBatch([0, 0], { ...cfg, batch: 1, minLen: cfg.minLen, maxLen: cfg.maxLen });
+    if (cfg.minLen > cfg.maxLen) {
+      throw new RangeError(`copy task: minLen ${cfg.minLen} must be ≤ maxLen ${cfg.maxLen}`);
+    }
+  },
+  validateEvalLength(cfg, length) {
+    makeCopyEvalBatch([0, 0], { variant: cfg.variant, batch: 1, length, vocab: cfg.vocab });
+  },
+  vocabSize: (cfg) => copyVocab(cfg.vocab).size,
+  trainContext: (cfg) => cfg.context,
+  evalContext: (_cfg, length) => 2 * length + 2,
+  trainBatch: (key, cfg, batch) => makeCopyTrainBatch(key, { ...cfg, batch }),
+  evalRows: (key, cfg, length, samples) =>
+    makeCopyEvalBatch(key, { variant: cfg.variant, batch: samples, length, vocab: cfg.vocab }),
+};
+
+/**
+ * MQAR config: vocabulary V, the training sequence length T, and the density of key–value pairs: a sequence of
+ * length T holds ⌊T / tokensPerPair⌋ pairs (zoology's default, 8 pairs in 64 tokens, is tokensPerPair 8), so
+ * evaluating at a longer length asks for more pairs in a longer sequence.
+ */
+export interface MqarTaskConfig {
+  [key: string]: number | string | boolean;
+  vocab: number;
+  length: number;
+  tokensPerPair: number;
+  alpha: number;
+}
+
+const mqarPairs = (cfg: MqarTaskConfig, length: number) => Math.floor(length / cfg.tokensPerPair);
+
+/** Multi-query associative recall (zoology); `length` is the sequence length. */
+export const MQAR_TASK: Task<MqarTaskConfig> = {
+  description: "multi-query associative recall: k1 v1 k2 v2 ... then queries of the keys",
+  validate(cfg) {
+    if (!Number.isInteger(cfg.tokensPerPair) || cfg.tokensPerPair < 4) {
+      throw new RangeError(`mqar: tokensPerPair must be an integer ≥ 4, got ${cfg.tokensPerPair}`);
+    }
+    MQAR_TASK.validateEvalLength(cfg, cfg.length);
+  },
+  validateEvalLength(cfg, length) {
+    if (!Number.isInteger(length) || mqarPairs(cfg, length) < 1) {
+      throw new RangeError(
+        `mqar: length must be an integer ≥ tokensPerPair = ${cfg.tokensPerPair}, got ${length}`,
+      );
+    }
+    makeMqarBatch([0, 0], {
+      batch: 1,
+      vocab: cfg.vocab,
+      context: length,
+      numPairs: mqarPairs(cfg, length),
+      alpha: cfg.alpha,
+    });
+  },
+  vocabSize: (cfg) => cfg.vocab,
+  trainContext: (cfg) => cfg.length,
+  evalContext: (_cfg, length) => length,
+  trainBatch: (key, cfg, batch) =>
+    makeMqarBatch(key, {
+      batch,
+      vocab: cfg.vocab,
+      context: cfg.length,
+      numPairs: mqarPairs(cfg, cfg.length),
+      alpha: cfg.alpha,
+    }),
+  evalRows: (key, cfg, length, samples) =>
+    makeMqarBatch(key, {
+      batch: samples,
+      vocab: cfg.vocab,
+      context: length,
+      numPairs: mqarPairs(cfg, length),
+      alpha: cfg.alpha,
+    }),
+};
+
+/** Every task, by kind: `copy` (with its variants) and `mqar`. */
+export const TASKS = { copy: COPY_TASK, mqar: MQAR_TASK } as const;
