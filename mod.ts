@@ -178,8 +178,8 @@ export {
   groupId,
   packKey,
   RUN_AXIS_FIELDS,
-  type RunSpec,
   runId,
+  type RunSpec,
   type TrainSpec,
   validateSpec,
 } from "./lib/study/spec.ts";
@@ -209,7 +209,14 @@ export {
   type StudyValues,
   TIME_COLUMNS,
 } from "./lib/study/study.ts";
-export { curveSteps, evalSpecOf, seedsOf, TRAIN_FLAGS, trainSpecOf, type TrainValues } from "./lib/study/presets.ts";
+export {
+  curveSteps,
+  evalSpecOf,
+  seedsOf,
+  TRAIN_FLAGS,
+  trainSpecOf,
+  type TrainValues,
+} from "./lib/study/presets.ts";
 export { bestBy } from "./lib/study/stats.ts";
 export {
   adapterMemoryBudget,
@@ -232,4 +239,4 @@ export {
 export * from "./tasks/mod.ts";
 
 // Command-line plumbing for experiment scripts
-export { type FlagSpec, type Flags, helpText, parseFlags, runMain, UsageError } from "./lib/study/cli.ts";
+export { type Flags, type FlagSpec, helpText, parseFlags, runMain, UsageError } from "./lib/study/cli.ts";

@@ -27,7 +27,8 @@ const study = defineStudy({
   name: "fig7",
   title: "Figure 7: mimetic init and state size (Mamba 2, copying)",
   summary: "Mamba 2 copying vs state size, default vs mimetic init",
-  description: "Mamba 2 trained to copy strings, default vs mimetic initialisation (A ≈ 1, Δ ≈ 1, W_Cᵀ W_B ≈ I, " +
+  description:
+    "Mamba 2 trained to copy strings, default vs mimetic initialisation (A ≈ 1, Δ ≈ 1, W_Cᵀ W_B ≈ I, " +
     "identity conv), for each state size N; teacher-forced greedy exact match at each length.\n\n" +
     "The paper's claim: with mimetic init the copying capacity grows roughly linearly with the state size, with " +
     "default init almost not at all.",
@@ -47,7 +48,12 @@ const study = defineStudy({
     vocab: { type: "number", integer: true, min: 2, default: 26, help: "copy alphabet size" },
     context: { type: "number", integer: true, min: 4, help: "training context length T" },
     minTrainLen: { type: "number", integer: true, min: 1, help: "shortest training string" },
-    trainLen: { type: "number", integer: true, min: 1, help: "longest training string (the 'training length')" },
+    trainLen: {
+      type: "number",
+      integer: true,
+      min: 1,
+      help: "longest training string (the 'training length')",
+    },
     evalLengths: { type: "numbers", integer: true, min: 1, help: "string lengths to evaluate" },
     ...TRAIN_FLAGS,
   },

@@ -132,3 +132,70 @@ Deno.test({
     assert.ok(losses.at(-1)! < losses[0] - 0.3, `loss did not fall: ${losses[0]} → ${losses.at(-1)}`);
   },
 });
+
+Deno.test({
+  name:
+    "a run's bits do not depend on the runs packed with it on the run axis (split-K and column parts active)",
+  ignore: noGpu,
+  async fn() {
+    // D 256 and batch 86 × T 24 = 2064 tokens per run: the weight gradients dW = Xᵀ·dY (Kd = tokens, outputs
+    // 256 × 512) are split-K products whose number of parts, when it was chosen from the whole batch, was 8 for
+    // one run and 6 for three; the per-channel sums over the tokens take the two-pass path.
+    const wide: LMConfig = {
+      vocab: copyVocab(VOCAB).size,
+      dModel: 256,
+      normEps: 1e-5,
+      layers: [{ ...MAMBA2_DEFAULTS, dState: 4, headDim: 64 }],
+    };
+    const target: TrainRun = { seed: 5, lr: 3e-3, mimetic: () => MIMETIC_MAMBA2 };
+    const o = { steps: 2, batch: 86, warmup: 1, logEvery: 1 };
+    const alone = await trainLM(wide, [target], makeBatch, o);
+    const packed = await trainLM(
+      wide,
+      [
+        { seed: 6, lr: 1e-3, mimetic: () => DEFAULT_INIT },
+        target,
+        { seed: 7, lr: 5e-3, weightDecay: 0, mimetic: () => MIMETIC_MAMBA2 },
+      ],
+      makeBatch,
+      o,
+    );
+    const a = await readTensors(leaves(alone.params));
+    const p = await readTensors(leaves(packed.params));
+    disposeModel(alone);
+    disposeModel(packed);
+    assert.deepEqual(
+      packed.history.filter((h) => h.run === 1).map((h) => h.loss),
+      alone.history.map((h) => h.loss),
+    );
+    a.forEach((x, i) => {
+      const n = x.length; // run 1's slice of the packed (3, ...) tensor
+      assert.deepEqual(p[i].subarray(n, 2 * n), x, `param ${i} differs when packed with other runs`);
+    });
+  },
+});
+
+Deno.test({
+  name: "evaluations during training are kept across a resume, and training seconds count every segment",
+  ignore: noGpu,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    const ckpt = join(dir, "e.ckpt");
+    let calls = 0;
+    const onEval = (step: number) => {
+      calls++;
+      return Promise.resolve({ step, twice: 2 * step });
+    };
+    const o = { ...opts, checkpointPath: ckpt, evalSteps: [2, 5, 8, 12], onEval };
+    const first = await trainLM(cfg, runs, makeBatch, { ...o, haltAfterStep: 6 });
+    disposeModel(first);
+    assert.deepEqual(first.evals.map((e) => e.step), [2, 5]);
+    const rest = await trainLM(cfg, runs, makeBatch, o);
+    disposeModel(rest);
+    assert.ok(rest.resumed);
+    assert.deepEqual(rest.evals, [2, 5, 8, 12].map((s) => ({ step: s, value: { step: s, twice: 2 * s } })));
+    assert.equal(calls, 4, "an evaluation before the checkpoint ran again after the resume");
+    assert.ok(rest.seconds > first.seconds, `${rest.seconds} s after resume, ${first.seconds} s before`);
+    await Deno.remove(dir, { recursive: true });
+  },
+});

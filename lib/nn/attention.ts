@@ -51,7 +51,9 @@ export interface AttentionParams {
 /** Checks an attention config, throwing a RangeError naming the field. */
 export function validateAttention(cfg: AttentionConfig): void {
   if (cfg.variant !== "softmax" && cfg.variant !== "linear") {
-    throw new RangeError(`attention: variant must be "softmax" or "linear", got ${JSON.stringify(cfg.variant)}`);
+    throw new RangeError(
+      `attention: variant must be "softmax" or "linear", got ${JSON.stringify(cfg.variant)}`,
+    );
   }
   for (const [name, v] of [["heads", cfg.heads], ["headDim", cfg.headDim]] as const) {
     if (!Number.isInteger(v) || v <= 0) {

@@ -61,7 +61,9 @@ export const INITS: { readonly [K in InitSpec["kind"]]: InitRule<Extract<InitSpe
         throw new RangeError(`init: mimetic c must be a positive number, got ${spec.c}`);
       }
       if (spec.convScope !== "xBC" && spec.convScope !== "x") {
-        throw new RangeError(`init: mimetic convScope must be "xBC" or "x", got ${JSON.stringify(spec.convScope)}`);
+        throw new RangeError(
+          `init: mimetic convScope must be "xBC" or "x", got ${JSON.stringify(spec.convScope)}`,
+        );
       }
       if (spec.layers !== "all") {
         if (!Array.isArray(spec.layers) || spec.layers.length === 0) {

@@ -22,8 +22,8 @@ import {
   initMamba1,
   type Mamba1Config,
   type Mamba1Consts,
-  type Mamba1Params,
   mamba1Dims,
+  type Mamba1Params,
   mamba1ScanInputs,
 } from "./mamba1.ts";
 import {
@@ -31,8 +31,8 @@ import {
   initMamba2,
   type Mamba2Config,
   type Mamba2Consts,
-  type Mamba2Params,
   mamba2Dims,
+  type Mamba2Params,
   mamba2ScanInputs,
 } from "./mamba2.ts";
 

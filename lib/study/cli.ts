@@ -120,6 +120,8 @@ export function parseFlags<T extends Record<string, FlagSpec>>(
     const msg = (e as Error).message.split("\n")[0];
     const unknown = /Unknown option '([^']+)'/.exec(msg);
     if (unknown) throw new UsageError(`unknown flag ${unknown[1]}; --help lists the flags`);
+    const noValue = /Option '([^']+)' does not take an argument/.exec(msg);
+    if (noValue) throw new UsageError(`${noValue[1]}: takes no value (write ${noValue[1]} alone)`);
     const positional = /Unexpected argument '([^']*)'/.exec(msg);
     if (positional) {
       throw new UsageError(`unexpected argument "${positional[1]}"; flags are written --name value`);

@@ -23,7 +23,7 @@ import { hostname } from "node:os";
 import { basename, join } from "node:path";
 import { readTextOrNull, writeFileAtomic } from "../core/fs.ts";
 import type { Accuracy } from "../train/eval.ts";
-import { canonicalJson, type RunSpec, runId, sha256 } from "./spec.ts";
+import { canonicalJson, runId, type RunSpec, sha256 } from "./spec.ts";
 
 /** Accuracy of one run at one length. */
 export interface LengthAccuracy extends Accuracy {

@@ -12,7 +12,7 @@ import { createHash } from "node:crypto";
 import { validateLMConfig } from "../nn/lm.ts";
 import type { LMConfig } from "../nn/lm.ts";
 import { mixerOf } from "../nn/mixers.ts";
-import { type InitSpec, initRule } from "../nn/inits.ts";
+import { initRule, type InitSpec } from "../nn/inits.ts";
 import type { TaskConfig, TaskTable } from "../train/task.ts";
 
 /** Training settings of a run (AdamW with warmup then linear decay, per-run global-norm clip). */
@@ -138,7 +138,9 @@ export function validateSpec(spec: RunSpec, tasks: TaskTable): void {
   const task = tasks[spec.task.kind];
   if (!task) {
     throw new RangeError(
-      `task: unknown kind ${JSON.stringify(spec.task.kind)}; expected one of ${Object.keys(tasks).join(", ")}`,
+      `task: unknown kind ${JSON.stringify(spec.task.kind)}; expected one of ${
+        Object.keys(tasks).join(", ")
+      }`,
     );
   }
   const { kind: _kind, ...taskCfg } = spec.task;
@@ -155,7 +157,9 @@ export function validateSpec(spec: RunSpec, tasks: TaskTable): void {
   for (const [name, v] of [["steps", train.steps], ["batch", train.batch]] as const) {
     if (!isInt(v, 1)) throw new RangeError(`train: ${name} must be a positive integer, got ${v}`);
   }
-  if (!isInt(train.warmup, 0)) throw new RangeError(`train: warmup must be an integer ≥ 0, got ${train.warmup}`);
+  if (!isInt(train.warmup, 0)) {
+    throw new RangeError(`train: warmup must be an integer ≥ 0, got ${train.warmup}`);
+  }
   if (!(train.lr > 0) || !Number.isFinite(train.lr)) {
     throw new RangeError(`train: lr must be a positive number, got ${train.lr}`);
   }
@@ -178,7 +182,9 @@ export function validateSpec(spec: RunSpec, tasks: TaskTable): void {
     }
   };
   lengths("lengths", ev.lengths, false);
-  if (!isInt(ev.samples, 1)) throw new RangeError(`eval: samples must be a positive integer, got ${ev.samples}`);
+  if (!isInt(ev.samples, 1)) {
+    throw new RangeError(`eval: samples must be a positive integer, got ${ev.samples}`);
+  }
   if (!isInt(ev.seed, 0) || ev.seed > 0xffffffff) {
     throw new RangeError(`eval: seed must be an integer in [0, 2^32), got ${ev.seed}`);
   }
@@ -200,7 +206,9 @@ export function validateSpec(spec: RunSpec, tasks: TaskTable): void {
       throw new RangeError(`eval: map layer ${l} is not a layer of this ${model.layers.length}-layer model`);
     }
     if (!mixerOf(model.layers[l]).attentionMap) {
-      throw new RangeError(`eval: map layer ${l} is a ${model.layers[l].kind} layer; maps are for Mamba layers`);
+      throw new RangeError(
+        `eval: map layer ${l} is a ${model.layers[l].kind} layer; maps are for Mamba layers`,
+      );
     }
   }
   if (ev.maps.layers.length > 0) lengths("maps length", [ev.maps.length], false);
@@ -231,7 +239,9 @@ export function flattenSpec(value: unknown, prefix = ""): Record<string, string 
         v.forEach((x, i) => walk(x, `${path}.${i}`));
       }
     } else {
-      for (const k of Object.keys(v).sort()) walk((v as Record<string, unknown>)[k], path ? `${path}.${k}` : k);
+      for (const k of Object.keys(v).sort()) {
+        walk((v as Record<string, unknown>)[k], path ? `${path}.${k}` : k);
+      }
     }
   };
   walk(value, prefix);

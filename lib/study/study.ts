@@ -21,12 +21,12 @@ import { initGpu, probeAdapter } from "../core/runtime.ts";
 import { GpuUnavailableError } from "../core/runtime.ts";
 import type { TaskTable } from "../train/task.ts";
 import type { VegaLiteSpec } from "./charts.ts";
-import { type FlagSpec, type Flags, helpText, kebab, parseFlags, runMain, UsageError } from "./cli.ts";
+import { type Flags, type FlagSpec, helpText, kebab, parseFlags, runMain, UsageError } from "./cli.ts";
 import { type CsvRow, writeCsv } from "./csv.ts";
 import { fmtSeconds } from "./progress.ts";
 import { writeChart, writeIndexHtml } from "./render.ts";
 import { readResults, ResultsFolder, type RunResult } from "./results.ts";
-import { flattenSpec, type RunSpec, runId, validateSpec } from "./spec.ts";
+import { flattenSpec, runId, type RunSpec, validateSpec } from "./spec.ts";
 import { type PlannedRun, runWorker } from "./sweep.ts";
 
 /** The three scales every figure has. */
@@ -44,9 +44,13 @@ export const COMMON_FLAGS = {
   out: { type: "string", help: "results folder (default: results/<figure>)" },
   fresh: {
     type: "boolean",
-    help: "delete the earlier results, claims and checkpoints in --out first (never while other workers use it)",
+    help:
+      "delete the earlier results, claims and checkpoints in --out first (never while other workers use it)",
   },
-  shard: { type: "string", help: "take only share i of n of the runs, e.g. 0/3 (a static split across workers)" },
+  shard: {
+    type: "string",
+    help: "take only share i of n of the runs, e.g. 0/3 (a static split across workers)",
+  },
   workerId: { type: "string", help: "this worker's name in claims and logs (default: host-pid)" },
   groupSize: {
     type: "number",
@@ -61,7 +65,12 @@ export const COMMON_FLAGS = {
     help: "seconds without a heartbeat after which another worker takes a run over",
   },
   logEvery: { type: "number", integer: true, min: 1, help: "read losses every this many steps" },
-  checkpointEvery: { type: "number", integer: true, min: 0, help: "checkpoint every this many steps (0: never)" },
+  checkpointEvery: {
+    type: "number",
+    integer: true,
+    min: 0,
+    help: "checkpoint every this many steps (0: never)",
+  },
   noWait: {
     type: "boolean",
     help: "exit once nothing is left to claim, instead of waiting for runs other workers hold",
@@ -174,7 +183,9 @@ function checkOut(out: string): void {
   if (out.trim() === "") throw new UsageError("--out: expected a folder, got an empty path");
   try {
     const st = Deno.statSync(out);
-    if (!st.isDirectory) throw new UsageError(`--out ${out}: exists and is not a folder; choose another --out`);
+    if (!st.isDirectory) {
+      throw new UsageError(`--out ${out}: exists and is not a folder; choose another --out`);
+    }
   } catch (e) {
     if (e instanceof UsageError) throw e;
     if (!(e instanceof Deno.errors.NotFound)) {
@@ -251,7 +262,11 @@ async function writeReport<F extends Record<string, FlagSpec>>(
   writeCsv(join(out, "runs.csv"), runsCsvRows(results));
   const charts: { name: string; caption: string }[] = [];
   const tables: { name: string; caption: string; csvFile: string }[] = [
-    { name: "runs", caption: "Every run and evaluation length (spec.* columns: the run's whole spec)", csvFile: "runs.csv" },
+    {
+      name: "runs",
+      caption: "Every run and evaluation length (spec.* columns: the run's whole spec)",
+      csvFile: "runs.csv",
+    },
   ];
   const notes: string[] = [];
   const base = (r: RunResult) => ({ run_id: r.id, ...r.labels, seed: r.spec.seed, lr: r.spec.train.lr });
@@ -274,7 +289,13 @@ async function writeReport<F extends Record<string, FlagSpec>>(
       ),
     curveRows: () =>
       results.flatMap((r) =>
-        r.curve.map((c) => ({ ...base(r), step: c.step, eval_len: c.length, exact_acc: c.exact, token_acc: c.token }))
+        r.curve.map((c) => ({
+          ...base(r),
+          step: c.step,
+          eval_len: c.length,
+          exact_acc: c.exact,
+          token_acc: c.token,
+        }))
       ),
     table(name, rows, caption) {
       writeCsv(join(out, `${name}.csv`), rows);
@@ -339,7 +360,9 @@ export async function runStudy<F extends Record<string, FlagSpec>>(
     const fromDefault = "default" in s ? s.default : undefined;
     values[name] = fromArgs ?? (fromScale !== undefined ? structuredClone(fromScale) : fromDefault);
     if (values[name] === undefined && name in def.flags) {
-      throw new Error(`study ${def.name}: --${kebab(name)} has no value at scale ${scale} (the study must set it)`);
+      throw new Error(
+        `study ${def.name}: --${kebab(name)} has no value at scale ${scale} (the study must set it)`,
+      );
     }
   }
   const out = resolve((values.out as string | undefined) ?? join("results", def.name));
@@ -355,7 +378,7 @@ export async function runStudy<F extends Record<string, FlagSpec>>(
       validateSpec(g.spec, tasks);
     } catch (e) {
       if (e instanceof RangeError) {
-        throw new RangeError(`${Object.values(g.labels).join(" ")}: ${e.message}`);
+        throw new RangeError(`run (${Object.values(g.labels).join(" ")}): ${e.message}`);
       }
       throw e;
     }
@@ -363,7 +386,9 @@ export async function runStudy<F extends Record<string, FlagSpec>>(
     const twin = seen.get(id);
     if (twin) {
       throw new UsageError(
-        `two runs of the grid have the same spec (${JSON.stringify(twin.labels)} and ${JSON.stringify(g.labels)})`,
+        `two runs of the grid have the same spec (${JSON.stringify(twin.labels)} and ${
+          JSON.stringify(g.labels)
+        })`,
       );
     }
     seen.set(id, g);

@@ -198,7 +198,14 @@ export async function runWorker(runs: readonly PlannedRun[], o: WorkerOptions): 
     waiting = false;
     groups++;
     const done = mine.length - todo.length;
-    await trainGroup(group, folder, worker, o, onDamaged, `${done + 1}-${done + group.length}/${mine.length}`);
+    await trainGroup(
+      group,
+      folder,
+      worker,
+      o,
+      onDamaged,
+      `${done + 1}-${done + group.length}/${mine.length}`,
+    );
     trained += group.length;
   }
 }
@@ -225,7 +232,10 @@ function claimGroup(
       // Some went to another worker meanwhile: record the group actually formed.
       const gids = got.map((r) => r.id);
       for (const r of got) {
-        Deno.writeTextFileSync(folder.claimPath(r.id), JSON.stringify(selfClaim(worker, groupId(gids), gids)));
+        Deno.writeTextFileSync(
+          folder.claimPath(r.id),
+          JSON.stringify(selfClaim(worker, groupId(gids), gids)),
+        );
       }
     }
     return got;
@@ -362,7 +372,9 @@ async function trainGroup(
       });
     });
     const summary = group.map((r, k) =>
-      `${Object.values(r.labels).join(" ")}: ${final.map((pl) => `${pl[k].length}:${pl[k].exact.toFixed(2)}`).join(" ")}`
+      `${Object.values(r.labels).join(" ")}: ${
+        final.map((pl) => `${pl[k].length}:${pl[k].exact.toFixed(2)}`).join(" ")
+      }`
     );
     log(
       `${o.label}: trained in ${fmtSeconds(trained.seconds)}, evaluated in ${fmtSeconds(evalSeconds)}\n  ${
