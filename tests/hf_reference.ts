@@ -2,7 +2,7 @@
  * Test helpers for the Hugging Face layout: a float64 reference of what transformers' `MambaForCausalLM` and
  * `Mamba2ForCausalLM` compute, written with plain loops straight from the checkpoint's own tensors (torch (out, in)
  * weights, fused in_proj / x_proj / conv1d), so it shares no code and no layout decision with `lib/nn/pretrained.ts`;
- * and a writer of random checkpoints in that layout.
+ * a writer of random checkpoints in that layout; and `perturbed`, which moves a model's parameters off their init.
  *
  * Read from transformers 5.x modeling_mamba.py (slow_forward) and modeling_mamba2.py (torch_forward): pre-norm
  * blocks h += mixer(rmsnorm(h)), final rmsnorm, head tied to the embedding; Mamba 2's gated norm over all E
@@ -12,7 +12,9 @@
  * G groups, V vocab.
  */
 import { encodeSafetensors, type SafetensorsEntry } from "../lib/core/safetensors.ts";
-import { type Key, normal, split, uniform } from "../lib/core/random.ts";
+import { type Key, key, normal, split, uniform } from "../lib/core/random.ts";
+import { mapTree, readTensors, type Tensor, tensor } from "../lib/core/tensor.ts";
+import type { LMParams } from "../lib/nn/lm.ts";
 
 type Json = Record<string, unknown>;
 const silu = (v: number) => v / (1 + Math.exp(-v));
@@ -276,4 +278,19 @@ export function writeHfFolder(dir: string, config: Json, tensors: Record<string,
     ),
   );
   Deno.writeFileSync(`${dir}/model.safetensors`, encodeSafetensors(tensors, { format: "pt" }));
+}
+
+/**
+ * The params with noise added (the embedding redrawn N(0, 1)): initLM's norm weights of 1, D of 1 and embedding of
+ * N(0, 0.02) would make tiny logits and let swapped tensors go unseen.
+ */
+export async function perturbed(params: LMParams, seed: number): Promise<LMParams> {
+  const leavesOf: Tensor[] = [];
+  mapTree(params, (t) => leavesOf.push(t));
+  const data = await readTensors(leavesOf);
+  let i = 0;
+  return mapTree(params, (t, path) => {
+    const d = data[i], noise = normal(key(seed * 1000 + i++), d.length, 0, path === "embedding" ? 1 : 0.1);
+    return tensor(Float32Array.from(d, (v, j) => (path === "embedding" ? 0 : v) + noise[j]), t.shape);
+  }) as LMParams;
 }

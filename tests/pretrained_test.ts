@@ -35,7 +35,13 @@ import { MAMBA1_DEFAULTS } from "../lib/nn/mamba1.ts";
 import { applyMamba2, initMamba2, MAMBA2_DEFAULTS, type Mamba2Config } from "../lib/nn/mamba2.ts";
 import { disposeTree, mapTree, readTensors, type Tensor, tensor } from "../lib/core/tensor.ts";
 import { key, normal, randint } from "../lib/core/random.ts";
-import { hfLogitsRef, randomHfCheckpoint, type RandomHfDims, writeHfFolder } from "./hf_reference.ts";
+import {
+  hfLogitsRef,
+  perturbed,
+  randomHfCheckpoint,
+  type RandomHfDims,
+  writeHfFolder,
+} from "./hf_reference.ts";
 
 type Json = Record<string, unknown>;
 const FIXTURES = new URL("./fixtures/hf/", import.meta.url).pathname;
@@ -85,21 +91,6 @@ async function ourLogits(
   logits.dispose();
   const n = B * T * m.cfg.vocab;
   return all.slice(run * n, (run + 1) * n);
-}
-
-/**
- * The params with noise added (the embedding redrawn N(0, 1)): initLM's norm weights of 1, D of 1 and embedding of
- * N(0, 0.02) would make tiny logits and let swapped tensors go unseen.
- */
-async function perturbed(params: LMParams, seed: number): Promise<LMParams> {
-  const leavesOf: Tensor[] = [];
-  mapTree(params, (t) => leavesOf.push(t));
-  const data = await readTensors(leavesOf);
-  let i = 0;
-  return mapTree(params, (t, path) => {
-    const d = data[i], noise = normal(key(seed * 1000 + i++), d.length, 0, path === "embedding" ? 1 : 0.1);
-    return tensor(Float32Array.from(d, (v, j) => (path === "embedding" ? 0 : v) + noise[j]), t.shape);
-  }) as LMParams;
 }
 
 const tensorsOf = (t: Record<string, SafetensorsEntry>) => (name: string) => {
@@ -553,6 +544,32 @@ for (const name of ["mamba1", "mamba2"]) {
         assert.deepEqual(new Uint32Array(p2.get(path)!.buffer), new Uint32Array(a.buffer));
       }
       disposeTree([m.params, m.consts, m2.params, m2.consts]);
+    },
+  });
+}
+
+for (const name of ["ours_mamba1", "ours_mamba2"]) {
+  Deno.test({
+    name:
+      `committed ${name} (our savePretrained, for transformers to check): still gives its committed logits`,
+    ignore: noGpu,
+    async fn() {
+      const dir = `${FIXTURES}${name}`;
+      const fx = JSON.parse(Deno.readTextFileSync(`${dir}/logits.json`)) as {
+        ids: number[][];
+        shape: [number, number, number];
+        logits: number[];
+      };
+      const [B, T] = fx.shape;
+      const ids = Int32Array.from(fx.ids.flat());
+      const m = await loadPretrained(dir);
+      const err = relErr(await ourLogits(m, ids, B, T), fx.logits);
+      const config = parsePythonJson(Deno.readTextFileSync(`${dir}/config.json`)) as Json;
+      const st = parseSafetensors(Deno.readFileSync(`${dir}/model.safetensors`));
+      const refErr = relErr(hfLogitsRef(config, (n) => st.f32(n), ids, B, T), fx.logits);
+      console.log(`${name}: now ${err.toExponential(2)}, float64 reference ${refErr.toExponential(2)}`);
+      assert.ok(err < 1e-5 && refErr < 1e-5);
+      disposeTree([m.params, m.consts]);
     },
   });
 }
