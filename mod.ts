@@ -136,6 +136,25 @@ export {
   type LMParams,
 } from "./lib/nn/lm.ts";
 export { type Mixer, type MixerConfig, type MixerKind, mixerOf, MIXERS } from "./lib/nn/mixers.ts";
+export {
+  loadPretrained,
+  type LoadPretrainedOptions,
+  PretrainedError,
+  type PretrainedModel,
+  type PretrainedModelType,
+  savePretrained,
+  tokenIdsForSymbols,
+} from "./lib/nn/pretrained.ts";
+export {
+  encodeSafetensors,
+  parseSafetensors,
+  readSafetensors,
+  type SafetensorsEntry,
+  SafetensorsError,
+  SafetensorsFile,
+  type SafetensorsInfo,
+  writeSafetensors,
+} from "./lib/core/safetensors.ts";
 
 // Training, evaluation, output
 export {

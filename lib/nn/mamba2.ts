@@ -46,6 +46,13 @@ export interface Mamba2Config {
   dtFloor: number;
   /** ε of the gated RMSNorm. */
   normEps: number;
+  /**
+   * Over which channels the gated RMSNorm normalises: `"group"` (the default) over each group of E/G channels, as
+   * mamba_ssm's `RMSNormGated(group_size = E/G)` (and transformers' fused CUDA training path); `"all"` over all E
+   * channels whatever G is, as transformers' `MambaRMSNormGated` (its torch path and its inference path). The two
+   * agree when G = 1. Checkpoints loaded from the Hugging Face layout carry `"all"` (`loadPretrained`).
+   */
+  gatedNorm?: "group" | "all";
 }
 
 /** mamba_ssm's Mamba2 defaults. */
@@ -117,6 +124,9 @@ export function mamba2Dims(cfg: Mamba2Config, dModel: number): Mamba2Dims {
     if (!Number.isInteger(v) || v <= 0) {
       throw new RangeError(`mamba2: ${name} must be a positive integer, got ${v}`);
     }
+  }
+  if (cfg.gatedNorm !== undefined && cfg.gatedNorm !== "group" && cfg.gatedNorm !== "all") {
+    throw new RangeError(`mamba2: gatedNorm must be "group" or "all", got ${JSON.stringify(cfg.gatedNorm)}`);
   }
   return { D: dModel, E, H, P: cfg.headDim, G: cfg.nGroups, N: cfg.dState, W: cfg.dConv };
 }
@@ -235,11 +245,12 @@ export function applyMamba2(p: Mamba2Params, c: Mamba2Consts, x: Tensor, cfg: Ma
   const { E } = mamba2Dims(cfg, Dm);
   const s = mamba2ScanInputs(p, c, x, cfg);
   const y = ssdScan({ x: s.x, dt: s.dt, A: s.A, B: s.B, C: s.C, D: p.D }).reshape([K, B * T, E]);
-  // Gated RMSNorm: y ⊙ silu(z), then the norm (mamba_ssm's norm_before_gate=False), over each group of E/G
-  // channels as mamba_ssm's RMSNormGated(group_size = E / G): with G > 1 the rows are the groups, normalised with a
-  // unit weight, and the per-channel weight is applied after.
+  // Gated RMSNorm: y ⊙ silu(z), then the norm (mamba_ssm's norm_before_gate=False). With gatedNorm "group" (the
+  // default) over each group of E/G channels as mamba_ssm's RMSNormGated(group_size = E / G): with G > 1 the rows
+  // are the groups, normalised with a unit weight, and the per-channel weight is applied after. With "all" over all
+  // E channels, as transformers' MambaRMSNormGated.
   const yz = mul(y, silu(s.z));
-  const G = cfg.nGroups;
+  const G = (cfg.gatedNorm ?? "group") === "all" ? 1 : cfg.nGroups;
   const gated = G === 1 ? rmsNorm(yz, p.normWeight, cfg.normEps) : mul(
     rmsNorm(yz.reshape([K, B * T * G, E / G]), full([K, E / G], 1), cfg.normEps).reshape([K, B * T, E]),
     p.normWeight.reshape([K, 1, E]),
