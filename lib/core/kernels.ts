@@ -81,6 +81,19 @@ function part(user: string, file: string, name: string, args: string): string {
  * @throws if the kernels are not loaded (call `initGpu()` first), or a part or placeholder value is missing.
  */
 export function kernelSource(file: KernelFile, subst: Record<string, string | number> = {}): string {
+  // Cached: ops build their kernel per call, and the substitution costs more than recording the dispatch; the
+  // same string object each time also lets the pipeline cache look it up without rehashing it.
+  let byFile = sourceCache.get(file);
+  if (!byFile) sourceCache.set(file, byFile = new Map());
+  const key = JSON.stringify(subst);
+  let code = byFile.get(key);
+  if (code === undefined) byFile.set(key, code = substitute(file, subst));
+  return code;
+}
+
+const sourceCache = new Map<string, Map<string, string>>();
+
+function substitute(file: KernelFile, subst: Record<string, string | number>): string {
   return loaded(file)
     .replace(
       /^[ \t]*\/\/@use (\S+) (\w+)(.*)\n/gm,
