@@ -28,6 +28,7 @@ export const KERNEL_FILES = [
   "attention_map.wgsl",
   "selective_scan_parts.wgsl",
   "ssd_scan_parts.wgsl",
+  "gated_norm.wgsl",
 ] as const;
 
 /** A kernel file's name. */
