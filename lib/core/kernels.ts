@@ -31,16 +31,19 @@ export const KERNEL_FILES = [
   "gated_norm.wgsl",
 ] as const;
 
+/** Data files next to the kernels (JSON), loaded with them: tuning tables measured per adapter. */
+export const KERNEL_DATA_FILES = ["matmul_tuning.json"] as const;
+
 /** A kernel file's name. */
 export type KernelFile = (typeof KERNEL_FILES)[number];
 
 const sources = new Map<string, string>();
 let loading: Promise<void> | null = null;
 
-/** Loads every kernel source (idempotent). */
+/** Loads every kernel source and data file (idempotent). */
 export function loadKernels(): Promise<void> {
   if (!loading) {
-    loading = Promise.all(KERNEL_FILES.map(async (file) => {
+    loading = Promise.all([...KERNEL_FILES, ...KERNEL_DATA_FILES].map(async (file) => {
       const url = new URL(`../../kernels/${file}`, import.meta.url);
       const res = await fetch(url);
       if (!res.ok) throw new Error(`could not load kernel ${url}: HTTP ${res.status}`);
@@ -54,6 +57,14 @@ function loaded(file: string): string {
   const src = sources.get(file);
   if (src === undefined) throw new Error(`kernel ${file} is not loaded: await initGpu() first`);
   return src;
+}
+
+/**
+ * A data file's parsed JSON (see `KERNEL_DATA_FILES`).
+ * @throws if the kernels are not loaded (call `initGpu()` first).
+ */
+export function kernelData(file: (typeof KERNEL_DATA_FILES)[number]): unknown {
+  return JSON.parse(loaded(file));
 }
 
 /**
