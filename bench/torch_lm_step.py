@@ -66,8 +66,8 @@ def load_triton_scan():
         return None, f"import of mamba_ssm's Triton SSD failed: {type(e).__name__}: {e}"
 
 
-def build(torch, a, scan_fn):
-    nn, F = torch.nn, torch.nn.functional
+def make_ssd_chunked(torch):
+    F = torch.nn.functional
 
     def ssd_chunked(x, dA, B, C, L):
         """y_t = sum_{s<=t} C_t·B_s exp(sum_{s<r<=t} dA_r) x_s, chunked. x (b, T, h, p) already times dt; dA (b, T, h)
@@ -99,6 +99,46 @@ def build(torch, a, scan_fn):
         entering = torch.stack(states, dim=1)  # (b, c, h, p, n)
         y_carry = torch.einsum("bctn,bchpn,bcth->bcthp", C, entering, torch.exp(cum))
         return (y_in + y_carry).reshape(b, c * L, h, p)[:, :T]
+
+    return ssd_chunked
+
+
+def check_scans(torch, scan_fn, device):
+    """The chunked scan (and the Triton one, if loaded) against the sequential recurrence in float64, on random
+    inputs with T not a multiple of the chunk: h_t = exp(dt_t·A)·h_{t-1} + dt_t·x_t ⊗ B_t, y_t = C_t·h_t + D·x_t.
+    Returns the worst relative error of each; raises if the chunked one is off (it is what the timings run)."""
+    g = torch.Generator(device="cpu").manual_seed(1)
+    b, T, h, p, n, L = 2, 150, 3, 8, 16, 64
+    x = torch.randn(b, T, h, p, generator=g, dtype=torch.float64)
+    dt = torch.rand(b, T, h, generator=g, dtype=torch.float64) * 0.5 + 0.01
+    A = -torch.rand(h, generator=g, dtype=torch.float64) * 4 - 0.1
+    B = torch.randn(b, T, n, generator=g, dtype=torch.float64)
+    C = torch.randn(b, T, n, generator=g, dtype=torch.float64)
+    D = torch.randn(h, generator=g, dtype=torch.float64)
+    state = torch.zeros(b, h, p, n, dtype=torch.float64)
+    ref = torch.empty(b, T, h, p, dtype=torch.float64)
+    for t in range(T):
+        a = torch.exp(dt[:, t] * A)  # (b, h)
+        state = a[:, :, None, None] * state + (dt[:, t, :, None] * x[:, t])[..., None] * B[:, t, None, None, :]
+        ref[:, t] = torch.einsum("bhpn,bn->bhp", state, C[:, t]) + D[:, None] * x[:, t]
+    scale = ref.abs().max().item()
+    errs = {}
+    dev = [v.to(device=device, dtype=torch.float32) for v in (x, dt, A, B, C, D)]
+    xf, dtf, Af, Bf, Cf, Df = dev
+    ssd = make_ssd_chunked(torch)
+    y = ssd(xf * dtf[..., None], dtf * Af, Bf, Cf, L) + xf * Df[:, None]
+    errs["chunked"] = (y.double().cpu() - ref).abs().max().item() / scale
+    if scan_fn is not None and device == "cuda":
+        y = scan_fn(xf, dtf, Af, Bf[:, :, None, :], Cf[:, :, None, :], chunk_size=L, D=Df)
+        errs["triton"] = (y.double().cpu() - ref).abs().max().item() / scale
+    if not errs["chunked"] < 1e-4:
+        raise AssertionError(f"chunked SSD off by {errs['chunked']:.2e} of the reference's scale")
+    return errs
+
+
+def build(torch, a, scan_fn):
+    nn, F = torch.nn, torch.nn.functional
+    ssd_chunked = make_ssd_chunked(torch)
 
     class RMSNorm(nn.Module):
         def __init__(self, d, eps=1e-5):
@@ -216,6 +256,7 @@ def main():
     ap.add_argument("--device", default=None, help="cuda (default when available) or cpu")
     ap.add_argument("--out", default=None, help="append the JSON lines to this file")
     ap.add_argument("--dry-run", action="store_true", help="print the cases and exit (needs no torch)")
+    ap.add_argument("--check", action="store_true", help="only check the scans against float64, then exit")
     a = ap.parse_args()
     cases = side_cases(a.tiny) if a.suite == "side" else [
         dict(name=a.name, d=a.d, layers=a.layers, N=a.N, P=a.P, vocab=a.vocab, batch=a.batch, T=a.T)]
@@ -240,6 +281,11 @@ def main():
             if a.scan == "triton":
                 return 2
             scans = ["chunked"]
+    errs = check_scans(torch, scan_fn if "triton" in scans else None, a.device)
+    print("scan check against a float64 recurrence (max error / max |y|): " +
+          ", ".join(f"{k} {v:.1e}" for k, v in errs.items()), file=sys.stderr)
+    if a.check:
+        return 0
     for c in cases:
         for scan in scans:
             args = argparse.Namespace(**{**vars(a), **c})
