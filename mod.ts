@@ -80,6 +80,7 @@ export { embedding } from "./lib/ops/embedding.ts";
 export { softmax } from "./lib/ops/softmax.ts";
 export { argmaxLastAxis, maskedCrossEntropy } from "./lib/ops/cross_entropy.ts";
 export { layerNorm, rmsNorm } from "./lib/ops/norm.ts";
+export { gatedRmsNorm } from "./lib/ops/gated_norm.ts";
 export { causalConv1d } from "./lib/ops/conv1d.ts";
 export { selectiveScan } from "./lib/ops/selective_scan.ts";
 export { ssdScan } from "./lib/ops/ssd_scan.ts";

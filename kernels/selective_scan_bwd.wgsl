@@ -4,8 +4,9 @@
 //   DU   = D·g + Δ·Σ_n B·dh                                                     (K, Bt, T, E)
 //   DDLT = u·Σ_n B·dh + Σ_{t' >= t in chunk} (g·F - Δ·u·G)_{t'} + Σ_n A·R_{next chunk start}   (K, Bt, T, E)
 //   DBP  = partial dB over this workgroup's channels                            (G, K, Bt, T, N)
-//   DA  += -Σ_t cΔ_t·Δ_t·u_t·B_t·dh_t + Σ_c (Σ_{t in c} Δ_t)·R_{start of c+1}   (K, Bt, E, N), in place
-// with G_t = Σ_n A·B_t·dh_t and R_s = a_s·h_{s-1}·dh_s at chunk starts s (h_{s-1} from HS). Inputs GF, HS, CTOT
+//   DA  += -Σ_t cΔ_t·Δ_t·u_t·B_t·a_{t+1}·dh_{t+1} + Σ_c (Σ_{t in c} Δ_t)·R_{start of c+1}   (K, Bt, E, N),
+//          in place
+// with G_t = Σ_n A·B_t·a_{t+1}·dh_{t+1} and R_s = a_s·h_{s-1}·dh_s at chunk starts s (h_{s-1} from HS). Inputs GF, HS, CTOT
 // and DA come from selective_scan_bwd_fwd.wgsl. Layout, tiling, prefetching and the repeat markers are as in
 // selective_scan_fwd.wgsl; tiles run from last to first.
 
@@ -45,6 +46,16 @@ var<workgroup> sDB: array<vec4<f32>, WC * PSTR>;  // [j][tt][n / 4]: dB summed o
 
 // load_A / load_HS / store_HS ...: the RE channels of a group from a (..., E, stride) layout.
 {{STRIDED}}
+// x itself, hidden from the compiler (p.KB < 2^31, so the xor is with 0): Kahan's compensation (t - s) - y is 0 to
+// an optimiser that treats float adds as associative, and Mesa's does (measured: the compensation came out 0).
+fn opaque(x: VE) -> VE { return bitcast<VE>(bitcast<{{VU}}>(x) ^ {{VU}}(p.KB >> 31u)); }
+// Kahan summation of dA (over all T): the value s and its compensation c, which carries the lost low bits.
+fn kahan(s: ptr<function, VE>, c: ptr<function, VE>, y0: VE) {
+  let y = y0 - *c;
+  let t = opaque(*s + y);
+  *c = (t - *s) - y;
+  *s = t;
+}
 fn hdot(a: VE, b: VE) -> f32 { return {{HDOT}}; }
 
 @compute @workgroup_size(WG)
@@ -62,6 +73,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var A2: array<VE, NR>;
   var carry: array<VE, NR>;  // a_{t+1}·dh_{t+1}
   var dA: array<VE, NR>;
+  var dAc: array<VE, NR>;  // dA's Kahan compensation
   //@unroll_n
   if (live && s * NR + $nu < p.N) { A2[$n] = load_A((k * p.E + gj * RE) * p.N + s * NR + $nu, p.N) * LOG2E; }
   //@end
@@ -148,12 +160,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         var pbd = VE(0.0);
         var gs = VE(0.0);
         // Steps past T were staged as Δ = u = g = 0: dh = carry = 0 there.
+        // The A-terms take the carried a_{t+1}·dh_{t+1} (= dh_t - C_t·g_t), not dh_t: see the identity in
+        // lib/ops/selective_scan.ts (with dh_t, fast-decaying states cancelled most of their digits).
         //@unroll_n
         let dh$n = fma(g, VE(c$q.$c), carry[$n]);
-        let bdh$n = dh$n * b$q.$c;
-        pbd += bdh$n;
-        gs = fma(A2[$n], bdh$n, gs);
-        dA[$n] = fma(ncdu, bdh$n, dA[$n]);
+        pbd = fma(dh$n, VE(b$q.$c), pbd);
+        let bcarry$n = carry[$n] * b$q.$c;
+        gs = fma(A2[$n], bcarry$n, gs);
+        kahan(&dA[$n], &dAc[$n], ncdu * bcarry$n);
         db$q.$c = hdot(du, dh$n);
         carry[$n] = exp2(dl * A2[$n]) * dh$n;
         //@end
@@ -174,7 +188,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             //@unroll_n
             if (s * NR + $nu < p.N) {
               let r$n = carry[$n] * load_HS(((row * p.E + gj * RE) * p.NC + cp) * p.N + s * NR + $nu, p.NC * p.N);
-              dA[$n] = fma(wt, r$n, dA[$n]);
+              kahan(&dA[$n], &dAc[$n], wt * r$n);
               nb = fma(A2[$n], r$n, nb);
             }
             //@end
@@ -220,7 +234,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     //@unroll_n
     if (s * NR + $nu < p.N) {
       let o$n = (row * p.E + gj * RE) * p.N + s * NR + $nu;
-      store_DA(o$n, p.N, load_DA(o$n, p.N) + dA[$n]);
+      store_DA(o$n, p.N, load_DA(o$n, p.N) + (dA[$n] - dAc[$n]));
     }
     //@end
   }

@@ -1,11 +1,11 @@
 // Selective scan (Mamba 1), backward part 1 of 2: the forward-in-time sweep. It recomputes the states h_t from
 // h_{-1} = 0 (the forward saved nothing) and produces everything of the gradient that needs h_t but not dh_t:
-//   GF   = g_t·F_t, F_t = Σ_n A_n C_t[n] h_t[n]       (K, Bt, T, E)   for dΔ in the reverse sweep
+//   GF   = g_t·F_t, F_t = Σ_n A_n C_t[n] a_t h_{t-1}[n]  (K, Bt, T, E)  for dΔ in the reverse sweep
 //   DZ   = dout·(Σ_n C h + D u)·silu'(z)              (K, Bt, T, E)   (only with z)
 //   HS   = h at the end of chunk c, c < NC-1           (K, Bt, E, NC, N) for the chunk-boundary terms
 //   CTOT = Σ_{t in chunk c} Δ_t                        (K, Bt, NC, E)
 //   DCP  = partial dC over this workgroup's channels   (G, K, Bt, T, N)
-//   DA   = Σ_t cΔ_t·g_t·C_t[n]·h_t[n]                 (K, Bt, E, N)   (cΔ: Δ summed from the chunk start)
+//   DA   = Σ_t cΔ_t·g_t·C_t[n]·a_t·h_{t-1}[n]         (K, Bt, E, N)   (cΔ: Δ summed from the chunk start)
 //   DDP  = Σ_t g_t·u_t                                 (K, Bt, E)
 // with g = dout·silu(z) (or dout). The derivation is in lib/ops/selective_scan.ts. Layout, tiling, prefetching
 // and the repeat markers are as in selective_scan_fwd.wgsl.
@@ -47,6 +47,16 @@ var<workgroup> sDC: array<vec4<f32>, WC * PSTR>;  // [j][tt][n / 4]: dC summed o
 
 // load_A / load_HS / store_HS ...: the RE channels of a group from a (..., E, stride) layout.
 {{STRIDED}}
+// x itself, hidden from the compiler (p.KB < 2^31, so the xor is with 0): Kahan's compensation (t - s) - y is 0 to
+// an optimiser that treats float adds as associative, and Mesa's does (measured: the compensation came out 0).
+fn opaque(x: VE) -> VE { return bitcast<VE>(bitcast<{{VU}}>(x) ^ {{VU}}(p.KB >> 31u)); }
+// Kahan summation of dA (over all T): the value s and its compensation c, which carries the lost low bits.
+fn kahan(s: ptr<function, VE>, c: ptr<function, VE>, y0: VE) {
+  let y = y0 - *c;
+  let t = opaque(*s + y);
+  *c = (t - *s) - y;
+  *s = t;
+}
 fn hdot(a: VE, b: VE) -> f32 { return {{HDOT}}; }
 fn sigmoid_(x: VE) -> VE { return 1.0 / (1.0 + exp(-x)); }
 
@@ -65,6 +75,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var A2: array<VE, NR>;
   var h: array<VE, NR>;
   var dA: array<VE, NR>;
+  var dAc: array<VE, NR>;  // dA's Kahan compensation
   //@unroll_n
   if (live && s * NR + $nu < p.N) { A2[$n] = load_A((k * p.E + gj * RE) * p.N + s * NR + $nu, p.N) * LOG2E; }
   //@end
@@ -143,12 +154,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         //@end
         var y = VE(0.0);
         var f = VE(0.0);
+        // The A-terms take the decayed previous state a_t·h_{t-1} (= h_t - x_t), not h_t: see the identity in
+        // lib/ops/selective_scan.ts (with h_t, fast-decaying states cancelled most of their digits).
         //@unroll_n
-        h[$n] = fma(exp2(dl * A2[$n]), h[$n], du * b$q.$c);
-        let ch$n = h[$n] * c$q.$c;
-        if (HAS_Z) { y += ch$n; }
-        f = fma(A2[$n], ch$n, f);
-        dA[$n] = fma(cg, ch$n, dA[$n]);
+        let hp$n = exp2(dl * A2[$n]) * h[$n];
+        h[$n] = fma(du, VE(b$q.$c), hp$n);
+        let chp$n = hp$n * c$q.$c;
+        if (HAS_Z) { y = fma(h[$n], VE(c$q.$c), y); }
+        f = fma(A2[$n], chp$n, f);
+        kahan(&dA[$n], &dAc[$n], cg * chp$n);
         dc$q.$c = hdot(g, h[$n]);
         //@end
         //@unroll_q
@@ -203,7 +217,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
   if (live) {
     //@unroll_n
-    if (s * NR + $nu < p.N) { store_DA((row * p.E + gj * RE) * p.N + s * NR + $nu, p.N, dA[$n]); }
+    if (s * NR + $nu < p.N) { store_DA((row * p.E + gj * RE) * p.N + s * NR + $nu, p.N, dA[$n] - dAc[$n]); }
     //@end
   }
   // dD: the partial sums of the SN threads of channel group j, in a fixed order.

@@ -5,13 +5,36 @@
  * on a GPU also checks the configurations that the CPU tests skip (8×8 tiles compile for minutes on llvmpipe).
  *
  *   deno bench -A tests/matmul_bench.ts                     # table + Deno.bench
- *   MATMUL_TUNE=1 deno run -A tests/matmul_bench.ts         # also sweep every tile configuration
+ *   MATMUL_TUNE=1 deno run -A tests/matmul_bench.ts         # also sweep every tile configuration, and tune
+ *
+ * Tuning (MATMUL_TUNE=1): collects the products of one training step of the LMs that the LM step bench times
+ * (their exact shapes: activations × weights, weight gradients over every token, per-run weights), times every
+ * tile configuration on each, and writes the best per shape into kernels/matmul_tuning.json under this adapter's
+ * description (other adapters' entries are kept), which `matmul` then consults (`tilesFromTable`), falling back to
+ * the rule `chooseTiles`. Split-K stays chosen from each product's M, N, Kd (never the batch): tiles do not change
+ * results, split-K does. On a CPU adapter it tunes a tiny model over the 4×4 tiles only (a check of the mechanism).
  */
 import { H100, report, timeGpu } from "./bench_util.ts";
 import { maxRelError, randomInputs } from "./harness.ts";
 import { dispatch, flush, gpuInfo, initGpu, sync, trimPool } from "../lib/core/runtime.ts";
-import { matmul, type MatmulOptions, matmulRef, type MatmulTiles } from "../lib/ops/matmul.ts";
-import { empty, type Tensor, tensor, tidy } from "../lib/core/tensor.ts";
+import {
+  chooseTiles,
+  matmul,
+  type MatmulOptions,
+  matmulRef,
+  type MatmulShape,
+  matmulShapesOf,
+  type MatmulTiles,
+  type MatmulTuningEntry,
+  type MatmulTuningTable,
+} from "../lib/ops/matmul.ts";
+import { empty, keep, type Tensor, tensor, tidy } from "../lib/core/tensor.ts";
+import { readJson, writeJsonAtomic } from "../lib/core/fs.ts";
+import { valueAndGrad } from "../lib/ops/autodiff.ts";
+import { MAMBA2_DEFAULTS } from "../lib/nn/mamba2.ts";
+import { disposeTree } from "../lib/core/tensor.ts";
+import { initLM, type LMConfig, lmLoss, type LMParams } from "../lib/nn/lm.ts";
+import { key, randint } from "../lib/core/random.ts";
 
 await initGpu();
 const cpu = gpuInfo().isCpu;
@@ -26,6 +49,8 @@ const ALL_TILES: MatmulTiles[] = [
   { TM: 4, TN: 4, BK: 8 },
   { TM: 4, TN: 4, BK: 16 },
 ];
+/** The configurations a tuning run times: llvmpipe compiles the 8-wide tiles for minutes, so only 4×4 there. */
+const SWEPT_TILES = cpu ? ALL_TILES.filter((t) => t.TM === 4 && t.TN === 4) : ALL_TILES;
 const tileName = (t?: MatmulTiles) => (t ? `${t.TM}×${t.TN}×${t.BK}` : "auto");
 
 /** Random operands for op(A) (M, Kd) · op(B) (Kd, N), batched over `batch` (none when 0). */
@@ -168,11 +193,95 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   }]);
 
   const sweep = [];
-  for (const tiles of ALL_TILES) {
+  for (const tiles of SWEPT_TILES) {
     for (const n of sizes) sweep.push(await timeMatmul(`${n}³ tiles ${tileName(tiles)}`, n, n, n, { tiles }));
     sweep.push(await timeMatmul(`per-run tiles ${tileName(tiles)}`, BT, D, E, { tiles }, K));
   }
   report("matmul tile sweep", sweep);
+  await tuneLMShapes();
+}
+
+/** The products of one training step (forward + backward) of a Mamba 2 LM, deduplicated. */
+function lmStepShapes(K: number, B: number, T: number, cfg: LMConfig): MatmulShape[] {
+  const { params, consts } = initLM(Array.from({ length: K }, (_, k) => key(k)), cfg);
+  keep([params, consts]);
+  const n = K * B * T;
+  const ids = tensor(randint(key(99), n, 0, cfg.vocab), [K, B, T], "i32");
+  const targets = tensor(randint(key(98), n, 0, cfg.vocab), [K, B, T], "i32");
+  const mask = tensor(new Float32Array(n).fill(1), [K, B, T]);
+  const vg = valueAndGrad((p: LMParams) => lmLoss(p, consts, { inputs: ids, targets, mask }, cfg));
+  const shapes = matmulShapesOf(() => tidy(() => void vg(params)));
+  disposeTree([params, consts, ids, targets, mask]);
+  flush();
+  const seen = new Set<string>();
+  return shapes.filter((s) => {
+    const k = JSON.stringify(s);
+    return !seen.has(k) && seen.add(k);
+  });
+}
+
+/** Times every candidate tile configuration on the LM step's products and writes the tuning table. */
+async function tuneLMShapes() {
+  const mamba2 = (dModel: number, N: number, vocab: number): LMConfig => ({
+    vocab,
+    dModel,
+    normEps: 1e-5,
+    layers: [0, 1].map(() => ({ ...MAMBA2_DEFAULTS, dState: N, headDim: cpu ? 16 : 64 })),
+  });
+  // The LM step bench's models (tests/lm_step_bench.ts), and longer sequences of the fig7 model.
+  const models: [number, number, number, LMConfig][] = cpu ? [[1, 2, 16, mamba2(32, 16, 30)]] : [
+    [1, 64, 128, mamba2(1024, 128, 32)],
+    [4, 32, 220, mamba2(256, 64, 30)],
+    [4, 32, 220, mamba2(256, 256, 30)],
+    [4, 8, 1024, mamba2(256, 64, 30)],
+  ];
+  const shapes = new Map<string, MatmulShape>();
+  for (const [K, B, T, cfg] of models) {
+    for (const s of lmStepShapes(K, B, T, cfg)) shapes.set(JSON.stringify(s), s);
+  }
+  const candidates = SWEPT_TILES;
+  const entries: MatmulTuningEntry[] = [];
+  const rows = [];
+  for (const s of shapes.values()) {
+    const lead = [s.batch];
+    const [a, b] = operands(s.M, s.Kd, s.N, s, s.batch);
+    const flops = 2 * s.batch * s.M * s.N * s.Kd;
+    const time = async (tiles: MatmulTiles) => {
+      const spare = Array.from({ length: 8 }, () => empty([...lead, s.M, s.N]));
+      spare.forEach((t) => t.dispose());
+      flush();
+      // Submitted per product, as split-K scratch must return to the pool as in a training step.
+      return await timeGpu(() => {
+        matmul(a, b, { transA: s.transA, transB: s.transB, tiles }).dispose();
+        flush();
+      }, repsFor(flops / (cpu ? 1e9 : 10e12)));
+    };
+    const rule = chooseTiles(s);
+    const ruleSeconds = await time(rule);
+    let best = { tiles: rule, seconds: ruleSeconds };
+    for (const tiles of candidates) {
+      if (tileName(tiles) === tileName(rule)) continue;
+      const seconds = await time(tiles);
+      if (seconds < best.seconds) best = { tiles, seconds };
+    }
+    a.dispose();
+    b.dispose();
+    trimPool();
+    entries.push({ ...s, tiles: best.tiles, seconds: best.seconds, ruleSeconds });
+    const name = `${s.batch}×(${s.M}×${s.Kd}${s.transA ? "ᵀ" : ""})·(${s.Kd}×${s.N}${s.transB ? "ᵀ" : ""})`;
+    rows.push({ name: `${name}: rule ${tileName(rule)}`, seconds: ruleSeconds, flops });
+    rows.push({ name: `${name}: best ${tileName(best.tiles)}`, seconds: best.seconds, flops });
+  }
+  report(`matmul tuning at the LM step's products (${gpuInfo().description})`, rows);
+  const path = new URL("../kernels/matmul_tuning.json", import.meta.url).pathname;
+  const table = readJson<MatmulTuningTable>(path, { adapters: {} });
+  table.adapters[gpuInfo().description] = { measured: new Date().toISOString(), entries };
+  writeJsonAtomic(path, table);
+  const saved = entries.reduce((a, e) => a + e.ruleSeconds! - e.seconds!, 0);
+  console.log(
+    `wrote ${entries.length} entries for "${gpuInfo().description}" to ${path} (per step, the best tiles save ` +
+      `${(saved * 1e3).toFixed(3)} ms over the rule, counting each distinct product once)`,
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------------------

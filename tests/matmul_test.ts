@@ -1,7 +1,16 @@
 import assert from "node:assert/strict";
 import { maxRelError, noGpu, type OpCase, opTests, randomInputs } from "./harness.ts";
-import { matmul, matmulRef, type MatmulTiles, matmulVjpRef } from "../lib/ops/matmul.ts";
-import { tensor, tidy } from "../lib/core/tensor.ts";
+import {
+  matmul,
+  matmulRef,
+  matmulShapesOf,
+  type MatmulTiles,
+  type MatmulTuningEntry,
+  matmulVjpRef,
+  tilesFromTable,
+} from "../lib/ops/matmul.ts";
+import { readTensors, tensor, tidy } from "../lib/core/tensor.ts";
+import { vjp } from "../lib/ops/autodiff.ts";
 import { gpuInfo } from "../lib/core/runtime.ts";
 
 const cpu = noGpu || gpuInfo().isCpu;
@@ -137,5 +146,53 @@ Deno.test({
         /batch dimensions must be equal/,
       );
     });
+  },
+});
+
+Deno.test("matmul tuning table: exact shape first, else the nearest within a factor of 2, else none", () => {
+  const tiles = (TM: 4 | 8, TN: 4 | 8, BK: 8 | 16) => ({ TM, TN, BK });
+  const shape = { batch: 1, M: 8192, N: 2048, Kd: 1024, transA: false, transB: false };
+  const entries: MatmulTuningEntry[] = [
+    { ...shape, tiles: tiles(8, 8, 8) },
+    { ...shape, N: 3000, tiles: tiles(8, 4, 8) },
+    { ...shape, transB: true, tiles: tiles(4, 4, 16) },
+  ];
+  assert.deepEqual(tilesFromTable(entries, shape), tiles(8, 8, 8));
+  assert.deepEqual(tilesFromTable(entries, { ...shape, N: 2900 }), tiles(8, 4, 8));
+  // batch·M counts as one axis: 4 runs of 2048 rows are 8192 rows.
+  assert.deepEqual(tilesFromTable(entries, { ...shape, batch: 4, M: 2048 }), tiles(8, 8, 8));
+  assert.deepEqual(tilesFromTable(entries, { ...shape, transB: true, Kd: 700 }), tiles(4, 4, 16));
+  assert.equal(tilesFromTable(entries, { ...shape, Kd: 100 }), undefined);
+  assert.equal(tilesFromTable(entries, { ...shape, transA: true }), undefined);
+  assert.equal(tilesFromTable([], shape), undefined);
+});
+
+Deno.test({
+  name: "matmul: the tile never changes the bits (split-K parts do not depend on BK), and shapes are logged",
+  ignore: noGpu,
+  async fn() {
+    const [K, Kd, M, N] = [2, 300, 20, 12];
+    const [a, b] = randomInputs([{ shape: [K, Kd, M] }, { shape: [K, Kd, N] }]);
+    for (const splitK of [1, 3]) {
+      const outs = tidy(() =>
+        [{ TM: 4, TN: 4, BK: 8 } as const, { TM: 4, TN: 4, BK: 16 } as const].map((tiles) =>
+          matmul(tensor(a, [K, Kd, M]), tensor(b, [K, Kd, N]), { transA: true, tiles, splitK })
+        )
+      );
+      const [x, y] = await readTensors(outs);
+      outs.forEach((t) => t.dispose());
+      assert.deepEqual(x, y, `splitK ${splitK}: BK 8 and BK 16 differ`);
+    }
+    const ta = tensor(a, [K, Kd, M]), tb = tensor(b, [K, Kd, N]);
+    const shapes = matmulShapesOf(() => {
+      tidy(() => {
+        const { out, backward } = vjp(([p, q]) => matmul(p, q, { transA: true }), [ta, tb]);
+        backward(tensor(new Float32Array(out.size).fill(1), out.shape));
+      });
+    });
+    assert.deepEqual(shapes[0], { batch: K, M, N, Kd, transA: true, transB: false });
+    assert.equal(shapes.length, 3); // the forward and the two gradients
+    ta.dispose();
+    tb.dispose();
   },
 });

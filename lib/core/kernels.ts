@@ -28,7 +28,11 @@ export const KERNEL_FILES = [
   "attention_map.wgsl",
   "selective_scan_parts.wgsl",
   "ssd_scan_parts.wgsl",
+  "gated_norm.wgsl",
 ] as const;
+
+/** Data files next to the kernels (JSON), loaded with them: tuning tables measured per adapter. */
+export const KERNEL_DATA_FILES = ["matmul_tuning.json"] as const;
 
 /** A kernel file's name. */
 export type KernelFile = (typeof KERNEL_FILES)[number];
@@ -36,10 +40,10 @@ export type KernelFile = (typeof KERNEL_FILES)[number];
 const sources = new Map<string, string>();
 let loading: Promise<void> | null = null;
 
-/** Loads every kernel source (idempotent). */
+/** Loads every kernel source and data file (idempotent). */
 export function loadKernels(): Promise<void> {
   if (!loading) {
-    loading = Promise.all(KERNEL_FILES.map(async (file) => {
+    loading = Promise.all([...KERNEL_FILES, ...KERNEL_DATA_FILES].map(async (file) => {
       const url = new URL(`../../kernels/${file}`, import.meta.url);
       const res = await fetch(url);
       if (!res.ok) throw new Error(`could not load kernel ${url}: HTTP ${res.status}`);
@@ -53,6 +57,14 @@ function loaded(file: string): string {
   const src = sources.get(file);
   if (src === undefined) throw new Error(`kernel ${file} is not loaded: await initGpu() first`);
   return src;
+}
+
+/**
+ * A data file's parsed JSON (see `KERNEL_DATA_FILES`).
+ * @throws if the kernels are not loaded (call `initGpu()` first).
+ */
+export function kernelData(file: (typeof KERNEL_DATA_FILES)[number]): unknown {
+  return JSON.parse(loaded(file));
 }
 
 /**
@@ -81,6 +93,19 @@ function part(user: string, file: string, name: string, args: string): string {
  * @throws if the kernels are not loaded (call `initGpu()` first), or a part or placeholder value is missing.
  */
 export function kernelSource(file: KernelFile, subst: Record<string, string | number> = {}): string {
+  // Cached: ops build their kernel per call, and the substitution costs more than recording the dispatch; the
+  // same string object each time also lets the pipeline cache look it up without rehashing it.
+  let byFile = sourceCache.get(file);
+  if (!byFile) sourceCache.set(file, byFile = new Map());
+  const key = JSON.stringify(subst);
+  let code = byFile.get(key);
+  if (code === undefined) byFile.set(key, code = substitute(file, subst));
+  return code;
+}
+
+const sourceCache = new Map<string, Map<string, string>>();
+
+function substitute(file: KernelFile, subst: Record<string, string | number>): string {
   return loaded(file)
     .replace(
       /^[ \t]*\/\/@use (\S+) (\w+)(.*)\n/gm,

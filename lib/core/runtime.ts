@@ -10,6 +10,14 @@
  *   submit that uses them, so a later dispatch can never overwrite the parameters of an earlier one.
  * - A released buffer returns to the pool only after the work recorded so far is submitted, so a pooled buffer is
  *   never handed out while an unsubmitted command still refers to it.
+ *
+ * Per-dispatch CPU cost: creating a bind group is most of what recording a dispatch costs (~15 µs on llvmpipe, of
+ * ~20 µs in all), so bind groups are cached by pipeline layout and buffer identity, and the uniform is bound with a
+ * dynamic offset into the arena (one bind group serves every slot). A training step repeats the same dispatches
+ * on the same pooled buffers, so from its second step on nearly every bind group is a cache hit. A cached bind
+ * group refers to GPUBuffer objects, never to tensors: a pooled buffer handed to another tensor is still the same
+ * buffer, so the bind group stays right; a destroyed buffer (`trimPool`) takes its bind groups with it. Identical
+ * uniform contents within a chunk share one slot.
  * @module
  */
 import { loadKernels } from "./kernels.ts";
@@ -160,19 +168,38 @@ export interface Kernel {
   constants?: Record<string, number>;
 }
 
-const pipelineCache = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
+interface PipelineEntry {
+  pipeline: GPUComputePipeline;
+  layout: GPUBindGroupLayout;
+  /** A small integer naming the layout in bind group cache keys. */
+  layoutId: number;
+}
 
-function pipelineFor(kernel: Kernel) {
-  const key = `${kernel.entry ?? "main"}|${JSON.stringify(kernel.constants ?? {})}|${
+/**
+ * Pipelines by kernel code, then by entry point, constants and bindings. Two levels because the code is long:
+ * kernel sources come from `kernelSource`'s cache, the same string object each time, whose hash V8 keeps, so the
+ * lookup never rehashes or concatenates the source (that alone cost ~1 µs a dispatch).
+ */
+const pipelineCache = new Map<string, Map<string, PipelineEntry>>();
+let pipelineTotal = 0;
+
+function pipelineFor(kernel: Kernel): PipelineEntry {
+  let byRest = pipelineCache.get(kernel.code);
+  if (!byRest) pipelineCache.set(kernel.code, byRest = new Map());
+  const rest = `${kernel.entry ?? "main"}|${kernel.constants ? JSON.stringify(kernel.constants) : ""}|${
     kernel.bindings.join(",")
-  }|${kernel.code}`;
-  let hit = pipelineCache.get(key);
+  }`;
+  let hit = byRest.get(rest);
   if (hit) return hit;
   const dev = gpu();
   const layout = dev.createBindGroupLayout({
     label: kernel.name,
     entries: [
-      { binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: "uniform" } },
+      {
+        binding: 0,
+        visibility: GPUShaderStage.COMPUTE,
+        buffer: { type: "uniform", hasDynamicOffset: true },
+      },
       ...kernel.bindings.map((access, i) => ({
         binding: i + 1,
         visibility: GPUShaderStage.COMPUTE,
@@ -186,14 +213,14 @@ function pipelineFor(kernel: Kernel) {
     layout: dev.createPipelineLayout({ bindGroupLayouts: [layout] }),
     compute: { module, entryPoint: kernel.entry ?? "main", constants: kernel.constants },
   });
-  hit = { pipeline, layout };
-  pipelineCache.set(key, hit);
+  hit = { pipeline, layout, layoutId: ++pipelineTotal };
+  byRest.set(rest, hit);
   return hit;
 }
 
 /** Number of distinct pipelines compiled so far (for tests of the cache). */
 export function pipelineCount(): number {
-  return pipelineCache.size;
+  return pipelineTotal;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -224,7 +251,9 @@ export function acquireBuffer(bytes: number): GPUBuffer {
   }
   const max = gpu().limits.maxBufferSize;
   if (size > max) throw new RangeError(`buffer of ${bytes} bytes exceeds the device's maxBufferSize ${max}`);
-  return gpu().createBuffer({ size, usage: BUFFER_USAGE });
+  const buffer = gpu().createBuffer({ size, usage: BUFFER_USAGE });
+  bufferId(buffer); // ids in creation order: the pool hands out the oldest free buffer first
+  return buffer;
 }
 
 /** Returns a buffer to the pool; it becomes reusable once the work recorded so far is submitted. */
@@ -246,7 +275,12 @@ export function pooledGpuBytes(): number {
 /** Destroys every pooled buffer (frees device memory; live tensors are untouched). */
 export function trimPool(): void {
   flush();
-  for (const list of freeBuffers.values()) for (const b of list) b.destroy();
+  for (const list of freeBuffers.values()) {
+    for (const b of list) {
+      forgetBindGroups(b);
+      b.destroy();
+    }
+  }
   freeBuffers.clear();
   pooledBytes = 0;
 }
@@ -256,6 +290,8 @@ export function trimPool(): void {
 
 const UNIFORM_SLOT = 256; // minUniformBufferOffsetAlignment is at most 256
 const SLOTS_PER_CHUNK = 512;
+/** Dispatches per submit at most (slots can repeat, so a chunk may hold more dispatches than slots). */
+const DISPATCHES_PER_CHUNK = 1024;
 let encoder: GPUCommandEncoder | null = null;
 let pass: GPUComputePassEncoder | null = null;
 let uniformArena: GPUBuffer | null = null;
@@ -263,9 +299,106 @@ const uniformCpu = new ArrayBuffer(UNIFORM_SLOT * SLOTS_PER_CHUNK);
 const uniformU32 = new Uint32Array(uniformCpu);
 const uniformF32 = new Float32Array(uniformCpu);
 const uniformI32 = new Int32Array(uniformCpu);
+/** Slots of this chunk by a hash of their words (and length), for reuse of identical uniform contents. */
+const slotsByHash = new Map<number, number[]>();
+/** Words written in each slot of this chunk. */
+const slotWords = new Uint8Array(SLOTS_PER_CHUNK);
 let slotsUsed = 0;
+let chunkDispatches = 0;
 let dispatchCount = 0;
 let submitCount = 0;
+let uniformSlotCount = 0;
+/** The dynamic offset of binding 0, passed as a typed array (an array costs ~1 µs more per call in Deno). */
+const dynamicOffset = new Uint32Array(1);
+
+// Bind groups by layout and buffer identity; see the module comment.
+const bufferIds = new WeakMap<GPUBuffer, number>();
+let nextBufferId = 1;
+const bindGroupCache = new Map<string, GPUBindGroup>();
+/** Cache keys that name each buffer, for forgetting them when the buffer is destroyed. */
+const keysByBuffer = new Map<number, string[]>();
+/** Bound on cached bind groups (a step needs a few hundred); past it the cache starts over. */
+const MAX_BIND_GROUPS = 16384;
+let bindGroupsCreated = 0;
+
+function bufferId(buffer: GPUBuffer): number {
+  let id = bufferIds.get(buffer);
+  if (id === undefined) bufferIds.set(buffer, id = nextBufferId++);
+  return id;
+}
+
+/** Drops the cached bind groups that refer to `buffer` (called before it is destroyed). */
+function forgetBindGroups(buffer: GPUBuffer): void {
+  const id = bufferIds.get(buffer);
+  if (id === undefined) return;
+  const keys = keysByBuffer.get(id);
+  if (keys) { for (const k of keys) bindGroupCache.delete(k); }
+  keysByBuffer.delete(id);
+  bufferIds.delete(buffer);
+}
+
+function bindGroupFor(entry: PipelineEntry, arena: GPUBuffer, buffers: readonly GPUBuffer[]): GPUBindGroup {
+  let key = String(entry.layoutId);
+  for (let i = 0; i < buffers.length; i++) key += "," + bufferId(buffers[i]);
+  let group = bindGroupCache.get(key);
+  if (group) return group;
+  if (bindGroupCache.size >= MAX_BIND_GROUPS) {
+    bindGroupCache.clear();
+    keysByBuffer.clear();
+  }
+  group = gpu().createBindGroup({
+    layout: entry.layout,
+    entries: [
+      { binding: 0, resource: { buffer: arena, offset: 0, size: UNIFORM_SLOT } },
+      ...buffers.map((buffer, i) => ({ binding: i + 1, resource: { buffer } })),
+    ],
+  });
+  bindGroupsCreated++;
+  bindGroupCache.set(key, group);
+  for (const b of new Set(buffers)) {
+    const id = bufferId(b);
+    let keys = keysByBuffer.get(id);
+    if (!keys) keysByBuffer.set(id, keys = []);
+    keys.push(key);
+  }
+  return group;
+}
+
+/**
+ * Writes `uniforms` into the next free slot and returns the slot to bind: an earlier slot of this chunk with the
+ * same words when there is one (the free slot is then left free), else the new one.
+ */
+function uniformSlot(uniforms: readonly Uniform[]): number {
+  const slot = slotsUsed;
+  const base = (slot * UNIFORM_SLOT) / 4;
+  let hash = uniforms.length;
+  for (let i = 0; i < uniforms.length; i++) {
+    const u = uniforms[i];
+    if (typeof u === "number") uniformU32[base + i] = u;
+    else if ("f32" in u) uniformF32[base + i] = u.f32;
+    else uniformI32[base + i] = u.i32;
+    hash = (Math.imul(hash, 0x01000193) ^ uniformU32[base + i]) | 0;
+  }
+  const same = slotsByHash.get(hash);
+  if (same) {
+    for (const s of same) {
+      if (slotWords[s] !== uniforms.length) continue;
+      const sBase = (s * UNIFORM_SLOT) / 4;
+      let equal = true;
+      for (let i = 0; i < uniforms.length && equal; i++) {
+        equal = uniformU32[sBase + i] === uniformU32[base + i];
+      }
+      if (equal) return s;
+    }
+    same.push(slot);
+  } else {
+    slotsByHash.set(hash, [slot]);
+  }
+  slotWords[slot] = uniforms.length;
+  slotsUsed++;
+  uniformSlotCount++;
+  return slot;
+}
 
 /** A uniform value: a plain number is written as u32 (must be a non-negative integer); wrap floats with `f32`. */
 export type Uniform = number | { f32: number } | { i32: number };
@@ -312,32 +445,22 @@ export function dispatch(
       `kernel ${kernel.name}: workgroup grid ${x}×${y}×${z} exceeds ${maxGroups} per dimension`,
     );
   }
-  if (slotsUsed === SLOTS_PER_CHUNK) flush();
-  const { pipeline, layout } = pipelineFor(kernel);
+  // (profiled chunks are bounded by the query set: two timestamps a dispatch)
+  if (
+    slotsUsed === SLOTS_PER_CHUNK || chunkDispatches === (profiler ? SLOTS_PER_CHUNK : DISPATCHES_PER_CHUNK)
+  ) {
+    flush();
+  }
+  const entry = pipelineFor(kernel);
   if (!uniformArena) {
     uniformArena = gpu().createBuffer({
       size: UNIFORM_SLOT * SLOTS_PER_CHUNK,
       usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
     });
   }
-  const base = (slotsUsed * UNIFORM_SLOT) / 4;
-  for (let i = 0; i < uniforms.length; i++) {
-    const u = uniforms[i];
-    if (typeof u === "number") uniformU32[base + i] = u;
-    else if ("f32" in u) uniformF32[base + i] = u.f32;
-    else uniformI32[base + i] = u.i32;
-  }
-  const bindGroup = gpu().createBindGroup({
-    layout,
-    entries: [
-      {
-        binding: 0,
-        resource: { buffer: uniformArena, offset: slotsUsed * UNIFORM_SLOT, size: UNIFORM_SLOT },
-      },
-      ...buffers.map((buffer, i) => ({ binding: i + 1, resource: { buffer } })),
-    ],
-  });
-  slotsUsed++;
+  const slot = uniformSlot(uniforms);
+  const bindGroup = bindGroupFor(entry, uniformArena, buffers);
+  chunkDispatches++;
   if (profiler) {
     // Profiling: each dispatch in its own pass, timestamped at its start and end.
     closePass();
@@ -353,8 +476,9 @@ export function dispatch(
     });
   }
   const p = openPass();
-  p.setPipeline(pipeline);
-  p.setBindGroup(0, bindGroup);
+  p.setPipeline(entry.pipeline);
+  dynamicOffset[0] = slot * UNIFORM_SLOT;
+  p.setBindGroup(0, bindGroup, dynamicOffset, 0, 1);
   p.dispatchWorkgroups(x, y, z);
   if (profiler) closePass();
   dispatchCount++;
@@ -394,13 +518,21 @@ export function flush(): void {
     }
     encoder = null;
     slotsUsed = 0;
+    chunkDispatches = 0;
+    slotsByHash.clear();
   }
+  // Each free list is kept sorted with the oldest buffer (lowest id) last, where `acquireBuffer` pops: whichever
+  // order a step frees its tensors in, the next identical step then gets the same buffers in the same order, and
+  // its bind groups come from the cache.
+  const touched = new Set<GPUBuffer[]>();
   for (const b of releasedSinceSubmit) {
     let list = freeBuffers.get(b.size);
     if (!list) freeBuffers.set(b.size, list = []);
     list.push(b);
+    touched.add(list);
     pooledBytes += b.size;
   }
+  for (const list of touched) list.sort((x, y) => bufferId(y) - bufferId(x));
   releasedSinceSubmit = [];
 }
 
@@ -519,8 +651,31 @@ export async function profileKernels(record: () => void | Promise<void>): Promis
 }
 
 /** Counters for tests and profiles. */
-export function runtimeStats(): { dispatches: number; submits: number; pipelines: number } {
-  return { dispatches: dispatchCount, submits: submitCount, pipelines: pipelineCache.size };
+export interface RuntimeStats {
+  /** Dispatches recorded. */
+  dispatches: number;
+  /** Queue submits. */
+  submits: number;
+  /** Distinct pipelines compiled. */
+  pipelines: number;
+  /** Bind groups created (cache misses). */
+  bindGroupsCreated: number;
+  /** Bind groups in the cache now. */
+  bindGroupsCached: number;
+  /** Uniform slots written (dispatches whose uniforms repeated an earlier slot of their chunk take none). */
+  uniformSlots: number;
+}
+
+/** Counters for tests and profiles (cumulative since the process started, except `bindGroupsCached`). */
+export function runtimeStats(): RuntimeStats {
+  return {
+    dispatches: dispatchCount,
+    submits: submitCount,
+    pipelines: pipelineTotal,
+    bindGroupsCreated,
+    bindGroupsCached: bindGroupCache.size,
+    uniformSlots: uniformSlotCount,
+  };
 }
 
 let syncSource: GPUBuffer | null = null;

@@ -29,6 +29,7 @@ export type Primitive =
   | "ssdScan"
   // normalisation (lib/ops/norm.ts)
   | "rmsNorm"
+  | "gatedRmsNorm"
   | "layerNorm"
   // depthwise causal conv (lib/ops/conv1d.ts)
   | "conv1d"

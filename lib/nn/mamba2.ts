@@ -22,11 +22,11 @@ import {
   upload,
 } from "./init.ts";
 import { type Key, uniform } from "../core/random.ts";
-import { full, type Tensor, tensor } from "../core/tensor.ts";
+import { type Tensor, tensor } from "../core/tensor.ts";
 import { add, exp, mul, neg, silu, softplus } from "../ops/elementwise.ts";
 import { matmul } from "../ops/matmul.ts";
 import { causalConv1d } from "../ops/conv1d.ts";
-import { rmsNorm } from "../ops/norm.ts";
+import { gatedRmsNorm } from "../ops/gated_norm.ts";
 import { ssdScan } from "../ops/ssd_scan.ts";
 
 /** Static configuration of a Mamba 2 mixer (mamba_ssm's defaults). */
@@ -245,15 +245,10 @@ export function applyMamba2(p: Mamba2Params, c: Mamba2Consts, x: Tensor, cfg: Ma
   const { E } = mamba2Dims(cfg, Dm);
   const s = mamba2ScanInputs(p, c, x, cfg);
   const y = ssdScan({ x: s.x, dt: s.dt, A: s.A, B: s.B, C: s.C, D: p.D }).reshape([K, B * T, E]);
-  // Gated RMSNorm: y ⊙ silu(z), then the norm (mamba_ssm's norm_before_gate=False). With gatedNorm "group" (the
-  // default) over each group of E/G channels as mamba_ssm's RMSNormGated(group_size = E / G): with G > 1 the rows
-  // are the groups, normalised with a unit weight, and the per-channel weight is applied after. With "all" over all
-  // E channels, as transformers' MambaRMSNormGated.
-  const yz = mul(y, silu(s.z));
-  const G = (cfg.gatedNorm ?? "group") === "all" ? 1 : cfg.nGroups;
-  const gated = G === 1 ? rmsNorm(yz, p.normWeight, cfg.normEps) : mul(
-    rmsNorm(yz.reshape([K, B * T * G, E / G]), full([K, E / G], 1), cfg.normEps).reshape([K, B * T, E]),
-    p.normWeight.reshape([K, 1, E]),
-  );
+  // Gated RMSNorm: y ⊙ silu(z), then the norm (mamba_ssm's norm_before_gate=False), fused into one kernel
+  // (lib/ops/gated_norm.ts). With gatedNorm "group" (the default) over each group of E/G channels as mamba_ssm's
+  // RMSNormGated(group_size = E / G); with "all" over all E channels, as transformers' MambaRMSNormGated.
+  const groups = (cfg.gatedNorm ?? "group") === "all" ? 1 : cfg.nGroups;
+  const gated = gatedRmsNorm(y, s.z, p.normWeight, { groups, eps: cfg.normEps });
   return matmul(gated, p.outProj).reshape([K, B, T, Dm]);
 }

@@ -6,7 +6,7 @@
  * The main use is per-run weights: x (K, B·T, D) @ W (K, D, E) → (K, B·T, E), one batch entry per run.
  * @module
  */
-import { kernelSource } from "../core/kernels.ts";
+import { kernelData, kernelSource } from "../core/kernels.ts";
 import { dispatch, gpu, gpuInfo, type Kernel } from "../core/runtime.ts";
 import { record, type VjpRule } from "../core/tape.ts";
 import { empty, type Shape, sizeOf, type Tensor } from "../core/tensor.ts";
@@ -17,7 +17,10 @@ import { expectF32, sameShape } from "./util.ts";
 export interface MatmulOptions {
   transA?: boolean;
   transB?: boolean;
-  /** Tile configuration (for tuning and tests); chosen from the problem size when absent. */
+  /**
+   * Tile configuration (for tuning and tests); when absent, from this adapter's tuning table
+   * (kernels/matmul_tuning.json, `tilesFromTable`) or else the rule `chooseTiles`.
+   */
   tiles?: MatmulTiles;
   /**
    * Split-K parts of the forward product (for tuning and tests; 1 turns it off); chosen from the problem size
@@ -78,11 +81,12 @@ function matmulDims(
 }
 
 /**
+ * The rule when the tuning table has no entry near the shape (kernels/matmul_tuning.json, per adapter).
  * Fits the tile to the work: 128×128 tiles (the fastest on the H100 at 2048³ and on the per-run shape, measured by
  * tests/matmul_bench.ts with MATMUL_TUNE=1) only when there are enough of them to give the 132 SMs ~2 each;
  * smaller tiles otherwise. BK = 16 measured no better than 8.
  */
-function chooseTiles({ batch, M, N }: Dims): MatmulTiles {
+export function chooseTiles({ batch, M, N }: { batch: number; M: number; N: number }): MatmulTiles {
   const groups = (bm: number, bn: number) => batch * Math.ceil(M / bm) * Math.ceil(N / bn);
   const wide = groups(128, 128) >= 256;
   const BK = 8;
@@ -90,6 +94,102 @@ function chooseTiles({ batch, M, N }: Dims): MatmulTiles {
   if (groups(128, 64) >= 256) return { TM: 8, TN: 4, BK };
   if (groups(64, 128) >= 256) return { TM: 4, TN: 8, BK };
   return { TM: 4, TN: 4, BK };
+}
+
+/** One product's shape and transposes, as a tuning table keys it. */
+export interface MatmulShape {
+  batch: number;
+  M: number;
+  N: number;
+  Kd: number;
+  transA: boolean;
+  transB: boolean;
+}
+
+/** A measured best tile configuration for one shape (kernels/matmul_tuning.json). */
+export interface MatmulTuningEntry extends MatmulShape {
+  tiles: MatmulTiles;
+  /** Seconds it took, and what the rule (`chooseTiles`) took, when measured. */
+  seconds?: number;
+  ruleSeconds?: number;
+}
+
+/** The tuning table: measured entries per adapter description (`gpuInfo().description`). */
+export interface MatmulTuningTable {
+  adapters: Record<string, { measured: string; entries: MatmulTuningEntry[] }>;
+}
+
+/**
+ * The tiles for a shape from a tuning table's entries: the entry of the same shape if there is one, else the
+ * nearest measured shape with the same transposes whose batch·M, N and Kd are each within a factor of 2 (distance
+ * in log2 of the three), else undefined (the caller falls back to `chooseTiles`). Tiles never change results:
+ * every output is summed over Kd in the same order whatever the tile (kernels/matmul.wgsl), so this may look at
+ * the batch; only split-K changes the order, and it is chosen from M, N, Kd alone (`chooseSplitK`).
+ */
+export function tilesFromTable(
+  entries: readonly MatmulTuningEntry[],
+  s: MatmulShape,
+): MatmulTiles | undefined {
+  let best: MatmulTuningEntry | undefined, bestDistance = Infinity;
+  for (const e of entries) {
+    if (e.transA !== s.transA || e.transB !== s.transB) continue;
+    const d = [
+      Math.log2((e.batch * e.M) / (s.batch * s.M)),
+      Math.log2(e.N / s.N),
+      Math.log2(e.Kd / s.Kd),
+    ];
+    if (d.some((x) => Math.abs(x) > 1)) continue;
+    const distance = d.reduce((a, x) => a + x * x, 0);
+    if (distance < bestDistance) [best, bestDistance] = [e, distance];
+  }
+  return best?.tiles;
+}
+
+/** This adapter's measured entries (empty when the table has none for it). */
+function tuningEntries(): readonly MatmulTuningEntry[] {
+  if (adapterEntries === null) {
+    const table = kernelData("matmul_tuning.json") as MatmulTuningTable;
+    adapterEntries = table.adapters[gpuInfo().description]?.entries ?? [];
+    for (const e of adapterEntries) {
+      const { TM, TN, BK } = e.tiles ?? {};
+      if (![4, 8].includes(TM) || ![4, 8].includes(TN) || ![8, 16].includes(BK)) {
+        throw new Error(
+          `kernels/matmul_tuning.json: bad tiles ${JSON.stringify(e.tiles)} for ${gpuInfo().description}; ` +
+            "rerun MATMUL_TUNE=1 deno run -A tests/matmul_bench.ts or remove the entry",
+        );
+      }
+    }
+  }
+  return adapterEntries;
+}
+let adapterEntries: readonly MatmulTuningEntry[] | null = null;
+
+let shapeLog: MatmulShape[] | null = null;
+
+/**
+ * Runs `record` and returns the shape of every product it recorded (forward and gradients, in order): what a
+ * tuning run measures (tests/matmul_bench.ts with MATMUL_TUNE=1 collects a training step's products this way).
+ * @example
+ * ```ts
+ * import { initGpu } from "../core/runtime.ts";
+ * import { tensor } from "../core/tensor.ts";
+ * import { matmul, matmulShapesOf } from "./matmul.ts";
+ * await initGpu();
+ * const a = tensor([1, 2, 3, 4], [2, 2]);
+ * console.log(matmulShapesOf(() => matmul(a, a).dispose())); // [{ batch: 1, M: 2, N: 2, Kd: 2, ... }]
+ * ```
+ */
+export function matmulShapesOf(record: () => void): MatmulShape[] {
+  const outer = shapeLog;
+  const log: MatmulShape[] = [];
+  shapeLog = log;
+  try {
+    record();
+  } finally {
+    shapeLog = outer;
+  }
+  outer?.push(...log);
+  return log;
 }
 
 /** Streaming multiprocessors of the H100 (WebGPU does not report the GPU's size). */
@@ -163,15 +263,18 @@ function matmulInto(
 ): void {
   const { batch, M, N, Kd } = d;
   if (batch === 0 || M === 0 || N === 0) return;
-  const t = tiles ?? chooseTiles(d);
-  // Split-K parts: kChunk a multiple of BK (the kernel's K-steps must not cross into the next part).
-  const BK = t.BK;
+  shapeLog?.push({ batch, M, N, Kd, transA, transB });
+  let t = tiles ?? tilesFromTable(tuningEntries(), { batch, M, N, Kd, transA, transB }) ?? chooseTiles(d);
+  // Split-K parts: kChunk a multiple of 8, whatever the tile's BK, so that the parts (and with them the rounding)
+  // do not depend on the tile, which may be chosen with the batch; the kernel's K-steps must not cross into the
+  // next part, so a BK of 16 that does not divide kChunk drops to 8.
   const wanted = splitK ?? chooseSplitK(d);
   if (!Number.isInteger(wanted) || wanted < 1) {
     throw new RangeError(`matmul: splitK must be a positive integer, got ${wanted}`);
   }
-  const kChunk = Kd === 0 ? 1 : Math.ceil(Kd / wanted / BK) * BK;
+  const kChunk = Kd === 0 ? 1 : Math.ceil(Kd / wanted / 8) * 8;
   const parts = Kd === 0 ? 1 : Math.ceil(Kd / kChunk);
+  if (parts > 1 && kChunk % t.BK !== 0) t = { ...t, BK: 8 };
   const target = parts > 1 ? empty([batch, parts, M, N]) : out;
   // vec4 loads need each group of 4 along the contiguous axis to start at a multiple of 4 (the row length, and
   // with it every batch offset, is then a multiple of 4).

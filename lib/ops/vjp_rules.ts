@@ -7,6 +7,7 @@ import { maxVjp, sumVjp } from "./reduce.ts";
 import { selectiveScanVjp } from "./selective_scan.ts";
 import { ssdScanVjp } from "./ssd_scan.ts";
 import { layerNormVjp, rmsNormVjp } from "./norm.ts";
+import { gatedRmsNormVjp } from "./gated_norm.ts";
 import { causalConv1dVjp } from "./conv1d.ts";
 import { embeddingVjp } from "./embedding.ts";
 import { softmaxVjp } from "./softmax.ts";
@@ -29,6 +30,7 @@ export const VJP_RULES: { readonly [P in Primitive]: VjpRule<any> } = {
   selectiveScan: selectiveScanVjp,
   ssdScan: ssdScanVjp,
   rmsNorm: rmsNormVjp,
+  gatedRmsNorm: gatedRmsNormVjp,
   layerNorm: layerNormVjp,
   conv1d: causalConv1dVjp,
   matmul: matmulVjp,

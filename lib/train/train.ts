@@ -13,6 +13,7 @@ import { initLM, type LMConfig, type LMConsts, lmLoss, type LMParams } from "../
 import { adamwInit, type AdamWState, adamwStep, disposeAdamW, lrSchedule } from "./optim.ts";
 import { foldIn, type Key, key, split } from "../core/random.ts";
 import { disposeTree, keep, readTensors, type Tensor, tensor, tidy } from "../core/tensor.ts";
+import { flush } from "../core/runtime.ts";
 
 /** One run: its seed, peak learning rate, weight decay, and mimetic components per layer. */
 export interface TrainRun {
@@ -267,6 +268,10 @@ export async function trainLM(
       });
       return log ? (aux as Tensor) : null;
     });
+    // Submit the step as a whole: the GPU starts on it while the CPU records the next, and its freed buffers
+    // return to the pool at the same point of every step, so the next step gets the same buffers (and reuses its
+    // bind groups; lib/core/runtime.ts).
+    flush();
     step = s;
     if (perRun) {
       const [loss, gn] = await readTensors([perRun, opt.gradNorm]);
