@@ -5,7 +5,8 @@
  *
  *   deno run -A slurm/same_runs.ts DIR_A DIR_B [--ignore train_seconds,eval_seconds,...]
  *
- * Default ignored columns: any named `*_seconds`, `*seconds`, `worker*` or `*_worker*`. Prints the differences
+ * Ignored always: columns whose name ends in `seconds` (train_seconds, eval_seconds), starts with `worker` or
+ * contains `_worker`. Prints the differences
  * (at most 20) and exits 1 when there are any; exits 2 on bad input (a folder without runs.csv).
  */
 import { join } from "node:path";
