@@ -6,14 +6,14 @@
  *   deno run -A slurm/same_runs.ts DIR_A DIR_B [--ignore train_seconds,eval_seconds,...]
  *
  * Ignored always: columns whose name ends in `seconds` (train_seconds, eval_seconds), starts with `worker` or
- * contains `_worker`. Prints the differences
- * (at most 20) and exits 1 when there are any; exits 2 on bad input (a folder without runs.csv).
+ * contains `_worker`. Prints the differences (at most 20) and exits 1 when there are any; exits 2 on bad input
+ * (a folder without runs.csv).
  */
 import { join } from "node:path";
 import { helpText, parseFlags, readCsv, runMain, UsageError } from "../mod.ts";
 
 const FLAGS = {
-  ignore: { type: "strings", help: "Columns to ignore (besides the default timing and worker columns)." },
+  ignore: { type: "strings", help: "More columns to ignore (besides the timing and worker columns)." },
 } as const;
 
 const IGNORED_BY_DEFAULT = /(seconds$|^worker|_worker)/;
