@@ -564,3 +564,60 @@ Deno.test({
     assert.throws(() => layerAttentionMap(params, consts, cfg, 2, ids), /layer must be in \[0, 2\)/);
   },
 });
+
+Deno.test({
+  name:
+    "attention layers' maps: head-averaged softmax weights and masked linear scores match a float64 reference",
+  ignore: noGpu,
+  async fn() {
+    const { initAttention, attentionWeights, ATTENTION_DEFAULTS } = await import("../lib/nn/attention.ts");
+    const [K, B, T, D, H, P] = [2, 3, 9, 8, 2, 4];
+    for (const variant of ["softmax", "linear"] as const) {
+      const cfg = { ...ATTENTION_DEFAULTS, variant, heads: H, headDim: P };
+      const keys = split(key(variant === "softmax" ? 11 : 12), K);
+      const p = initAttention(keys, "att", cfg, D, 1);
+      const xs = normal(key(13), K * B * T * D);
+      const x = tensor(Float32Array.from(xs), [K, B, T, D]);
+      const b = 2;
+      const got = attentionWeights(p, x, cfg, b);
+      const [map, mask] = await readTensors([got.map, got.mask]);
+      const w = await readTensors(p.heads.flatMap((h) => [h.wq, h.wk]));
+      const want = new Float64Array(K * T * T);
+      for (let k = 0; k < K; k++) {
+        for (let h = 0; h < H; h++) {
+          const [wq, wk] = [w[2 * h], w[2 * h + 1]];
+          const proj = (wm: ArrayLike<number>, t: number) =>
+            Array.from({ length: P }, (_, j) => {
+              let s = 0;
+              for (let d = 0; d < D; d++) s += xs[((k * B + b) * T + t) * D + d] * wm[(k * D + d) * P + j];
+              return s;
+            });
+          for (let i = 0; i < T; i++) {
+            const q = proj(wq, i);
+            const sc = Array.from(
+              { length: i + 1 },
+              (_, j) => q.reduce((s, qv, c) => s + qv * proj(wk, j)[c], 0),
+            );
+            if (variant === "softmax") {
+              const m = Math.max(...sc.map((v) => v / Math.sqrt(P)));
+              const e = sc.map((v) => Math.exp(v / Math.sqrt(P) - m));
+              const z = e.reduce((a, c) => a + c, 0);
+              e.forEach((v, j) => (want[(k * T + i) * T + j] += v / z / H));
+            } else {
+              sc.forEach((v, j) => (want[(k * T + i) * T + j] += v / H));
+            }
+          }
+        }
+      }
+      const err = maxRelError(map, want);
+      console.log(
+        `${variant} attention map K ${K} B ${B} T ${T} H ${H}, row ${b}: max rel error ${
+          err.toExponential(2)
+        }`,
+      );
+      assert.ok(err < 1e-5, `${variant}: ${err}`);
+      for (let i = 0; i < T; i++) for (let j = 0; j < T; j++) assert.equal(mask[i * T + j], j <= i ? 1 : 0);
+      disposeTree([p, x, got]);
+    }
+  },
+});

@@ -12,7 +12,9 @@
  */
 import { drawParam, torchDefault, upload } from "./init.ts";
 import type { Key } from "../core/random.ts";
-import { type Tensor, tensor } from "../core/tensor.ts";
+import { copyBuffer } from "../core/runtime.ts";
+import { empty, type Tensor, tensor, tidy } from "../core/tensor.ts";
+import type { AttentionMap } from "../ops/attention_map.ts";
 import { add, mul, scale } from "../ops/elementwise.ts";
 import { matmul } from "../ops/matmul.ts";
 import { softmax } from "../ops/softmax.ts";
@@ -125,4 +127,48 @@ export function applyAttention(p: AttentionParams, x: Tensor, cfg: AttentionConf
     out = out ? add(out, y) : y;
   }
   return out!.reshape([K, B, T, D]);
+}
+
+/**
+ * The attention weights of an attention mixer for input x (K, B, T, D), averaged over heads, for batch row
+ * `batchIndex`: (K, T, T), row i = query i. Softmax attention gives its softmax weights; linear attention its
+ * causally masked scores q_i·k_j (what multiplies v_j, the analogue of a Mamba layer's Eq. 8 map). The mask is
+ * the causal mask (1 on and below the diagonal): an attention layer's receptive field is the whole past.
+ */
+export function attentionWeights(
+  p: AttentionParams,
+  x: Tensor,
+  cfg: AttentionConfig,
+  batchIndex = 0,
+): AttentionMap {
+  validateAttention(cfg);
+  const [K, B, T, D] = x.shape;
+  if (!Number.isInteger(batchIndex) || batchIndex < 0 || batchIndex >= B) {
+    throw new RangeError(`attentionWeights: batchIndex must be in [0, ${B}), got ${batchIndex}`);
+  }
+  const P = cfg.headDim;
+  const all = tidy(() => {
+    const xf = x.reshape([K, B * T, D]);
+    const mask = causalMask(T, cfg.variant === "softmax");
+    let sum: Tensor | null = null;
+    for (const head of p.heads) {
+      const proj = (w: Tensor) => matmul(xf, w).reshape([K * B, T, P]);
+      const scores = matmul(proj(head.wq), proj(head.wk), { transB: true });
+      const w = cfg.variant === "softmax"
+        ? softmax(add(scale(scores, 1 / Math.sqrt(P)), mask))
+        : mul(scores, mask);
+      sum = sum ? add(sum, w) : w;
+    }
+    return scale(sum!, 1 / p.heads.length); // (K·B, T, T)
+  });
+  const map = empty([K, T, T]);
+  for (let k = 0; k < K; k++) {
+    copyBuffer(all.buffer, map.buffer, 4 * T * T, 4 * (k * B + batchIndex) * T * T, 4 * k * T * T);
+  }
+  all.dispose();
+  const causal = new Float32Array(K * T * T);
+  for (let k = 0; k < K; k++) {
+    for (let i = 0; i < T; i++) for (let j = 0; j <= i; j++) causal[(k * T + i) * T + j] = 1;
+  }
+  return { map, mask: tensor(causal, [K, T, T]) };
 }

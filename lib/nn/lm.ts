@@ -180,7 +180,7 @@ export function layerAttentionMap(
   const mixer = mixerOf(mc);
   if (!mixer.attentionMap) {
     throw new RangeError(
-      `layerAttentionMap: layer ${layer} is a ${mc.kind} layer; maps are for the Mamba mixers`,
+      `layerAttentionMap: layer ${layer} is a ${mc.kind} layer, which has no attention map`,
     );
   }
   const x = rmsNorm(applyBlocks(params, consts, ids, cfg, layer), params.layers[layer].norm, cfg.normEps);

@@ -13,6 +13,7 @@ import {
   applyAttention,
   type AttentionConfig,
   type AttentionParams,
+  attentionWeights,
   initAttention,
   validateAttention,
 } from "./attention.ts";
@@ -58,7 +59,10 @@ export interface Mixer<C extends MixerConfig> {
   ): { params: unknown; consts: unknown };
   /** x (K, B, T, D) → (K, B, T, D). */
   apply(params: unknown, consts: unknown, x: Tensor, cfg: C): Tensor;
-  /** The Eq. 8 attention map of the mixer's scan for input x (K, B, T, D), where the mixer has one. */
+  /**
+   * The attention map for input x (K, B, T, D): the Eq. 8 map of a Mamba mixer's scan (channel-averaged), or an
+   * attention mixer's weights (head-averaged); with the average attention mask.
+   */
   attentionMap?(params: unknown, consts: unknown, x: Tensor, cfg: C, batchIndex: number): AttentionMap;
   /** Whether the mimetic components apply to this kind (they do to the Mamba mixers). */
   mimetic: boolean;
@@ -94,6 +98,7 @@ export const MIXERS: { readonly [K in MixerKind]: Mixer<Extract<MixerConfig, { k
       consts: {},
     }),
     apply: (p, _c, x, cfg) => applyAttention(p as AttentionParams, x, cfg),
+    attentionMap: (p, _c, x, cfg, batchIndex) => attentionWeights(p as AttentionParams, x, cfg, batchIndex),
     mimetic: false,
     validate: (cfg) => validateAttention(cfg),
   },

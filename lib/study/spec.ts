@@ -207,7 +207,7 @@ export function validateSpec(spec: RunSpec, tasks: TaskTable): void {
     }
     if (!mixerOf(model.layers[l]).attentionMap) {
       throw new RangeError(
-        `eval: map layer ${l} is a ${model.layers[l].kind} layer; maps are for Mamba layers`,
+        `eval: map layer ${l} is a ${model.layers[l].kind} layer, which has no attention map`,
       );
     }
   }
