@@ -28,6 +28,14 @@ export const KERNEL_FILES = [
   "attention_map.wgsl",
   "selective_scan_parts.wgsl",
   "ssd_scan_parts.wgsl",
+  "ssd_chunk_parts.wgsl",
+  "ssd_chunk_prep.wgsl",
+  "ssd_chunk_cb.wgsl",
+  "ssd_chunk_state.wgsl",
+  "ssd_chunk_out.wgsl",
+  "ssd_chunk_r.wgsl",
+  "ssd_chunk_dbc.wgsl",
+  "ssd_chunk_decay.wgsl",
 ] as const;
 
 /** A kernel file's name. */

@@ -70,6 +70,7 @@ import { dispatch, gpu, gpuInfo, type Kernel } from "../core/runtime.ts";
 import { record, type TapeNode, type VjpRule } from "../core/tape.ts";
 import { empty, type Tensor } from "../core/tensor.ts";
 import { expectF32, grid1d } from "./util.ts";
+import { ssdChunkedForward, ssdChunkedGrads } from "./ssd_chunked.ts";
 
 /** The inputs of the scan. Shapes in the glossary's letters; Bt is the batch. */
 export interface SsdScanInputs {
@@ -99,24 +100,46 @@ export interface SsdDims {
 }
 
 /**
- * Options: tuning knobs (every value gives the same results up to rounding; the defaults are chosen for the
+ * The two GPU algorithms: "sequential", the register-state sweep of this file's kernels (kernels/ssd_scan_*.wgsl),
+ * and "chunked", the state space duality form of lib/ops/ssd_chunked.ts (kernels/ssd_chunk_*.wgsl). Both compute
+ * the same function and its exact gradients; they differ in rounding and speed.
+ */
+export type SsdAlgorithm = "sequential" | "chunked";
+
+/**
+ * The algorithm `ssdScan` and `ssdScanGrads` use when the options name none: the one place to flip the default
+ * (the chunked one is to replace the sequential one once it is measured faster on the GPU).
+ */
+export const DEFAULT_SSD_ALGORITHM: SsdAlgorithm = "sequential";
+
+/**
+ * Options: the algorithm, and tuning knobs (every value gives the same results up to rounding; the defaults are chosen for the
  * H100) and sizes that tests shrink to reach every code path.
  */
 export interface SsdScanOptions {
-  /** Most time steps staged in workgroup memory at once (default 4 forward, 2 backward; 2 on a CPU adapter). */
+  /** Which GPU algorithm (default {@link DEFAULT_SSD_ALGORITHM}). */
+  algorithm?: SsdAlgorithm;
+  /** Chunked: steps per block, the tile length along time (a multiple of 4 up to 64; default 64, less for short T). */
+  block?: number;
+  /**
+   * Chunked: steps per chunk, the unit of state passing (a multiple of the block; default by a cost model: one block,
+   * or the whole sequence where that costs fewer multiply-adds; see `chunkPlan` in lib/ops/ssd_chunked.ts).
+   */
+  chunk?: number;
+  /** Sequential: most time steps staged in workgroup memory at once (default 4 forward, 2 backward; 2 on a CPU adapter). */
   tile?: number;
-  /** State rows (p) per thread (default 4, fewer for small states). */
+  /** Sequential: state rows (p) per thread (default 4, fewer for small states). */
   rowsPerThread?: number;
-  /** State columns (n) per thread, a multiple of 4 (default 8). */
+  /** Sequential: state columns (n) per thread, a multiple of 4 (default 8). */
   colsPerThread?: number;
   /**
-   * Let the shader compiler unroll the loop over the S steps of a tile (default false: the loop bound is a
+   * Sequential: let the shader compiler unroll the loop over the S steps of a tile (default false: the loop bound is a
    * uniform). Unrolling lets it hoist the next steps' loads, which costs registers, hence occupancy.
    */
   unrollSteps?: boolean;
-  /** Upper bound on the bytes of each backward scratch buffer (per-head dB, dC; saved states). */
+  /** Upper bound on the bytes of each scratch buffer (sequential: per-head dB, dC, saved states; chunked: all). */
   partialBytes?: number;
-  /** Steps between the states that the backward saves to re-anchor s_t (rounded to a multiple of S); 128. */
+  /** Sequential: steps between the states that the backward saves to re-anchor s_t (rounded to a multiple of S); 128. */
   stateEvery?: number;
 }
 
@@ -444,6 +467,11 @@ function reduceKernel(entry: "sum_heads" | "sum_batch"): Kernel {
 export function ssdScan(inputs: SsdScanInputs, options: SsdScanOptions = {}): Tensor {
   const d = ssdDims(inputs);
   const { x, dt, A, B, C, D } = inputs;
+  if ((options.algorithm ?? DEFAULT_SSD_ALGORITHM) === "chunked") {
+    const yc = ssdChunkedForward(inputs, d, options);
+    record("ssdScan", [x, dt, A, B, C, D], [yc], { options });
+    return yc;
+  }
   const y = empty(x.shape);
   const count = d.K * d.Bt * d.H;
   const { kernel, S } = scanKernel("forward", d.P, d.N, options);
@@ -462,6 +490,9 @@ export function ssdScanGrads(inputs: SsdScanInputs, dy: Tensor, options: SsdScan
   const { x, dt, A, B, C, D } = inputs;
   if (dy.size !== x.size) {
     throw new RangeError(`ssdScan: expected dy of shape ${shapeStr(x)}, got ${shapeStr(dy)}`);
+  }
+  if ((options.algorithm ?? DEFAULT_SSD_ALGORITHM) === "chunked") {
+    return ssdChunkedGrads(inputs, dy, d, options);
   }
   const { K, Bt, T, H, G, N } = d;
   const HG = H / G;

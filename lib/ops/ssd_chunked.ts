@@ -1,0 +1,578 @@
+/**
+ * The chunked (state space duality) form of the Mamba 2 scan: the GPU forward and backward behind
+ * `ssdScan(inputs, { algorithm: "chunked" })` (lib/ops/ssd_scan.ts has the op, its math and the float64 references).
+ *
+ * (module notes: see the end of this comment block in the final version)
+ * @module
+ */
+import { kernelSource } from "../core/kernels.ts";
+import { dispatch, gpu, type Kernel } from "../core/runtime.ts";
+import { empty, type Tensor } from "../core/tensor.ts";
+import { grid1d } from "./util.ts";
+import type { SsdDims, SsdScanGrads, SsdScanInputs, SsdScanOptions } from "./ssd_scan.ts";
+
+// ---------------------------------------------------------------------------------------------------------------
+// The plan: block and chunk lengths
+
+/** Blocks and chunks of one scan: chunks of Q = QB·NB steps, nC of them, each of NB blocks of QB steps. */
+export interface ChunkPlan {
+  /** Steps per block (the tile length along time), a multiple of 4, at most 64. */
+  QB: number;
+  /** Blocks per chunk. */
+  NB: number;
+  /** Steps per chunk, QB·NB. */
+  Q: number;
+  /** Chunks, ceil(T / Q). */
+  nC: number;
+  /** Block pairs (bt, bs ≤ bt) per chunk, NB·(NB + 1)/2. */
+  NP: number;
+}
+
+const roundUp = (x: number, m: number) => Math.ceil(x / m) * m;
+
+/**
+ * Multiply-adds per step and head of the chunked kernels for a plan (the cost model that picks the chunk length):
+ * the three block-pair products (forward outputs, backward dX̃, the backward's R) cost (NB + 1)/2·QB·P each, the
+ * group products (CB twice, the WS parts of dB and dC) (NB + 1)/2·QB·N/(H/G) each, and with more than one chunk
+ * seven P·N products (the two state passes, the forward's and the backward's state terms, the backward's
+ * recomputed states, and the state parts of dB and dC).
+ */
+export function chunkCost(d: SsdDims, QB: number, NB: number): number {
+  const nC = Math.ceil(d.T / (QB * NB));
+  const pairs = (NB + 1) / 2;
+  return 3 * pairs * QB * d.P + 4 * pairs * QB * d.N / (d.H / d.G) + (nC > 1 ? 7 * d.P * d.N : 0);
+}
+
+/**
+ * The block length (option `block`, default 64, shorter for short sequences) and the chunk length (option
+ * `chunk`, a multiple of the block; by default whichever of one block per chunk or one chunk for the whole
+ * sequence costs fewer multiply-adds by `chunkCost`: at P 64, N 128, H/G 32 one chunk up to T ≈ 640). Depends on
+ * T, H, G, P, N only, never on K or the batch, so a run's bits do not depend on the runs packed with it.
+ */
+export function chunkPlan(d: SsdDims, opts: SsdScanOptions = {}): ChunkPlan {
+  const QB = opts.block ?? Math.min(64, roundUp(d.T, 4));
+  if (!Number.isInteger(QB) || QB < 4 || QB > 64 || QB % 4 !== 0) {
+    throw new RangeError(`ssdScan: block must be a multiple of 4 from 4 to 64, got ${opts.block}`);
+  }
+  let NB: number;
+  if (opts.chunk !== undefined) {
+    if (!Number.isInteger(opts.chunk) || opts.chunk < QB || opts.chunk % QB !== 0) {
+      throw new RangeError(
+        `ssdScan: chunk must be a positive multiple of the block ${QB}, got ${opts.chunk}`,
+      );
+    }
+    NB = opts.chunk / QB;
+  } else {
+    const whole = Math.ceil(d.T / QB);
+    NB = chunkCost(d, QB, whole) <= chunkCost(d, QB, 1) ? whole : 1;
+  }
+  NB = Math.max(1, Math.min(NB, Math.ceil(d.T / QB))); // no chunk longer than the sequence
+  const Q = QB * NB;
+  return { QB, NB, Q, nC: Math.ceil(d.T / Q), NP: (NB * (NB + 1)) / 2 };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Register tiles and the code generated for them
+
+/**
+ * A register tile: TY×TX threads, thread (ty, tx) holding RM rows × RN columns (RN a multiple of 4, as RN/4 vec4s)
+ * of an MT×NT block of outputs, MT = TY·RM, NT = TX·RN; rows 4·(ty + TY·g) + r (g < RM/4, r < 4) and vec4 columns
+ * tx + TX·j (j < RN/4), so the TX threads of a warp read consecutive vec4s of the staged B slice (no bank
+ * conflicts) and broadcast vec4s of the A slice. BK: inner steps per staged slice.
+ */
+interface Tile {
+  RM: number;
+  RN: number;
+  TY: number;
+  TX: number;
+  BK: number;
+}
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+const nextPow2 = (x: number) => 2 ** Math.ceil(Math.log2(Math.max(1, x)));
+
+/** A tile covering `rows` × `cols` (rows a multiple of 4): 4 rows per thread, 8 columns where there are ≥ 32. */
+function makeTile(rows: number, cols: number, BK: number): Tile {
+  const RM = 4, RN = cols >= 32 ? 8 : 4;
+  return { RM, RN, TY: Math.ceil(rows / RM), TX: Math.ceil(cols / RN), BK };
+}
+
+const MT = (t: Tile) => t.TY * t.RM;
+const NT = (t: Tile) => t.TX * t.RN;
+const WGOf = (t: Tile) => t.TY * t.TX;
+
+function tileSubst(t: Tile): Record<string, number> {
+  const AS4 = MT(t) / 4 + 1, BS4 = NT(t) / 4 + 1;
+  return {
+    TY: t.TY,
+    TX: t.TX,
+    WG: WGOf(t),
+    WGP: nextPow2(WGOf(t)),
+    MT: MT(t),
+    NT: NT(t),
+    BK: t.BK,
+    AS4,
+    BS4,
+    AS_LEN: t.BK * AS4,
+    BS_LEN: t.BK * BS4,
+  };
+}
+
+const cellName = (p: string, i: number, j: number) => `${p}${i}_${j}`;
+const cellsOf = (t: Tile) => range(t.RM).flatMap((i) => range(t.RN / 4).map((j) => [i, j] as const));
+const rowExpr = (t: Tile, i: number) => `(4u * (ty + ${(i >> 2) * t.TY}u) + ${i & 3}u)`;
+const col4Expr = (t: Tile, j: number) => `(tx + ${j * t.TX}u)`;
+const join = (lines: string[]) => lines.join("\n  ");
+
+const declCode = (t: Tile, p: string) =>
+  join(cellsOf(t).map(([i, j]) => `var ${cellName(p, i, j)} = vec4<f32>(0.0);`));
+const zeroCode = (t: Tile, p: string) =>
+  join(cellsOf(t).map(([i, j]) => `${cellName(p, i, j)} = vec4<f32>(0.0);`));
+const scaleCode = (t: Tile, p: string, e: string) =>
+  join(cellsOf(t).map(([i, j]) => `${cellName(p, i, j)} *= ${e};`));
+const addCode = (t: Tile, dst: string, src: string) =>
+  join(cellsOf(t).map(([i, j]) => `${cellName(dst, i, j)} += ${cellName(src, i, j)};`));
+/** One `f(cell, row, col4)` statement per cell, rows in order. */
+const eachCell = (t: Tile, p: string, f: (v: string, row: string, col4: string) => string) =>
+  join(cellsOf(t).map(([i, j]) => f(cellName(p, i, j), rowExpr(t, i), col4Expr(t, j))));
+
+/** One inner step of the product: acc += As[k][rows] ⊗ Bs[k][cols] (ai, bi: this thread's vec4 indices at k). */
+function kstepCode(t: Tile, p: string): string {
+  const lines = [
+    ...range(t.RM / 4).map((g) => `let a${g} = As[ai + ${g * t.TY}u];`),
+    ...range(t.RN / 4).map((j) => `let b${j} = Bs[bi + ${j * t.TX}u];`),
+  ];
+  for (const [i, j] of cellsOf(t)) {
+    const v = cellName(p, i, j);
+    lines.push(`${v} = fma(vec4<f32>(a${i >> 2}.${"xyzw"[i & 3]}), b${j}, ${v});`);
+  }
+  return `{\n          ${lines.join("\n          ")}\n        }`;
+}
+
+/**
+ * Per row of the tile: `acc` (0 at the start of the row) updated by `cell(cell, row, col4)` for each of the row's
+ * cells in order, then `sink(row)`.
+ */
+function rowCode(
+  t: Tile,
+  p: string,
+  cell: (v: string, row: string, col4: string) => string,
+  sink: (row: string) => string,
+): string {
+  return join(
+    range(t.RM).map((i) => {
+      const row = rowExpr(t, i);
+      const cells = range(t.RN / 4).map((j) => cell(cellName(p, i, j), row, col4Expr(t, j)));
+      return `{\n    var acc = 0.0;\n    ${cells.join("\n    ")}\n    ${sink(row)}\n  }`;
+    }),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The kernels
+
+/** Inner steps per staged slice: 16 where the block allows (slices along time never straddle two blocks). */
+const sliceLength = (QB: number) => (QB % 16 === 0 ? 16 : QB % 8 === 0 ? 8 : 4);
+
+/** The tiles and tile counts of every kernel for a plan. */
+interface Layout {
+  plan: ChunkPlan;
+  /** P×N state tiles (state passes), NSP×NSN of them. */
+  state: Tile;
+  NSP: number;
+  NSN: number;
+  /** QB × P-tile outputs (forward outputs, backward dX̃), NPT tiles along P. */
+  out: Tile;
+  NPT: number;
+  /** QB × QB block pairs (CB, R). */
+  pair: Tile;
+  /** QB × N-tile (dB, dC), NNT tiles along N. */
+  dbc: Tile;
+  NNT: number;
+}
+
+function layoutFor(d: SsdDims, plan: ChunkPlan): Layout {
+  const BK = sliceLength(plan.QB);
+  const state = makeTile(Math.min(roundUp(d.P, 4), 64), Math.min(roundUp(d.N, d.N >= 32 ? 8 : 4), 128), BK);
+  const out = makeTile(plan.QB, Math.min(roundUp(d.P, d.P >= 32 ? 8 : 4), 64), BK);
+  const dbc = makeTile(plan.QB, Math.min(roundUp(d.N, d.N >= 32 ? 8 : 4), 64), BK);
+  return {
+    plan,
+    state,
+    NSP: Math.ceil(d.P / MT(state)),
+    NSN: Math.ceil(d.N / NT(state)),
+    out,
+    NPT: Math.ceil(d.P / NT(out)),
+    pair: makeTile(plan.QB, plan.QB, BK),
+    dbc,
+    NNT: Math.ceil(d.N / NT(dbc)),
+  };
+}
+
+type ChunkKernel =
+  | "prep"
+  | "cb"
+  | "state"
+  | "stateReverse"
+  | "out"
+  | "outBackward"
+  | "r"
+  | "dC"
+  | "dB"
+  | "decay";
+
+const R = "read", W = "read_write";
+const BINDINGS: Record<ChunkKernel, readonly ("read" | "read_write")[]> = {
+  prep: [R, R, W, W],
+  cb: [R, R, W],
+  state: [R, R, R, R, R, W, R, W],
+  stateReverse: [R, R, R, R, R, W, R, W],
+  out: [R, R, R, R, R, R, R, R, W, R, W, W],
+  outBackward: [R, R, R, R, R, R, R, R, W, R, W, W],
+  r: [R, R, R, R, R, R, W, W, W],
+  dC: [R, R, R, R, R, R, R, W, W],
+  dB: [R, R, R, R, R, R, R, W, W],
+  decay: [R, R, R, R, R, R, R, R, R, W, W],
+};
+
+const DECAY_THREADS = 64;
+const kernelCache = new Map<string, Kernel>();
+
+function chunkKernel(which: ChunkKernel, d: SsdDims, L: Layout): Kernel {
+  const { plan } = L;
+  const key = `${which}|${d.P}|${d.N}|${plan.QB}|${plan.NB}`;
+  const hit = kernelCache.get(key);
+  if (hit) return hit;
+  const base = { P: d.P, N: d.N, QB: plan.QB, NB: plan.NB };
+  let code: string;
+  switch (which) {
+    case "prep":
+      code = kernelSource("ssd_chunk_prep.wgsl", base);
+      break;
+    case "cb": {
+      const t = L.pair;
+      code = kernelSource("ssd_chunk_cb.wgsl", {
+        ...base,
+        ...tileSubst(t),
+        DECL: declCode(t, "c"),
+        KSTEP: kstepCode(t, "c"),
+        STORE: eachCell(t, "c", (v, row, col4) => `store_cb(ob, ${row}, ${col4}, ${v});`),
+      });
+      break;
+    }
+    case "state":
+    case "stateReverse": {
+      const t = L.state;
+      code = kernelSource("ssd_chunk_state.wgsl", {
+        ...base,
+        ...tileSubst(t),
+        REVERSE: String(which === "stateReverse"),
+        NNT: L.NSN,
+        NTILES: L.NSP * L.NSN,
+        DECL: declCode(t, "h"),
+        SCALE: scaleCode(t, "h", "cdec"),
+        KSTEP: kstepCode(t, "h"),
+        STORE: eachCell(t, "h", (v, row, col4) => `store_state(ob, p0 + ${row}, n0 + 4u * ${col4}, ${v});`),
+        DOT_HS: eachCell(
+          t,
+          "h",
+          (v, row, col4) => `part += dot_state(hb, p0 + ${row}, n0 + 4u * ${col4}, ${v});`,
+        ),
+      });
+      break;
+    }
+    case "out":
+    case "outBackward": {
+      const t = L.out, bwd = which === "outBackward";
+      // backward: dx written per cell; <dX̃_t, x_t> summed per row into red (then over TX), Σ dy·x into ddp
+      const epilogue = bwd
+        ? rowCode(
+          t,
+          "y",
+          (v, row, col4) =>
+            `{ let q = out_bwd(kb, h, t0, p0, ${row}, ${col4}, ${v}); acc += q.x; ddp += q.y; }`,
+          (row) => `red[tx * QB + ${row}] = acc;`,
+        )
+        : eachCell(t, "y", (v, row, col4) => `out_fwd(kb, h, t0, p0, ${row}, ${col4}, ${v});`);
+      code = kernelSource("ssd_chunk_out.wgsl", {
+        ...base,
+        ...tileSubst(t),
+        BWD: String(bwd),
+        NPT: L.NPT,
+        RED_LEN: Math.max(t.TX * plan.QB, nextPow2(WGOf(t))),
+        DECL: declCode(t, "y"),
+        KSTEP: kstepCode(t, "y"),
+        EPILOGUE: epilogue,
+      });
+      break;
+    }
+    case "r": {
+      const t = L.pair;
+      const weigh = [
+        ...range(t.RM).map((i) => `var zrow${i} = 0.0;`),
+        ...range(t.RN / 4).map((j) => `var zcol${j} = vec4<f32>(0.0);`),
+        ...cellsOf(t).map(([i, j]) =>
+          `{ let q = weigh(kh, tg0, sg0, ${rowExpr(t, i)}, ${col4Expr(t, j)}, cross, btw, cbb4, ${
+            cellName("r", i, j)
+          }); ${cellName("w", i, j)} += q.w; zrow${i} += q.z.x + q.z.y + q.z.z + q.z.w; zcol${j} += q.z; }`
+        ),
+        ...range(t.RM).map((i) => `zr[tx * QB + ${rowExpr(t, i)}] = zrow${i};`),
+        ...range(t.RN / 4).map((j) => `store_zc(ty, ${col4Expr(t, j)}, zcol${j});`),
+      ];
+      code = kernelSource("ssd_chunk_r.wgsl", {
+        ...base,
+        ...tileSubst(t),
+        ZR_LEN: t.TX * plan.QB,
+        ZC_LEN: t.TY * plan.QB,
+        DECL_W: declCode(t, "w"),
+        DECL_R: declCode(t, "r"),
+        ZERO_R: zeroCode(t, "r"),
+        KSTEP_R: kstepCode(t, "r"),
+        WEIGH: join(weigh),
+        STORE_W: eachCell(t, "w", (v, row, col4) => `store_w(cbb4, ${row}, ${col4}, ${v});`),
+      });
+      break;
+    }
+    case "dC":
+    case "dB": {
+      const t = L.dbc;
+      code = kernelSource("ssd_chunk_dbc.wgsl", {
+        ...base,
+        ...tileSubst(t),
+        DB: String(which === "dB"),
+        NNT: L.NNT,
+        RED_LEN: t.TX * plan.QB,
+        DECL_O: declCode(t, "o"),
+        DECL_E: declCode(t, "e"),
+        ZERO_E: zeroCode(t, "e"),
+        KSTEP_E: kstepCode(t, "e"),
+        KSTEP_O: kstepCode(t, "o"),
+        ADD_E: addCode(t, "o", "e"),
+        VDOT: rowCode(
+          t,
+          "e",
+          (v, row, col4) => `acc += edot(kb, g, t0, n0, ${row}, ${col4}, ${v});`,
+          (row) => `red[tx * QB + ${row}] = acc;`,
+        ),
+        STORE: eachCell(t, "o", (v, row, col4) => `store_out(kb, g, t0, n0, ${row}, ${col4}, ${v});`),
+      });
+      break;
+    }
+    case "decay":
+      code = kernelSource("ssd_chunk_decay.wgsl", {
+        ...base,
+        NNT: L.NNT,
+        NPT: L.NPT,
+        NST: L.NSP * L.NSN,
+        WGD: DECAY_THREADS,
+        SEG: Math.ceil(plan.Q / DECAY_THREADS),
+      });
+      break;
+  }
+  const kernel: Kernel = { name: `ssd_chunk_${which}`, code, bindings: BINDINGS[which] };
+  kernelCache.set(key, kernel);
+  return kernel;
+}
+
+/** The batch-sum kernel of the sequential scan's backward (kernels/ssd_scan_reduce.wgsl), reused for dA, dD. */
+function sumBatchKernel(): Kernel {
+  return {
+    name: "ssd_scan_sum_batch",
+    code: kernelSource("ssd_scan_reduce.wgsl"),
+    entry: "sum_batch",
+    bindings: ["read", "read_write", "read_write"],
+  };
+}
+
+/** A grid of `count` workgroups folded into (x, y) within 65535 per dimension. */
+function grid(count: number): [number, number] {
+  const x = Math.min(count, 65535);
+  return [x, Math.ceil(count / x)];
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Scratch
+
+/** Bytes per batch row of every scratch buffer (the rows of a dispatch group share one buffer each). */
+function scratchBytes(d: SsdDims, L: Layout) {
+  const { QB, NB, nC, NP } = L.plan;
+  const Tp = nC * QB * NB, TABW = NB + 2;
+  return {
+    dec: d.H * Tp * 16,
+    tab: d.H * nC * TABW * TABW * 4,
+    pairs: d.G * nC * NP * QB * QB * 4, // CB, WS
+    states: d.H * (nC - 1) * d.P * d.N * 4, // HS, GS
+    et: d.H * nC * L.NSP * L.NSN * 4,
+    z: d.H * Tp * NB * 4, // ZR, ZC
+    vu: d.H * Tp * L.NNT * 4, // V, U
+    qs: d.H * Tp * L.NPT * 4,
+    ddp: d.H * nC * NB * L.NPT * 4,
+  };
+}
+
+/** Batch rows per dispatch group: as many as keep every scratch buffer within `cap` bytes (at least one). */
+function rowsPerGroup(KB: number, perRow: number[], opts: SsdScanOptions): number {
+  const cap = opts.partialBytes ?? Math.min(gpu().limits.maxStorageBufferBindingSize, 1 << 30);
+  return Math.max(1, Math.min(KB, Math.floor(cap / Math.max(1, ...perRow))));
+}
+
+const scratch = (bytes: number) => empty([Math.max(4, Math.ceil(bytes / 4))]);
+
+// ---------------------------------------------------------------------------------------------------------------
+// Forward and backward
+
+function params(d: SsdDims, plan: ChunkPlan, kb0: number, count: number): number[] {
+  return [d.T, d.H, d.H / d.G, d.G, d.Bt, plan.nC, kb0, count];
+}
+
+/** The plan and tiles chosen for a scan (for benchmarks and reports). */
+export function ssdChunkedLayout(d: SsdDims, opts: SsdScanOptions = {}): Readonly<Layout> {
+  return layoutFor(d, chunkPlan(d, opts));
+}
+
+/**
+ * y of `ssdScan` by the chunked algorithm: prep (decay sums), CB, the forward state pass (with more than one
+ * chunk), the block outputs. Saves nothing for the backward.
+ */
+export function ssdChunkedForward(inputs: SsdScanInputs, d: SsdDims, opts: SsdScanOptions = {}): Tensor {
+  const { x, dt, A, B, C, D } = inputs;
+  const plan = chunkPlan(d, opts);
+  const L = layoutFor(d, plan);
+  const KB = d.K * d.Bt;
+  const sb = scratchBytes(d, L);
+  const rows = rowsPerGroup(KB, [sb.dec, sb.tab, sb.pairs, sb.states], opts);
+  const y = empty(x.shape);
+  const dec = scratch(rows * sb.dec), tab = scratch(rows * sb.tab), cb = scratch(rows * sb.pairs);
+  const multi = plan.nC > 1;
+  const hs = scratch(multi ? rows * sb.states : 4);
+  const dummies = [scratch(4), scratch(4), scratch(4)];
+  const NST = L.NSP * L.NSN;
+  for (let kb0 = 0; kb0 < KB; kb0 += rows) {
+    const n = Math.min(rows, KB - kb0);
+    let count = n * d.H * plan.nC;
+    dispatch(
+      chunkKernel("prep", d, L),
+      [dt, A, dec, tab].map((t) => t.buffer),
+      params(d, plan, kb0, count),
+      grid1d(count, 64),
+    );
+    count = n * d.G * plan.nC * plan.NP;
+    dispatch(
+      chunkKernel("cb", d, L),
+      [B, C, cb].map((t) => t.buffer),
+      params(d, plan, kb0, count),
+      grid(count),
+    );
+    if (multi) {
+      count = n * d.H * NST;
+      const bufs = [x, B, dt, dec, tab, hs, x, dummies[0]];
+      dispatch(
+        chunkKernel("state", d, L),
+        bufs.map((t) => t.buffer),
+        params(d, plan, kb0, count),
+        grid(count),
+      );
+    }
+    count = n * d.H * plan.nC * plan.NB * L.NPT;
+    const bufs = [cb, dec, tab, dt, x, C, hs, D, y, x, dummies[1], dummies[2]];
+    dispatch(chunkKernel("out", d, L), bufs.map((t) => t.buffer), params(d, plan, kb0, count), grid(count));
+  }
+  for (const t of [dec, tab, cb, hs, ...dummies]) t.dispose();
+  return y;
+}
+
+/** The gradients of `sum(ssdScan(inputs) ⊙ dy)` by the chunked algorithm (see the module notes). */
+export function ssdChunkedGrads(
+  inputs: SsdScanInputs,
+  dy: Tensor,
+  d: SsdDims,
+  opts: SsdScanOptions = {},
+): SsdScanGrads {
+  const { x, dt, A, B, C, D } = inputs;
+  const plan = chunkPlan(d, opts);
+  const L = layoutFor(d, plan);
+  const KB = d.K * d.Bt;
+  const sb = scratchBytes(d, L);
+  const rows = rowsPerGroup(KB, Object.values(sb), opts);
+  const grads: SsdScanGrads = {
+    dx: empty(x.shape),
+    ddt: empty(dt.shape),
+    dA: empty(A.shape),
+    dB: empty(B.shape),
+    dC: empty(C.shape),
+    dD: empty(D.shape),
+  };
+  const multi = plan.nC > 1;
+  const s = {
+    dec: scratch(rows * sb.dec),
+    tab: scratch(rows * sb.tab),
+    cb: scratch(rows * sb.pairs),
+    ws: scratch(rows * sb.pairs),
+    hs: scratch(multi ? rows * sb.states : 4),
+    gs: scratch(multi ? rows * sb.states : 4),
+    et: scratch(multi ? rows * sb.et : 4),
+    zr: scratch(rows * sb.z),
+    zc: scratch(rows * sb.z),
+    v: scratch(rows * sb.vu),
+    u: scratch(rows * sb.vu),
+    qs: scratch(rows * sb.qs),
+    ddp: scratch(rows * sb.ddp),
+    sp: scratch(KB * d.H * 8),
+    dummy: scratch(4),
+  };
+  const NST = L.NSP * L.NSN;
+  const run = (k: ChunkKernel, bufs: Tensor[], kb0: number, count: number) =>
+    dispatch(chunkKernel(k, d, L), bufs.map((t) => t.buffer), params(d, plan, kb0, count), grid(count));
+  for (let kb0 = 0; kb0 < KB; kb0 += rows) {
+    const n = Math.min(rows, KB - kb0);
+    let count = n * d.H * plan.nC;
+    dispatch(
+      chunkKernel("prep", d, L),
+      [dt, A, s.dec, s.tab].map((t) => t.buffer),
+      params(d, plan, kb0, count),
+      grid1d(count, 64),
+    );
+    run("cb", [B, C, s.cb], kb0, n * d.G * plan.nC * plan.NP);
+    if (multi) {
+      run("state", [x, B, dt, s.dec, s.tab, s.hs, x, s.dummy], kb0, n * d.H * NST);
+      run("stateReverse", [dy, C, dt, s.dec, s.tab, s.gs, s.hs, s.et], kb0, n * d.H * NST);
+    }
+    run(
+      "outBackward",
+      [s.cb, s.dec, s.tab, dt, dy, B, s.gs, D, grads.dx, x, s.qs, s.ddp],
+      kb0,
+      n * d.H * plan.nC * plan.NB * L.NPT,
+    );
+    run("r", [dy, x, dt, s.dec, s.tab, s.cb, s.ws, s.zr, s.zc], kb0, n * d.G * plan.nC * plan.NP);
+    count = n * d.G * plan.nC * plan.NB * L.NNT;
+    run("dC", [dy, dt, s.dec, s.hs, s.ws, B, C, grads.dC, s.v], kb0, count);
+    run("dB", [x, dt, s.dec, s.gs, s.ws, C, B, grads.dB, s.u], kb0, count);
+    run("decay", [dt, A, s.zr, s.zc, s.v, s.u, s.qs, s.et, s.ddp, grads.ddt, s.sp], kb0, n * d.H);
+  }
+  dispatch(
+    sumBatchKernel(),
+    [s.sp.buffer, grads.dA.buffer, grads.dD.buffer],
+    [d.K * d.H, d.G, d.H / d.G, d.N, 0, d.Bt, d.H],
+    grid1d(d.K * d.H),
+  );
+  for (const t of Object.values(s)) t.dispose();
+  return grads;
+}
+
+/** Every kernel of a scan's plan (for a compile check while developing). @internal */
+export function _chunkKernelsForTest(d: SsdDims, opts: SsdScanOptions = {}): Kernel[] {
+  const L = layoutFor(d, chunkPlan(d, opts));
+  const all: ChunkKernel[] = [
+    "prep",
+    "cb",
+    "state",
+    "stateReverse",
+    "out",
+    "outBackward",
+    "r",
+    "dC",
+    "dB",
+    "decay",
+  ];
+  return all.map((k) => chunkKernel(k, d, L));
+}
