@@ -127,6 +127,8 @@ Deno.test("chunkPlan: one chunk where that costs less, else one block per chunk;
   assert.deepEqual(chunkPlan({ ...d, T: 7 }), { QB: 8, NB: 1, Q: 8, nC: 1, NP: 1 });
   assert.throws(() => chunkPlan(d, { block: 6 }), RangeError);
   assert.throws(() => chunkPlan(d, { block: 8, chunk: 12 }), RangeError);
+  assert.throws(() => chunkPlan(d, { block: 4, chunk: 256 }), RangeError); // 64 blocks in a chunk
+  assert.equal(chunkPlan({ ...d, T: 40 }, { block: 4, chunk: 4096 }).NB, 10); // no chunk longer than T
 });
 
 const shapesOf = ({ K, Bt, T, H, P, G, N }: SsdDims) => [

@@ -30,6 +30,9 @@ export interface ChunkPlan {
 
 const roundUp = (x: number, m: number) => Math.ceil(x / m) * m;
 
+/** Most blocks per chunk (the prep kernel holds a chunk's decay sums in workgroup memory: 8 floats a step). */
+const MAX_BLOCKS = 32;
+
 /**
  * Multiply-adds per step and head of the chunked kernels for a plan (the cost model that picks the chunk length):
  * the three block-pair products (forward outputs, backward dX̃, the backward's R) cost (NB + 1)/2·QB·P each, the
@@ -54,6 +57,7 @@ export function chunkPlan(d: SsdDims, opts: SsdScanOptions = {}): ChunkPlan {
   if (!Number.isInteger(QB) || QB < 4 || QB > 64 || QB % 4 !== 0) {
     throw new RangeError(`ssdScan: block must be a multiple of 4 from 4 to 64, got ${opts.block}`);
   }
+  const whole = Math.ceil(d.T / QB); // blocks in the sequence; no chunk is longer
   let NB: number;
   if (opts.chunk !== undefined) {
     if (!Number.isInteger(opts.chunk) || opts.chunk < QB || opts.chunk % QB !== 0) {
@@ -61,12 +65,15 @@ export function chunkPlan(d: SsdDims, opts: SsdScanOptions = {}): ChunkPlan {
         `ssdScan: chunk must be a positive multiple of the block ${QB}, got ${opts.chunk}`,
       );
     }
-    NB = opts.chunk / QB;
+    NB = Math.min(opts.chunk / QB, whole);
+    if (NB > MAX_BLOCKS) {
+      throw new RangeError(
+        `ssdScan: chunk ${opts.chunk} holds more than ${MAX_BLOCKS} blocks of ${QB} steps`,
+      );
+    }
   } else {
-    const whole = Math.ceil(d.T / QB);
-    NB = chunkCost(d, QB, whole) <= chunkCost(d, QB, 1) ? whole : 1;
+    NB = whole <= MAX_BLOCKS && chunkCost(d, QB, whole) <= chunkCost(d, QB, 1) ? whole : 1;
   }
-  NB = Math.max(1, Math.min(NB, Math.ceil(d.T / QB))); // no chunk longer than the sequence
   const Q = QB * NB;
   return { QB, NB, Q, nC: Math.ceil(d.T / Q), NP: (NB * (NB + 1)) / 2 };
 }
@@ -454,7 +461,7 @@ export function ssdChunkedForward(inputs: SsdScanInputs, d: SsdDims, opts: SsdSc
       chunkKernel("prep", d, L),
       [dt, A, dec, tab].map((t) => t.buffer),
       params(d, plan, kb0, count),
-      grid1d(count, 64),
+      grid(count),
     );
     count = n * d.G * plan.nC * plan.NP;
     dispatch(
@@ -530,7 +537,7 @@ export function ssdChunkedGrads(
       chunkKernel("prep", d, L),
       [dt, A, s.dec, s.tab].map((t) => t.buffer),
       params(d, plan, kb0, count),
-      grid1d(count, 64),
+      grid(count),
     );
     run("cb", [B, C, s.cb], kb0, n * d.G * plan.nC * plan.NP);
     if (multi) {
