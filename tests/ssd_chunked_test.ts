@@ -17,6 +17,7 @@ import {
 } from "../lib/ops/ssd_scan.ts";
 import { chunkCost, chunkPlan } from "../lib/ops/ssd_chunked.ts";
 import { readTensors, tensor, tidy } from "../lib/core/tensor.ts";
+import { gpuInfo } from "../lib/core/runtime.ts";
 
 interface Ranges {
   dt?: [number, number];
@@ -115,6 +116,19 @@ opTests([
     chunk: 4,
     partialBytes: 1,
   }),
+  // the tiles of real sizes (blocks of 64, 128–256 threads) only on a GPU: llvmpipe takes minutes to compile
+  // their workgroup memory
+  ...(noGpu || gpuInfo().isCpu ? [] : [
+    chunkedCase("GPU tiles, one chunk", { K: 1, Bt: 2, T: 70, H: 2, P: 64, G: 1, N: 128 }),
+    chunkedCase("GPU tiles, 2 chunks", { K: 1, Bt: 2, T: 70, H: 2, P: 64, G: 1, N: 128 }, { chunk: 64 }),
+    chunkedCase("GPU tiles, N 256", { K: 1, Bt: 1, T: 45, H: 4, P: 64, G: 2, N: 256 }, {
+      chunk: 32,
+      block: 32,
+    }),
+    chunkedCase("GPU tiles, N 8", { K: 2, Bt: 1, T: 133, H: 2, P: 64, G: 1, N: 8 }),
+    chunkedCase("GPU tiles, T = 2048", { K: 1, Bt: 1, T: 2048, H: 1, P: 64, G: 1, N: 128 }),
+    chunkedCase("GPU tiles, T = 512, 8 blocks", { K: 1, Bt: 1, T: 512, H: 2, P: 64, G: 1, N: 128 }),
+  ]),
 ]);
 
 Deno.test("chunkPlan: one chunk where that costs less, else one block per chunk; never looks at K or Bt", () => {

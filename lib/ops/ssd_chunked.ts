@@ -87,7 +87,7 @@ export function chunkPlan(d: SsdDims, opts: SsdScanOptions = {}): ChunkPlan {
  * tx + TX·j (j < RN/4), so the TX threads of a warp read consecutive vec4s of the staged B slice (no bank
  * conflicts) and broadcast vec4s of the A slice. BK: inner steps per staged slice.
  */
-interface Tile {
+export interface ChunkTile {
   RM: number;
   RN: number;
   TY: number;
@@ -99,16 +99,16 @@ const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 const nextPow2 = (x: number) => 2 ** Math.ceil(Math.log2(Math.max(1, x)));
 
 /** A tile covering `rows` × `cols` (rows a multiple of 4): 4 rows per thread, 8 columns where there are ≥ 32. */
-function makeTile(rows: number, cols: number, BK: number): Tile {
+function makeTile(rows: number, cols: number, BK: number): ChunkTile {
   const RM = 4, RN = cols >= 32 ? 8 : 4;
   return { RM, RN, TY: Math.ceil(rows / RM), TX: Math.ceil(cols / RN), BK };
 }
 
-const MT = (t: Tile) => t.TY * t.RM;
-const NT = (t: Tile) => t.TX * t.RN;
-const WGOf = (t: Tile) => t.TY * t.TX;
+const MT = (t: ChunkTile) => t.TY * t.RM;
+const NT = (t: ChunkTile) => t.TX * t.RN;
+const WGOf = (t: ChunkTile) => t.TY * t.TX;
 
-function tileSubst(t: Tile): Record<string, number> {
+function tileSubst(t: ChunkTile): Record<string, number> {
   const AS4 = MT(t) / 4 + 1, BS4 = NT(t) / 4 + 1;
   return {
     TY: t.TY,
@@ -126,25 +126,25 @@ function tileSubst(t: Tile): Record<string, number> {
 }
 
 const cellName = (p: string, i: number, j: number) => `${p}${i}_${j}`;
-const cellsOf = (t: Tile) => range(t.RM).flatMap((i) => range(t.RN / 4).map((j) => [i, j] as const));
-const rowExpr = (t: Tile, i: number) => `(4u * (ty + ${(i >> 2) * t.TY}u) + ${i & 3}u)`;
-const col4Expr = (t: Tile, j: number) => `(tx + ${j * t.TX}u)`;
+const cellsOf = (t: ChunkTile) => range(t.RM).flatMap((i) => range(t.RN / 4).map((j) => [i, j] as const));
+const rowExpr = (t: ChunkTile, i: number) => `(4u * (ty + ${(i >> 2) * t.TY}u) + ${i & 3}u)`;
+const col4Expr = (t: ChunkTile, j: number) => `(tx + ${j * t.TX}u)`;
 const join = (lines: string[]) => lines.join("\n  ");
 
-const declCode = (t: Tile, p: string) =>
+const declCode = (t: ChunkTile, p: string) =>
   join(cellsOf(t).map(([i, j]) => `var ${cellName(p, i, j)} = vec4<f32>(0.0);`));
-const zeroCode = (t: Tile, p: string) =>
+const zeroCode = (t: ChunkTile, p: string) =>
   join(cellsOf(t).map(([i, j]) => `${cellName(p, i, j)} = vec4<f32>(0.0);`));
-const scaleCode = (t: Tile, p: string, e: string) =>
+const scaleCode = (t: ChunkTile, p: string, e: string) =>
   join(cellsOf(t).map(([i, j]) => `${cellName(p, i, j)} *= ${e};`));
-const addCode = (t: Tile, dst: string, src: string) =>
+const addCode = (t: ChunkTile, dst: string, src: string) =>
   join(cellsOf(t).map(([i, j]) => `${cellName(dst, i, j)} += ${cellName(src, i, j)};`));
 /** One `f(cell, row, col4)` statement per cell, rows in order. */
-const eachCell = (t: Tile, p: string, f: (v: string, row: string, col4: string) => string) =>
+const eachCell = (t: ChunkTile, p: string, f: (v: string, row: string, col4: string) => string) =>
   join(cellsOf(t).map(([i, j]) => f(cellName(p, i, j), rowExpr(t, i), col4Expr(t, j))));
 
 /** One inner step of the product: acc += As[k][rows] ⊗ Bs[k][cols] (ai, bi: this thread's vec4 indices at k). */
-function kstepCode(t: Tile, p: string): string {
+function kstepCode(t: ChunkTile, p: string): string {
   const lines = [
     ...range(t.RM / 4).map((g) => `let a${g} = As[ai + ${g * t.TY}u];`),
     ...range(t.RN / 4).map((j) => `let b${j} = Bs[bi + ${j * t.TX}u];`),
@@ -161,7 +161,7 @@ function kstepCode(t: Tile, p: string): string {
  * cells in order, then `sink(row)`.
  */
 function rowCode(
-  t: Tile,
+  t: ChunkTile,
   p: string,
   cell: (v: string, row: string, col4: string) => string,
   sink: (row: string) => string,
@@ -182,23 +182,23 @@ function rowCode(
 const sliceLength = (QB: number) => (QB % 16 === 0 ? 16 : QB % 8 === 0 ? 8 : 4);
 
 /** The tiles and tile counts of every kernel for a plan. */
-interface Layout {
+export interface ChunkLayout {
   plan: ChunkPlan;
   /** P×N state tiles (state passes), NSP×NSN of them. */
-  state: Tile;
+  state: ChunkTile;
   NSP: number;
   NSN: number;
   /** QB × P-tile outputs (forward outputs, backward dX̃), NPT tiles along P. */
-  out: Tile;
+  out: ChunkTile;
   NPT: number;
   /** QB × QB block pairs (CB, R). */
-  pair: Tile;
+  pair: ChunkTile;
   /** QB × N-tile (dB, dC), NNT tiles along N. */
-  dbc: Tile;
+  dbc: ChunkTile;
   NNT: number;
 }
 
-function layoutFor(d: SsdDims, plan: ChunkPlan): Layout {
+function layoutFor(d: SsdDims, plan: ChunkPlan): ChunkLayout {
   const BK = sliceLength(plan.QB);
   const state = makeTile(Math.min(roundUp(d.P, 4), 64), Math.min(roundUp(d.N, d.N >= 32 ? 8 : 4), 128), BK);
   const out = makeTile(plan.QB, Math.min(roundUp(d.P, d.P >= 32 ? 8 : 4), 64), BK);
@@ -245,7 +245,7 @@ const BINDINGS: Record<ChunkKernel, readonly ("read" | "read_write")[]> = {
 const DECAY_THREADS = 64;
 const kernelCache = new Map<string, Kernel>();
 
-function chunkKernel(which: ChunkKernel, d: SsdDims, L: Layout): Kernel {
+function chunkKernel(which: ChunkKernel, d: SsdDims, L: ChunkLayout): Kernel {
   const { plan } = L;
   const key = `${which}|${d.P}|${d.N}|${plan.QB}|${plan.NB}`;
   const hit = kernelCache.get(key);
@@ -401,7 +401,7 @@ function grid(count: number): [number, number] {
 // Scratch
 
 /** Bytes per batch row of every scratch buffer (the rows of a dispatch group share one buffer each). */
-function scratchBytes(d: SsdDims, L: Layout) {
+function scratchBytes(d: SsdDims, L: ChunkLayout) {
   const { QB, NB, nC, NP } = L.plan;
   const Tp = nC * QB * NB, TABW = NB + 2;
   return {
@@ -433,7 +433,7 @@ function params(d: SsdDims, plan: ChunkPlan, kb0: number, count: number): number
 }
 
 /** The plan and tiles chosen for a scan (for benchmarks and reports). */
-export function ssdChunkedLayout(d: SsdDims, opts: SsdScanOptions = {}): Readonly<Layout> {
+export function ssdChunkedLayout(d: SsdDims, opts: SsdScanOptions = {}): Readonly<ChunkLayout> {
   return layoutFor(d, chunkPlan(d, opts));
 }
 
