@@ -15,9 +15,9 @@ import {
   ssdScanRef,
   ssdScanVjpRef,
 } from "../lib/ops/ssd_scan.ts";
-import { chunkCost, chunkPlan } from "../lib/ops/ssd_chunked.ts";
+import { chunkCost, chunkPlan, ssdChunkedKernels } from "../lib/ops/ssd_chunked.ts";
 import { readTensors, tensor, tidy } from "../lib/core/tensor.ts";
-import { gpuInfo } from "../lib/core/runtime.ts";
+import { gpu, gpuInfo } from "../lib/core/runtime.ts";
 
 interface Ranges {
   dt?: [number, number];
@@ -206,5 +206,31 @@ Deno.test({
       const head = new Uint32Array(v.buffer).slice(0, v.length / 2);
       assert.deepEqual(head, new Uint32Array(rb[i].buffer), `output ${i}`);
     });
+  },
+});
+
+Deno.test({
+  name:
+    "ssdScan chunked: the kernels of real sizes are valid WGSL (both plans, N 8 to 256, P 64 and 128, G 1 and 4)",
+  ignore: noGpu,
+  fn: async () => {
+    const base: SsdDims = { K: 1, Bt: 64, T: 512, H: 32, P: 64, G: 1, N: 128 };
+    const sizes: [SsdDims, SsdScanOptions][] = [];
+    for (const N of [8, 32, 64, 128, 256]) {
+      sizes.push([{ ...base, N }, {}], [{ ...base, N }, { chunk: 64 }]);
+    }
+    sizes.push([{ ...base, P: 128, H: 16, G: 4 }, {}], [{ ...base, T: 2048 }, { block: 32 }]);
+    let checked = 0;
+    for (const [d, o] of sizes) {
+      for (const k of ssdChunkedKernels(d, o)) {
+        const info = await gpu().createShaderModule({ code: k.code }).getCompilationInfo();
+        const errors = info.messages.filter((m) => m.type === "error").map((m) =>
+          `${m.lineNum}: ${m.message}`
+        );
+        assert.deepEqual(errors, [], `${k.name} at ${JSON.stringify(d)} ${JSON.stringify(o)}`);
+        checked++;
+      }
+    }
+    console.log(`${checked} kernels valid`);
   },
 });

@@ -1,8 +1,80 @@
 /**
  * The chunked (state space duality) form of the Mamba 2 scan: the GPU forward and backward behind
- * `ssdScan(inputs, { algorithm: "chunked" })` (lib/ops/ssd_scan.ts has the op, its math and the float64 references).
+ * `ssdScan(inputs, { algorithm: "chunked" })` (lib/ops/ssd_scan.ts has the op, its recurrence, the sequential
+ * algorithm and the float64 references that test both).
  *
- * (module notes: see the end of this comment block in the final version)
+ * ## Math (per run k, batch row b, head h; a_t = dt_t·A ≤ 0, X̃_t = dt_t·x_t)
+ * The sequence is cut into chunks of Q steps, each into NB blocks of QB steps (Q = NB·QB; padded steps t ≥ T have
+ * dt = 0: no decay, no input). With seg(s, t) = Σ_{s<r≤t} a_r, L[t, s] = exp(seg(s, t)) for s ≤ t (0 above),
+ * CB[t, s] = C_t·B_s, and within chunk c: fdec_t = exp(decay from the chunk's start through t), bdec_s =
+ * exp(decay after s to the chunk's end), Hout_c the state at the chunk's end:
+ *   y_t = Σ_{s ≤ t in c} CB[t, s]·L[t, s]·X̃_s  +  fdec_t·Hout_{c−1}·C_t  +  D·x_t
+ *   Hout_c = exp(Σ_c a)·Hout_{c−1} + Σ_{s in c} bdec_s·X̃_s·B_sᵀ
+ * The first sum is Q×Q "attention" (small products), the second the state passed between chunks (a short
+ * recurrence over nC = ⌈T/Q⌉ chunks, each step a product over Q steps with no per-step decay in its inner loop).
+ *
+ * ## Decay sums (numerics)
+ * A long cumulative sum of a in fp32 loses the small differences between nearby steps (at |Σa| = 1000 an ulp is
+ * 6e-5). So no decay is a difference of long running sums: per block, loc_t (sum from the block's start through t)
+ * and rem_t (sum after t to the block's end) are each summed over one block (≤ 64 terms of one sign); per chunk a
+ * table TAB holds the sums of whole blocks between any two blocks. Then seg(s, t) = loc_t − loc_s within a block
+ * (a difference of sums of ≤ 64 terms, as in a chunk of 64) and rem_s + TAB[bs][bt] + loc_t across blocks (a sum of
+ * same-signed pieces, exact to a few ulps of itself); every exponent is ≤ 0, so no exp overflows. Blocks are also
+ * the tiles of the time axis, so a chunk may be long (one chunk for the whole sequence) at the precision of short
+ * blocks.
+ *
+ * ## Backward
+ * Γ_c = ∂L/∂Hout_c runs backwards: Γ_{c−1} = exp(Σ_c a)·Γ_c + Σ_{t in c} fdec_t·dy_t·C_tᵀ (Γ_{nC−1} = 0). Then
+ *   dX̃_s = Σ_{t ≥ s in c} CB[t, s]·L[t, s]·dy_t + bdec_s·Γ_c·B_s ,   dx = dt·dX̃ + D·dy ,   dD = Σ <dy, x>
+ *   dC_t = Σ_h [ Σ_{s ≤ t} W_h[t, s]·B_s + fdec_t·Hout_{c−1}ᵀ·dy_t ]
+ *   dB_s = Σ_h [ Σ_{t ≥ s} W_h[t, s]·C_t + bdec_s·Γ_cᵀ·X̃_s ]
+ * with W_h = R_h ∘ L_h, R_h[t, s] = <dy_t, X̃_s> (the heads of a group share B, C, so W is summed over them first).
+ * The decays: with d a_s = ∂L/∂a_s (= <∂L/∂h_s, exp(a_s)·h_{s−1}> of the recurrence), d dt_s = <dX̃_s, x_s> + A·d a_s
+ * and dA = Σ_s dt_s·d a_s, and a_s enters every L[t, r] with r < s ≤ t, every fdec_t (t ≥ s), every bdec_r (r < s)
+ * and the chunk's decay, so, within chunk c,
+ *   d a_s = Σ_{t ≥ s} (z_t + v_t) + Σ_{t < s} u_t + e_c ,
+ *   z_t = Σ_{r<t} Z[t, r] − Σ_{t'>t} Z[t', t] ,  Z = W ∘ CB  (so Σ_{t ≥ s} z_t sums Z over the pairs r < s ≤ t),
+ *   v_t = fdec_t·<dy_t, Hout_{c−1}·C_t> ,  u_t = bdec_t·<X̃_t, Γ_c·B_t> ,  e_c = exp(Σ_c a)·<Γ_c, Hout_{c−1}> .
+ * (mamba_ssm's backward sums the same pieces: ddA_cumsum_prev, ddA_next and the chunk-state term.)
+ *
+ * ## Kernels (kernels/ssd_chunk_*.wgsl; register tiles generated here, as kernels/matmul.wgsl's: each thread a
+ * 4×8 block of outputs, operand slices of 16 inner steps staged k-major in workgroup memory, named vec4 registers)
+ *   prep      per (row, head, chunk): loc, rem, fdec, bdec of each step and the block table       (both passes)
+ *   cb        per (row, group, chunk, block pair bs ≤ bt): CB, QB×QB over N                        (both passes)
+ *   state     per (row, head, P×N tile): Hout_c for c < nC − 1, walking the chunks                 (both, nC > 1)
+ *   out       per (row, head, chunk, block, P tile): y over [the causal block pairs | the N states]   (forward)
+ *   stateReverse  as state, backwards: Γ_c, and each tile's part of e_c                           (backward, nC > 1)
+ *   outBackward   as out, transposed: dX̃ → dx, and <dX̃_s, x_s>, Σ dy·x                           (backward)
+ *   r         per (row, group, chunk, pair): R_h per head in order → W summed over the heads, Z's row and column
+ *             sums per head                                                                       (backward)
+ *   dC, dB    per (row, group, chunk, block, N tile): the heads' state parts (in order, inside) + the W part,
+ *             and v, u per head                                                                   (backward)
+ *   decay     per (row, head): d a_s by suffix and prefix sums in two levels, d dt, the dA, dD parts   (backward)
+ *   then the sequential scan's sum_batch (kernels/ssd_scan_reduce.wgsl): dA, dD over the batch.
+ * Every sum runs in a fixed order (no atomics): gradients are bit-identical run to run, and a run's bits do not
+ * depend on the runs packed with it on K (tests/ssd_chunked_test.ts checks both).
+ *
+ * ## Block and chunk lengths
+ * Blocks of 64 steps. The chunk is one block, or the whole sequence (at most 32 blocks), whichever `chunkCost`
+ * counts fewer multiply-adds for: per step and head, the three block-pair products (out, outBackward, r) cost
+ * (NB + 1)/2·QB·P each, and more than one chunk adds seven P×N products (state, out's and outBackward's state
+ * terms, stateReverse, the backward's recomputed state, dC's and dB's state parts). At the issue's size (Bt 64,
+ * T 512, H 32, P 64, N 128, G 1) one chunk of 8 blocks: 60k multiply-adds per step and head against 71k for chunks
+ * of 64, 126 GFLOP forward + backward; N ≤ 64, or T > 640 at N 128, take chunks of one block. (The sequential scan:
+ * ~146 GFLOP.) The options `block` and `chunk` override both.
+ *
+ * ## Memory
+ * The forward saves nothing for the backward (the tape holds the inputs); both recompute prep and cb, and the
+ * backward recomputes the chunk states (mamba_ssm does the same) rather than keeping them. Scratch, per batch row
+ * (Tp = nC·Q padded steps, NP = NB(NB + 1)/2 pairs; bytes at the issue's size for all 64 rows, one chunk of 8
+ * blocks / chunks of one block):
+ *   DEC (H, Tp, 4), TAB (H, nC, NB+2, NB+2)                                          17 MB / 17 MB
+ *   CB, WS (G, nC, NP, QB, QB) each                                                    38 MB / 8 MB each
+ *   HS, GS (H, nC − 1, P, N) each: the states at the chunk ends and their gradients     0 / 470 MB each
+ *   ZR, ZC (H, Tp, NB) each; V, U (H, Tp, ⌈N/64⌉); QS (H, Tp, ⌈P/64⌉); small parts    88 MB / 29 MB
+ * In all 181 MB / 1.00 GB (x is 268 MB); the forward alone needs DEC, TAB, CB and HS. Linear in T: a chunk holds
+ * at most 32 blocks, so CB and WS are at most T·(32·64)/2·G floats. The dispatches run over groups of batch rows
+ * that keep each scratch buffer within the binding limit (option `partialBytes`).
  * @module
  */
 import { kernelSource } from "../core/kernels.ts";
@@ -253,9 +325,18 @@ function chunkKernel(which: ChunkKernel, d: SsdDims, L: ChunkLayout): Kernel {
   const base = { P: d.P, N: d.N, QB: plan.QB, NB: plan.NB };
   let code: string;
   switch (which) {
-    case "prep":
+    case "prep": {
+      // the chunk's decay sums in workgroup memory: 2 floats a step, 3 a block (the other kernels need ≤ 15 KB)
+      const bytes = 8 * plan.Q + 12 * plan.NB, limit = gpu().limits.maxComputeWorkgroupStorageSize;
+      if (bytes > limit) {
+        throw new RangeError(
+          `ssdScan: a chunk of ${plan.Q} steps needs ${bytes} bytes of workgroup memory, more than the device's ` +
+            `${limit}: choose a shorter chunk`,
+        );
+      }
       code = kernelSource("ssd_chunk_prep.wgsl", base);
       break;
+    }
     case "cb": {
       const t = L.pair;
       code = kernelSource("ssd_chunk_cb.wgsl", {
@@ -566,8 +647,8 @@ export function ssdChunkedGrads(
   return grads;
 }
 
-/** Every kernel of a scan's plan (for a compile check while developing). @internal */
-export function _chunkKernelsForTest(d: SsdDims, opts: SsdScanOptions = {}): Kernel[] {
+/** Every kernel of a scan's plan (tests validate their WGSL at real sizes without compiling pipelines). */
+export function ssdChunkedKernels(d: SsdDims, opts: SsdScanOptions = {}): Kernel[] {
   const L = layoutFor(d, chunkPlan(d, opts));
   const all: ChunkKernel[] = [
     "prep",
