@@ -6,14 +6,22 @@
  *   h_t = a_t·h_{t−1} + dt_t·x_t·B_tᵀ          (P×N state, h_{−1} = 0)
  *   y_t = h_t·C_t + D·x_t
  *
- * ## Design: a sequential scan with the state in registers (GPU kernels in kernels/ssd_scan_*.wgsl)
+ * ## Two GPU algorithms (option `algorithm`; the default is DEFAULT_SSD_ALGORITHM below)
+ * "sequential" (this file, kernels/ssd_scan_*.wgsl, described below) walks the T steps with the state in registers;
+ * "chunked" (lib/ops/ssd_chunked.ts, kernels/ssd_chunk_*.wgsl) is the state space duality form: per chunk of steps
+ * small products (CB ∘ decay)·x, and the states passed between chunks. They do about the same arithmetic (chunked
+ * 126 GFLOP at the size below, one chunk of 8 blocks; sequential ~146), but the chunked one does it in
+ * matmul-shaped loops with no per-step barrier or serial sum, and parallel over the chunk's blocks. Both are tested
+ * against the same float64 references (tests/ssd_scan_test.ts, tests/ssd_chunked_test.ts).
+ *
+ * ## The sequential algorithm: the state in registers (GPU kernels in kernels/ssd_scan_*.wgsl)
  * One workgroup owns one (k, b, h) and walks all T steps; its P×N state is split over TP×TN threads, thread
  * (tp, tn) holding PR rows × NC4 vec4 columns in registers (P 64, N 128: 256 threads × 32 floats). x_t, B_t,
  * C_t, dt_t of a tile of S steps are staged in workgroup memory; per step each thread updates its state and
  * writes one partial y per row (summed over its columns); after the tile y is summed over the TN column threads
- * in a fixed order. Why not the chunked (matmul) SSD algorithm: on fp32 without tensor cores both do about the
- * same arithmetic per step (≈ P·N multiply-adds for each of: the state update, y, and each gradient), and the
- * sequential scan needs no chunk states, no decay masks and a third of the dispatches. The time-step body is
+ * in a fixed order. Against the chunked algorithm: about the same arithmetic per step (≈ P·N multiply-adds for
+ * each of: the state update, y, and each gradient), no chunk states, no decay masks, a third of the dispatches;
+ * but latency-bound (the per-step sums below). The time-step body is
  * generated unrolled (`stepCode`) so the state stays in registers whatever the shader compiler does with loops.
  * Parallelism is K·Bt·H workgroups (2048 at Bt 64, H 32); T is not split.
  *
@@ -443,7 +451,8 @@ function reduceKernel(entry: "sum_heads" | "sum_batch"): Kernel {
 
 /**
  * The Mamba 2 scan: per head, h_t = exp(dt_t·A)·h_{t−1} + dt_t·x_t·B_tᵀ, y_t = h_t·C_t + D·x_t (h_{−1} = 0).
- * Saves nothing for the backward beyond its inputs (the backward recomputes the states).
+ * Saves nothing for the backward beyond its inputs (the backward recomputes the states). `options.algorithm`
+ * picks the GPU algorithm ("sequential" or "chunked"; default {@link DEFAULT_SSD_ALGORITHM}); the VJP uses the same.
  * @returns y, (K, Bt, T, H, P).
  * @throws {RangeError} on mismatched shapes, G not dividing H, or empty sizes.
  * @example
@@ -461,6 +470,22 @@ function reduceKernel(entry: "sum_heads" | "sum_batch"): Kernel {
  *   C: full([1, 1, 3, 1, 1], 1),
  *   D: full([1, 1], 0),
  * });
+ * console.log(await y.toArray()); // [1, 3, 6]
+ * ```
+ * @example The chunked (state space duality) algorithm: the same function
+ * ```ts
+ * import { initGpu } from "../core/runtime.ts";
+ * import { full, tensor } from "../core/tensor.ts";
+ * import { ssdScan } from "./ssd_scan.ts";
+ * await initGpu();
+ * const y = ssdScan({
+ *   x: tensor([1, 2, 3], [1, 1, 3, 1, 1]),
+ *   dt: full([1, 1, 3, 1], 1),
+ *   A: full([1, 1], 0),
+ *   B: full([1, 1, 3, 1, 1], 1),
+ *   C: full([1, 1, 3, 1, 1], 1),
+ *   D: full([1, 1], 0),
+ * }, { algorithm: "chunked" });
  * console.log(await y.toArray()); // [1, 3, 6]
  * ```
  */
