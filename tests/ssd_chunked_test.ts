@@ -15,7 +15,7 @@ import {
   ssdScanRef,
   ssdScanVjpRef,
 } from "../lib/ops/ssd_scan.ts";
-import { chunkCost, chunkPlan, ssdChunkedKernels } from "../lib/ops/ssd_chunked.ts";
+import { chunkCost, chunkPlan, ssdChunkedKernels, ssdChunkedLayout } from "../lib/ops/ssd_chunked.ts";
 import { readTensors, tensor, tidy } from "../lib/core/tensor.ts";
 import { gpu, gpuInfo } from "../lib/core/runtime.ts";
 
@@ -116,6 +116,19 @@ opTests([
     chunk: 4,
     partialBytes: 1,
   }),
+  // the other register tiles and slice lengths (tuning knobs): 8×8 and 4×4 outputs per thread
+  chunkedCase("8×8 outputs per thread, slices of 8", { K: 1, Bt: 1, T: 70, H: 2, P: 36, G: 1, N: 40 }, {
+    block: 32,
+    chunk: 32,
+    threadTile: [8, 8],
+    slice: 8,
+  }),
+  chunkedCase("4×4 outputs per thread, slices of 32", { K: 1, Bt: 1, T: 70, H: 2, P: 36, G: 1, N: 40 }, {
+    block: 32,
+    chunk: 64,
+    threadTile: [4, 4],
+    slice: 32,
+  }),
   // the tiles of real sizes (blocks of 64, 128–256 threads) only on a GPU: llvmpipe takes minutes to compile
   // their workgroup memory
   ...(noGpu || gpuInfo().isCpu ? [] : [
@@ -143,6 +156,8 @@ Deno.test("chunkPlan: one chunk where that costs less, else one block per chunk;
   assert.throws(() => chunkPlan(d, { block: 8, chunk: 12 }), RangeError);
   assert.throws(() => chunkPlan(d, { block: 4, chunk: 256 }), RangeError); // 64 blocks in a chunk
   assert.equal(chunkPlan({ ...d, T: 40 }, { block: 4, chunk: 4096 }).NB, 10); // no chunk longer than T
+  assert.throws(() => ssdChunkedLayout(d, { threadTile: [2, 8] }), RangeError);
+  assert.throws(() => ssdChunkedLayout(d, { slice: 128 }), RangeError);
 });
 
 const shapesOf = ({ K, Bt, T, H, P, G, N }: SsdDims) => [
@@ -220,6 +235,9 @@ Deno.test({
       sizes.push([{ ...base, N }, {}], [{ ...base, N }, { chunk: 64 }]);
     }
     sizes.push([{ ...base, P: 128, H: 16, G: 4 }, {}], [{ ...base, T: 2048 }, { block: 32 }]);
+    for (const threadTile of [[8, 8], [4, 4], [8, 4]] as [number, number][]) {
+      sizes.push([base, { threadTile, slice: 32 }], [base, { threadTile, chunk: 64 }]);
+    }
     let checked = 0;
     for (const [d, o] of sizes) {
       for (const k of ssdChunkedKernels(d, o)) {

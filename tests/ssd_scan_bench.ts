@@ -145,6 +145,11 @@ if (big) {
       { block: 64, chunk: 64 }, // one block per chunk: the state passes run
       { block: 32, chunk: 32 },
       { block: 32 }, // one chunk of 32-step blocks
+      { block: 64, threadTile: [8, 8] },
+      { block: 64, threadTile: [4, 4] },
+      { block: 64, threadTile: [8, 4] },
+      { block: 64, slice: 32 },
+      { block: 64, slice: 8 },
       { tile: 2 },
       { tile: 4 },
       { rowsPerThread: 8, colsPerThread: 8 },

@@ -170,10 +170,17 @@ export interface ChunkTile {
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 const nextPow2 = (x: number) => 2 ** Math.ceil(Math.log2(Math.max(1, x)));
 
-/** A tile covering `rows` × `cols` (rows a multiple of 4): 4 rows per thread, 8 columns where there are ≥ 32. */
-function makeTile(rows: number, cols: number, BK: number): ChunkTile {
-  const RM = 4, RN = cols >= 32 ? 8 : 4;
-  return { RM, RN, TY: Math.ceil(rows / RM), TX: Math.ceil(cols / RN), BK };
+/**
+ * A tile of `rows` (a multiple of 4) × at most `cols` columns, at most 256 threads: RM × RN outputs per thread
+ * (option `threadTile`, default 4 × 8; RN 4 where the columns are fewer than 32, RM 4 where RM does not divide
+ * `rows`), columns cut to `maxCols` and to what 256 threads hold (the rest go to more tiles in the grid).
+ */
+function makeTile(rows: number, cols: number, maxCols: number, BK: number, opts: SsdScanOptions): ChunkTile {
+  const [rm, rn] = opts.threadTile ?? [4, 8];
+  const RM = rows % rm === 0 ? rm : 4, RN = cols >= 32 ? rn : 4;
+  const TY = rows / RM;
+  const TX = Math.max(1, Math.min(Math.ceil(cols / RN), Math.floor(maxCols / RN), Math.floor(256 / TY)));
+  return { RM, RN, TY, TX, BK };
 }
 
 const MT = (t: ChunkTile) => t.TY * t.RM;
@@ -250,8 +257,17 @@ function rowCode(
 // ---------------------------------------------------------------------------------------------------------------
 // The kernels
 
-/** Inner steps per staged slice: 16 where the block allows (slices along time never straddle two blocks). */
-const sliceLength = (QB: number) => (QB % 16 === 0 ? 16 : QB % 8 === 0 ? 8 : 4);
+/** Inner steps per staged slice: option `slice`, else 16 where the block allows (slices along time never straddle
+ * two blocks). */
+function sliceLength(QB: number, opts: SsdScanOptions): number {
+  const BK = opts.slice ?? (QB % 16 === 0 ? 16 : QB % 8 === 0 ? 8 : 4);
+  if (![4, 8, 16, 32].includes(BK) || QB % BK !== 0) {
+    throw new RangeError(
+      `ssdScan: slice must be 4, 8, 16 or 32 and divide the block ${QB}, got ${opts.slice}`,
+    );
+  }
+  return BK;
+}
 
 /** The tiles and tile counts of every kernel for a plan. */
 export interface ChunkLayout {
@@ -270,11 +286,18 @@ export interface ChunkLayout {
   NNT: number;
 }
 
-function layoutFor(d: SsdDims, plan: ChunkPlan): ChunkLayout {
-  const BK = sliceLength(plan.QB);
-  const state = makeTile(Math.min(roundUp(d.P, 4), 64), Math.min(roundUp(d.N, d.N >= 32 ? 8 : 4), 128), BK);
-  const out = makeTile(plan.QB, Math.min(roundUp(d.P, d.P >= 32 ? 8 : 4), 64), BK);
-  const dbc = makeTile(plan.QB, Math.min(roundUp(d.N, d.N >= 32 ? 8 : 4), 64), BK);
+function layoutFor(d: SsdDims, plan: ChunkPlan, opts: SsdScanOptions): ChunkLayout {
+  const tt = opts.threadTile;
+  if (tt && (tt.length !== 2 || tt.some((v) => v !== 4 && v !== 8))) {
+    throw new RangeError(
+      `ssdScan: threadTile must be [rows, columns] of 4 or 8 each, got ${JSON.stringify(tt)}`,
+    );
+  }
+  const BK = sliceLength(plan.QB, opts);
+  const state = makeTile(Math.min(roundUp(d.P, 4), 64), d.N, 128, BK, opts);
+  const out = makeTile(plan.QB, d.P, 64, BK, opts);
+  const dbc = makeTile(plan.QB, d.N, 64, BK, opts);
+  const pair = makeTile(plan.QB, plan.QB, plan.QB, BK, opts);
   return {
     plan,
     state,
@@ -282,7 +305,7 @@ function layoutFor(d: SsdDims, plan: ChunkPlan): ChunkLayout {
     NSN: Math.ceil(d.N / NT(state)),
     out,
     NPT: Math.ceil(d.P / NT(out)),
-    pair: makeTile(plan.QB, plan.QB, BK),
+    pair,
     dbc,
     NNT: Math.ceil(d.N / NT(dbc)),
   };
@@ -319,7 +342,7 @@ const kernelCache = new Map<string, Kernel>();
 
 function chunkKernel(which: ChunkKernel, d: SsdDims, L: ChunkLayout): Kernel {
   const { plan } = L;
-  const key = `${which}|${d.P}|${d.N}|${plan.QB}|${plan.NB}`;
+  const key = `${which}|${d.P}|${d.N}|${JSON.stringify(L)}`;
   const hit = kernelCache.get(key);
   if (hit) return hit;
   const base = { P: d.P, N: d.N, QB: plan.QB, NB: plan.NB };
@@ -515,7 +538,7 @@ function params(d: SsdDims, plan: ChunkPlan, kb0: number, count: number): number
 
 /** The plan and tiles chosen for a scan (for benchmarks and reports). */
 export function ssdChunkedLayout(d: SsdDims, opts: SsdScanOptions = {}): Readonly<ChunkLayout> {
-  return layoutFor(d, chunkPlan(d, opts));
+  return layoutFor(d, chunkPlan(d, opts), opts);
 }
 
 /**
@@ -525,7 +548,7 @@ export function ssdChunkedLayout(d: SsdDims, opts: SsdScanOptions = {}): Readonl
 export function ssdChunkedForward(inputs: SsdScanInputs, d: SsdDims, opts: SsdScanOptions = {}): Tensor {
   const { x, dt, A, B, C, D } = inputs;
   const plan = chunkPlan(d, opts);
-  const L = layoutFor(d, plan);
+  const L = layoutFor(d, plan, opts);
   const KB = d.K * d.Bt;
   const sb = scratchBytes(d, L);
   const rows = rowsPerGroup(KB, [sb.dec, sb.tab, sb.pairs, sb.states], opts);
@@ -578,7 +601,7 @@ export function ssdChunkedGrads(
 ): SsdScanGrads {
   const { x, dt, A, B, C, D } = inputs;
   const plan = chunkPlan(d, opts);
-  const L = layoutFor(d, plan);
+  const L = layoutFor(d, plan, opts);
   const KB = d.K * d.Bt;
   const sb = scratchBytes(d, L);
   const rows = rowsPerGroup(KB, Object.values(sb), opts);
@@ -649,7 +672,7 @@ export function ssdChunkedGrads(
 
 /** Every kernel of a scan's plan (tests validate their WGSL at real sizes without compiling pipelines). */
 export function ssdChunkedKernels(d: SsdDims, opts: SsdScanOptions = {}): Kernel[] {
-  const L = layoutFor(d, chunkPlan(d, opts));
+  const L = layoutFor(d, chunkPlan(d, opts), opts);
   const all: ChunkKernel[] = [
     "prep",
     "cb",

@@ -134,6 +134,10 @@ export interface SsdScanOptions {
    * or the whole sequence where that costs fewer multiply-adds; see `chunkPlan` in lib/ops/ssd_chunked.ts).
    */
   chunk?: number;
+  /** Chunked: outputs per thread of the register tiles, [rows, columns], 4 or 8 each (default [4, 8]). */
+  threadTile?: [number, number];
+  /** Chunked: inner steps per staged operand slice, 4, 8, 16 or 32 dividing the block (default 16). */
+  slice?: number;
   /** Sequential: most time steps staged in workgroup memory at once (default 4 forward, 2 backward; 2 on a CPU adapter). */
   tile?: number;
   /** Sequential: state rows (p) per thread (default 4, fewer for small states). */
