@@ -29,10 +29,9 @@ const NPT: u32 = {{NPT}}u; // tiles along P
 
 var<workgroup> red: array<f32, {{RED_LEN}}>; // max(TX·QB, WGP)
 
-fn out_fwd(kb: u32, h: u32, t0: u32, p0: u32, row: u32, col4: u32, v: vec4<f32>) {
+fn out_fwd(kb: u32, h: u32, t0: u32, p0: u32, dskip: f32, row: u32, col4: u32, v: vec4<f32>) {
   let t = t0 + row;
   if (row >= QB || t >= prm.T) { return; }
-  let dskip = Dv[(kb / prm.Bt) * prm.H + h];
   for (var i = 0u; i < 4u; i++) {
     let p = p0 + 4u * col4 + i;
     if (p < P) {
@@ -43,11 +42,10 @@ fn out_fwd(kb: u32, h: u32, t0: u32, p0: u32, row: u32, col4: u32, v: vec4<f32>)
 }
 
 // Writes dx of one cell; returns its parts of <dX̃_t, x_t> and of Σ dy·x.
-fn out_bwd(kb: u32, h: u32, t0: u32, p0: u32, row: u32, col4: u32, v: vec4<f32>) -> vec2<f32> {
+fn out_bwd(kb: u32, h: u32, t0: u32, p0: u32, dskip: f32, row: u32, col4: u32, v: vec4<f32>) -> vec2<f32> {
   let t = t0 + row;
   var r = vec2<f32>(0.0);
   if (row >= QB || t >= prm.T) { return r; }
-  let dskip = Dv[(kb / prm.Bt) * prm.H + h];
   let dtv = DT[(kb * prm.T + t) * prm.H + h];
   for (var i = 0u; i < 4u; i++) {
     let p = p0 + 4u * col4 + i;
@@ -182,6 +180,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
   }
   var ddp = 0.0; // backward: this thread's part of Σ dy·x
+  let dskip = Dv[(kb / prm.Bt) * prm.H + h];
   {{EPILOGUE}}
   if (BWD) {
     // <dX̃_t, x_t> summed over the TX column threads, then Σ dy·x over the workgroup, both in a fixed order

@@ -401,10 +401,10 @@ function chunkKernel(which: ChunkKernel, d: SsdDims, L: ChunkLayout): Kernel {
           t,
           "y",
           (v, row, col4) =>
-            `{ let q = out_bwd(kb, h, t0, p0, ${row}, ${col4}, ${v}); acc += q.x; ddp += q.y; }`,
+            `{ let q = out_bwd(kb, h, t0, p0, dskip, ${row}, ${col4}, ${v}); acc += q.x; ddp += q.y; }`,
           (row) => `red[tx * QB + ${row}] = acc;`,
         )
-        : eachCell(t, "y", (v, row, col4) => `out_fwd(kb, h, t0, p0, ${row}, ${col4}, ${v});`);
+        : eachCell(t, "y", (v, row, col4) => `out_fwd(kb, h, t0, p0, dskip, ${row}, ${col4}, ${v});`);
       code = kernelSource("ssd_chunk_out.wgsl", {
         ...base,
         ...tileSubst(t),
