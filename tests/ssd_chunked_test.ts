@@ -4,6 +4,8 @@
  * before asserting it), over the shapes that reach every code path: one step, T not a multiple of the block,
  * several blocks per chunk, many chunks, one long chunk, groups, runs, several tiles along P and N, scratch split
  * over batch rows, fast and slow decay. Tiny shapes, so llvmpipe is quick; blocks of 4–16 steps stand in for 64.
+ * Tolerance: max |GPU − float64| ≤ 1e-4 · max(1, max |float64|) for y and each gradient (the harness's measure);
+ * measured on llvmpipe: ≤ 2.4e-6 everywhere, most below 5e-7.
  */
 import assert from "node:assert/strict";
 import { noGpu, type OpCase, opTests, randomInputs } from "./harness.ts";
