@@ -134,19 +134,21 @@ async function checkLayer<P>(
 
 const runKeys = [key(1), key(2)];
 
-for (const nGroups of [1, 2]) {
+for (
+  const [nGroups, scanAlgorithm] of [[1, undefined], [2, undefined], [1, "chunked"], [2, "chunked"]] as const
+) {
   Deno.test({
-    name: `Mamba 2 layer, G = ${nGroups}: every gradient matches central differences of the float64 layer ` +
-      "(default + mimetic runs)",
+    name: `Mamba 2 layer, G = ${nGroups}${scanAlgorithm ? `, ${scanAlgorithm} scan` : ""}: every gradient ` +
+      "matches central differences of the float64 layer (default + mimetic runs)",
     ignore: noGpu,
     async fn() {
       // G = 2: two groups of B and C, and the gated RMSNorm over each half of the channels
-      const cfg: Mamba2Config = { ...MAMBA2_DEFAULTS, dState: 4, headDim: 4, nGroups };
+      const cfg: Mamba2Config = { ...MAMBA2_DEFAULTS, dState: 4, headDim: 4, nGroups, scanAlgorithm };
       const D = 8;
       const { params, consts } = initMamba2(runKeys, "m2", cfg, D, 2, [DEFAULT_INIT, MIMETIC_MAMBA2]);
       const aScale = [1, -MIMETIC_MAMBA2.c];
       await checkLayer<Mamba2Params>(
-        `mamba2 G=${nGroups}`,
+        `mamba2 G=${nGroups}${scanAlgorithm ? ` ${scanAlgorithm}` : ""}`,
         params,
         [2, 2, 7, D],
         (p, x) => applyMamba2(p, consts, x, cfg),

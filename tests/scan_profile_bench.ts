@@ -4,10 +4,18 @@
  *
  *     deno bench -A tests/scan_profile_bench.ts
  *     SCAN_PROFILE=ssd SSD_NS=8,128 deno bench -A tests/scan_profile_bench.ts   # only the SSD scan, these N
+ *     SCAN_PROFILE=ssd SSD_ALGORITHMS=chunked SSD_CHUNK=64 deno bench -A tests/scan_profile_bench.ts
+ *                                          # only the chunked SSD scan, with chunks of 64 steps (default: its plan)
  */
 import { flush, gpuInfo, initGpu, type KernelTime, profileKernels, trimPool } from "../lib/core/runtime.ts";
 import { selectiveScan, selectiveScanBackward } from "../lib/ops/selective_scan.ts";
-import { type SsdDims, ssdScan, ssdScanGrads } from "../lib/ops/ssd_scan.ts";
+import {
+  type SsdAlgorithm,
+  type SsdDims,
+  ssdScan,
+  ssdScanGrads,
+  type SsdScanOptions,
+} from "../lib/ops/ssd_scan.ts";
 import { disposeTree, tensor, tidy } from "../lib/core/tensor.ts";
 import { rampClocks } from "./bench_util.ts";
 import { key, split, uniform } from "../lib/core/random.ts";
@@ -73,23 +81,35 @@ const ssdBase: SsdDims = big
   ? { K: 1, Bt: 64, T: 512, H: 32, P: 64, G: 1, N: 128 }
   : { K: 1, Bt: 2, T: 64, H: 2, P: 8, G: 1, N: 16 };
 const ssdNs = Deno.env.get("SSD_NS")?.split(",").map(Number) ?? (big ? [128, 8] : [16]);
+const ssdAlgorithms =
+  (Deno.env.get("SSD_ALGORITHMS")?.split(",") ?? ["sequential", "chunked"]) as SsdAlgorithm[];
+const ssdChunk = Deno.env.get("SSD_CHUNK") ? Number(Deno.env.get("SSD_CHUNK")) : undefined;
 for (const N of only === "mamba1" ? [] : ssdNs) {
-  const { K, Bt, T, H, P, G } = ssdBase;
-  const xs = {
-    x: rand(0, [K, Bt, T, H, P]),
-    dt: rand(1, [K, Bt, T, H], 0.01, 1),
-    A: rand(2, [K, H], -2, -0.1),
-    B: rand(3, [K, Bt, T, G, N]),
-    C: rand(4, [K, Bt, T, G, N]),
-    D: rand(5, [K, H]),
-  };
-  const dy = rand(6, [K, Bt, T, H, P]);
-  run(() => void ssdScan(xs))(); // compile
-  await rampClocks(run(() => void ssdScanGrads(xs, dy)), big ? 2 : 0);
-  const dims = `Bt ${Bt}, T ${T}, H ${H}, P ${P}, G ${G}, N ${N}`;
-  table(`ssdScan forward (${dims})`, await profileKernels(run(() => void ssdScan(xs))));
-  table(`ssdScan backward (${dims})`, await profileKernels(run(() => void ssdScanGrads(xs, dy))));
-  disposeTree(xs);
-  dy.dispose();
-  trimPool();
+  for (const algorithm of ssdAlgorithms) {
+    const { K, Bt, T, H, P, G } = ssdBase;
+    const opts: SsdScanOptions = {
+      algorithm,
+      ...(algorithm === "chunked" && ssdChunk ? { chunk: ssdChunk } : {}),
+    };
+    const xs = {
+      x: rand(0, [K, Bt, T, H, P]),
+      dt: rand(1, [K, Bt, T, H], 0.01, 1),
+      A: rand(2, [K, H], -2, -0.1),
+      B: rand(3, [K, Bt, T, G, N]),
+      C: rand(4, [K, Bt, T, G, N]),
+      D: rand(5, [K, H]),
+    };
+    const dy = rand(6, [K, Bt, T, H, P]);
+    run(() => void ssdScan(xs, opts))(); // compile
+    run(() => void ssdScanGrads(xs, dy, opts))();
+    await rampClocks(run(() => void ssdScanGrads(xs, dy, opts)), big ? 2 : 0);
+    const dims = `Bt ${Bt}, T ${T}, H ${H}, P ${P}, G ${G}, N ${N}; ${
+      JSON.stringify(opts).replace(/"/g, "")
+    }`;
+    table(`ssdScan forward (${dims})`, await profileKernels(run(() => void ssdScan(xs, opts))));
+    table(`ssdScan backward (${dims})`, await profileKernels(run(() => void ssdScanGrads(xs, dy, opts))));
+    disposeTree(xs);
+    dy.dispose();
+    trimPool();
+  }
 }

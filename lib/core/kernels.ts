@@ -29,6 +29,14 @@ export const KERNEL_FILES = [
   "selective_scan_parts.wgsl",
   "ssd_scan_parts.wgsl",
   "gated_norm.wgsl",
+  "ssd_chunk_parts.wgsl",
+  "ssd_chunk_prep.wgsl",
+  "ssd_chunk_cb.wgsl",
+  "ssd_chunk_state.wgsl",
+  "ssd_chunk_out.wgsl",
+  "ssd_chunk_r.wgsl",
+  "ssd_chunk_dbc.wgsl",
+  "ssd_chunk_decay.wgsl",
 ] as const;
 
 /** Data files next to the kernels (JSON), loaded with them: tuning tables measured per adapter. */

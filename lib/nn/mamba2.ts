@@ -27,7 +27,7 @@ import { add, exp, mul, neg, silu, softplus } from "../ops/elementwise.ts";
 import { matmul } from "../ops/matmul.ts";
 import { causalConv1d } from "../ops/conv1d.ts";
 import { gatedRmsNorm } from "../ops/gated_norm.ts";
-import { ssdScan } from "../ops/ssd_scan.ts";
+import { type SsdAlgorithm, ssdScan } from "../ops/ssd_scan.ts";
 
 /** Static configuration of a Mamba 2 mixer (mamba_ssm's defaults). */
 export interface Mamba2Config {
@@ -53,6 +53,8 @@ export interface Mamba2Config {
    * agree when G = 1. Checkpoints loaded from the Hugging Face layout carry `"all"` (`loadPretrained`).
    */
   gatedNorm?: "group" | "all";
+  /** The scan's GPU algorithm (default: `ssdScan`'s, DEFAULT_SSD_ALGORITHM in lib/ops/ssd_scan.ts). */
+  scanAlgorithm?: SsdAlgorithm;
 }
 
 /** mamba_ssm's Mamba2 defaults. */
@@ -244,7 +246,8 @@ export function applyMamba2(p: Mamba2Params, c: Mamba2Consts, x: Tensor, cfg: Ma
   const [K, B, T, Dm] = x.shape;
   const { E } = mamba2Dims(cfg, Dm);
   const s = mamba2ScanInputs(p, c, x, cfg);
-  const y = ssdScan({ x: s.x, dt: s.dt, A: s.A, B: s.B, C: s.C, D: p.D }).reshape([K, B * T, E]);
+  const scanOptions = cfg.scanAlgorithm ? { algorithm: cfg.scanAlgorithm } : {};
+  const y = ssdScan({ x: s.x, dt: s.dt, A: s.A, B: s.B, C: s.C, D: p.D }, scanOptions).reshape([K, B * T, E]);
   // Gated RMSNorm: y ⊙ silu(z), then the norm (mamba_ssm's norm_before_gate=False), fused into one kernel
   // (lib/ops/gated_norm.ts). With gatedNorm "group" (the default) over each group of E/G channels as mamba_ssm's
   // RMSNormGated(group_size = E / G); with "all" over all E channels, as transformers' MambaRMSNormGated.

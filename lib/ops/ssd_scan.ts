@@ -6,14 +6,22 @@
  *   h_t = a_t·h_{t−1} + dt_t·x_t·B_tᵀ          (P×N state, h_{−1} = 0)
  *   y_t = h_t·C_t + D·x_t
  *
- * ## Design: a sequential scan with the state in registers (GPU kernels in kernels/ssd_scan_*.wgsl)
+ * ## Two GPU algorithms (option `algorithm`; the default is DEFAULT_SSD_ALGORITHM below)
+ * "sequential" (this file, kernels/ssd_scan_*.wgsl, described below) walks the T steps with the state in registers;
+ * "chunked" (lib/ops/ssd_chunked.ts, kernels/ssd_chunk_*.wgsl) is the state space duality form: per chunk of steps
+ * small products (CB ∘ decay)·x, and the states passed between chunks. They do about the same arithmetic (chunked
+ * 126 GFLOP at the size below, one chunk of 8 blocks; sequential ~146), but the chunked one does it in
+ * matmul-shaped loops with no per-step barrier or serial sum, and parallel over the chunk's blocks. Both are tested
+ * against the same float64 references (tests/ssd_scan_test.ts, tests/ssd_chunked_test.ts).
+ *
+ * ## The sequential algorithm: the state in registers (GPU kernels in kernels/ssd_scan_*.wgsl)
  * One workgroup owns one (k, b, h) and walks all T steps; its P×N state is split over TP×TN threads, thread
  * (tp, tn) holding PR rows × NC4 vec4 columns in registers (P 64, N 128: 256 threads × 32 floats). x_t, B_t,
  * C_t, dt_t of a tile of S steps are staged in workgroup memory; per step each thread updates its state and
  * writes one partial y per row (summed over its columns); after the tile y is summed over the TN column threads
- * in a fixed order. Why not the chunked (matmul) SSD algorithm: on fp32 without tensor cores both do about the
- * same arithmetic per step (≈ P·N multiply-adds for each of: the state update, y, and each gradient), and the
- * sequential scan needs no chunk states, no decay masks and a third of the dispatches. The time-step body is
+ * in a fixed order. Against the chunked algorithm: about the same arithmetic per step (≈ P·N multiply-adds for
+ * each of: the state update, y, and each gradient), no chunk states, no decay masks, a third of the dispatches;
+ * but latency-bound (the per-step sums below). The time-step body is
  * generated unrolled (`stepCode`) so the state stays in registers whatever the shader compiler does with loops.
  * Parallelism is K·Bt·H workgroups (2048 at Bt 64, H 32); T is not split.
  *
@@ -70,6 +78,7 @@ import { dispatch, gpu, gpuInfo, type Kernel } from "../core/runtime.ts";
 import { record, type TapeNode, type VjpRule } from "../core/tape.ts";
 import { empty, type Tensor } from "../core/tensor.ts";
 import { expectF32, grid1d } from "./util.ts";
+import { ssdChunkedForward, ssdChunkedGrads } from "./ssd_chunked.ts";
 
 /** The inputs of the scan. Shapes in the glossary's letters; Bt is the batch. */
 export interface SsdScanInputs {
@@ -99,24 +108,50 @@ export interface SsdDims {
 }
 
 /**
- * Options: tuning knobs (every value gives the same results up to rounding; the defaults are chosen for the
+ * The two GPU algorithms: "sequential", the register-state sweep of this file's kernels (kernels/ssd_scan_*.wgsl),
+ * and "chunked", the state space duality form of lib/ops/ssd_chunked.ts (kernels/ssd_chunk_*.wgsl). Both compute
+ * the same function and its exact gradients; they differ in rounding and speed.
+ */
+export type SsdAlgorithm = "sequential" | "chunked";
+
+/**
+ * The algorithm `ssdScan` and `ssdScanGrads` use when the options name none: the one place to flip the default
+ * (the chunked one is to replace the sequential one once it is measured faster on the GPU).
+ */
+export const DEFAULT_SSD_ALGORITHM: SsdAlgorithm = "sequential";
+
+/**
+ * Options: the algorithm, and tuning knobs (every value gives the same results up to rounding; the defaults are chosen for the
  * H100) and sizes that tests shrink to reach every code path.
  */
 export interface SsdScanOptions {
-  /** Most time steps staged in workgroup memory at once (default 4 forward, 2 backward; 2 on a CPU adapter). */
+  /** Which GPU algorithm (default {@link DEFAULT_SSD_ALGORITHM}). */
+  algorithm?: SsdAlgorithm;
+  /** Chunked: steps per block, the tile length along time (a multiple of 4 up to 64; default 64, less for short T). */
+  block?: number;
+  /**
+   * Chunked: steps per chunk, the unit of state passing (a multiple of the block; default by a cost model: one block,
+   * or the whole sequence where that costs fewer multiply-adds; see `chunkPlan` in lib/ops/ssd_chunked.ts).
+   */
+  chunk?: number;
+  /** Chunked: outputs per thread of the register tiles, [rows, columns], 4 or 8 each (default [4, 8]). */
+  threadTile?: [number, number];
+  /** Chunked: inner steps per staged operand slice, 4, 8, 16 or 32 dividing the block (default 16). */
+  slice?: number;
+  /** Sequential: most time steps staged in workgroup memory at once (default 4 forward, 2 backward; 2 on a CPU adapter). */
   tile?: number;
-  /** State rows (p) per thread (default 4, fewer for small states). */
+  /** Sequential: state rows (p) per thread (default 4, fewer for small states). */
   rowsPerThread?: number;
-  /** State columns (n) per thread, a multiple of 4 (default 8). */
+  /** Sequential: state columns (n) per thread, a multiple of 4 (default 8). */
   colsPerThread?: number;
   /**
-   * Let the shader compiler unroll the loop over the S steps of a tile (default false: the loop bound is a
+   * Sequential: let the shader compiler unroll the loop over the S steps of a tile (default false: the loop bound is a
    * uniform). Unrolling lets it hoist the next steps' loads, which costs registers, hence occupancy.
    */
   unrollSteps?: boolean;
-  /** Upper bound on the bytes of each backward scratch buffer (per-head dB, dC; saved states). */
+  /** Upper bound on the bytes of each scratch buffer (sequential: per-head dB, dC, saved states; chunked: all). */
   partialBytes?: number;
-  /** Steps between the states that the backward saves to re-anchor s_t (rounded to a multiple of S); 128. */
+  /** Sequential: steps between the states that the backward saves to re-anchor s_t (rounded to a multiple of S); 128. */
   stateEvery?: number;
 }
 
@@ -420,7 +455,8 @@ function reduceKernel(entry: "sum_heads" | "sum_batch"): Kernel {
 
 /**
  * The Mamba 2 scan: per head, h_t = exp(dt_t·A)·h_{t−1} + dt_t·x_t·B_tᵀ, y_t = h_t·C_t + D·x_t (h_{−1} = 0).
- * Saves nothing for the backward beyond its inputs (the backward recomputes the states).
+ * Saves nothing for the backward beyond its inputs (the backward recomputes the states). `options.algorithm`
+ * picks the GPU algorithm ("sequential" or "chunked"; default {@link DEFAULT_SSD_ALGORITHM}); the VJP uses the same.
  * @returns y, (K, Bt, T, H, P).
  * @throws {RangeError} on mismatched shapes, G not dividing H, or empty sizes.
  * @example
@@ -440,10 +476,31 @@ function reduceKernel(entry: "sum_heads" | "sum_batch"): Kernel {
  * });
  * console.log(await y.toArray()); // [1, 3, 6]
  * ```
+ * @example The chunked (state space duality) algorithm: the same function
+ * ```ts
+ * import { initGpu } from "../core/runtime.ts";
+ * import { full, tensor } from "../core/tensor.ts";
+ * import { ssdScan } from "./ssd_scan.ts";
+ * await initGpu();
+ * const y = ssdScan({
+ *   x: tensor([1, 2, 3], [1, 1, 3, 1, 1]),
+ *   dt: full([1, 1, 3, 1], 1),
+ *   A: full([1, 1], 0),
+ *   B: full([1, 1, 3, 1, 1], 1),
+ *   C: full([1, 1, 3, 1, 1], 1),
+ *   D: full([1, 1], 0),
+ * }, { algorithm: "chunked" });
+ * console.log(await y.toArray()); // [1, 3, 6]
+ * ```
  */
 export function ssdScan(inputs: SsdScanInputs, options: SsdScanOptions = {}): Tensor {
   const d = ssdDims(inputs);
   const { x, dt, A, B, C, D } = inputs;
+  if ((options.algorithm ?? DEFAULT_SSD_ALGORITHM) === "chunked") {
+    const yc = ssdChunkedForward(inputs, d, options);
+    record("ssdScan", [x, dt, A, B, C, D], [yc], { options });
+    return yc;
+  }
   const y = empty(x.shape);
   const count = d.K * d.Bt * d.H;
   const { kernel, S } = scanKernel("forward", d.P, d.N, options);
@@ -462,6 +519,9 @@ export function ssdScanGrads(inputs: SsdScanInputs, dy: Tensor, options: SsdScan
   const { x, dt, A, B, C, D } = inputs;
   if (dy.size !== x.size) {
     throw new RangeError(`ssdScan: expected dy of shape ${shapeStr(x)}, got ${shapeStr(dy)}`);
+  }
+  if ((options.algorithm ?? DEFAULT_SSD_ALGORITHM) === "chunked") {
+    return ssdChunkedGrads(inputs, dy, d, options);
   }
   const { K, Bt, T, H, G, N } = d;
   const HG = H / G;

@@ -1,0 +1,689 @@
+/**
+ * The chunked (state space duality) form of the Mamba 2 scan: the GPU forward and backward behind
+ * `ssdScan(inputs, { algorithm: "chunked" })` (lib/ops/ssd_scan.ts has the op, its recurrence, the sequential
+ * algorithm and the float64 references that test both).
+ *
+ * ## Math (per run k, batch row b, head h; a_t = dt_t·A ≤ 0, X̃_t = dt_t·x_t)
+ * The sequence is cut into chunks of Q steps, each into NB blocks of QB steps (Q = NB·QB; padded steps t ≥ T have
+ * dt = 0: no decay, no input). With seg(s, t) = Σ_{s<r≤t} a_r, L[t, s] = exp(seg(s, t)) for s ≤ t (0 above),
+ * CB[t, s] = C_t·B_s, and within chunk c: fdec_t = exp(decay from the chunk's start through t), bdec_s =
+ * exp(decay after s to the chunk's end), Hout_c the state at the chunk's end:
+ *   y_t = Σ_{s ≤ t in c} CB[t, s]·L[t, s]·X̃_s  +  fdec_t·Hout_{c−1}·C_t  +  D·x_t
+ *   Hout_c = exp(Σ_c a)·Hout_{c−1} + Σ_{s in c} bdec_s·X̃_s·B_sᵀ
+ * The first sum is Q×Q "attention" (small products), the second the state passed between chunks (a short
+ * recurrence over nC = ⌈T/Q⌉ chunks, each step a product over Q steps with no per-step decay in its inner loop).
+ *
+ * ## Decay sums (numerics)
+ * A long cumulative sum of a in fp32 loses the small differences between nearby steps (at |Σa| = 1000 an ulp is
+ * 6e-5). So no decay is a difference of long running sums: per block, loc_t (sum from the block's start through t)
+ * and rem_t (sum after t to the block's end) are each summed over one block (≤ 64 terms of one sign); per chunk a
+ * table TAB holds the sums of whole blocks between any two blocks. Then seg(s, t) = loc_t − loc_s within a block
+ * (a difference of sums of ≤ 64 terms, as in a chunk of 64) and rem_s + TAB[bs][bt] + loc_t across blocks (a sum of
+ * same-signed pieces, exact to a few ulps of itself); every exponent is ≤ 0, so no exp overflows. Blocks are also
+ * the tiles of the time axis, so a chunk may be long (one chunk for the whole sequence) at the precision of short
+ * blocks.
+ *
+ * ## Backward
+ * Γ_c = ∂L/∂Hout_c runs backwards: Γ_{c−1} = exp(Σ_c a)·Γ_c + Σ_{t in c} fdec_t·dy_t·C_tᵀ (Γ_{nC−1} = 0). Then
+ *   dX̃_s = Σ_{t ≥ s in c} CB[t, s]·L[t, s]·dy_t + bdec_s·Γ_c·B_s ,   dx = dt·dX̃ + D·dy ,   dD = Σ <dy, x>
+ *   dC_t = Σ_h [ Σ_{s ≤ t} W_h[t, s]·B_s + fdec_t·Hout_{c−1}ᵀ·dy_t ]
+ *   dB_s = Σ_h [ Σ_{t ≥ s} W_h[t, s]·C_t + bdec_s·Γ_cᵀ·X̃_s ]
+ * with W_h = R_h ∘ L_h, R_h[t, s] = <dy_t, X̃_s> (the heads of a group share B, C, so W is summed over them first).
+ * The decays: with d a_s = ∂L/∂a_s (= <∂L/∂h_s, exp(a_s)·h_{s−1}> of the recurrence), d dt_s = <dX̃_s, x_s> + A·d a_s
+ * and dA = Σ_s dt_s·d a_s, and a_s enters every L[t, r] with r < s ≤ t, every fdec_t (t ≥ s), every bdec_r (r < s)
+ * and the chunk's decay, so, within chunk c,
+ *   d a_s = Σ_{t ≥ s} (z_t + v_t) + Σ_{t < s} u_t + e_c ,
+ *   z_t = Σ_{r<t} Z[t, r] − Σ_{t'>t} Z[t', t] ,  Z = W ∘ CB  (so Σ_{t ≥ s} z_t sums Z over the pairs r < s ≤ t),
+ *   v_t = fdec_t·<dy_t, Hout_{c−1}·C_t> ,  u_t = bdec_t·<X̃_t, Γ_c·B_t> ,  e_c = exp(Σ_c a)·<Γ_c, Hout_{c−1}> .
+ * (mamba_ssm's backward sums the same pieces: ddA_cumsum_prev, ddA_next and the chunk-state term.)
+ *
+ * ## Kernels (kernels/ssd_chunk_*.wgsl; register tiles generated here, as kernels/matmul.wgsl's: each thread a
+ * 4×8 block of outputs, operand slices of 16 inner steps staged k-major in workgroup memory, named vec4 registers)
+ *   prep      per (row, head, chunk): loc, rem, fdec, bdec of each step and the block table       (both passes)
+ *   cb        per (row, group, chunk, block pair bs ≤ bt): CB, QB×QB over N                        (both passes)
+ *   state     per (row, head, P×N tile): Hout_c for c < nC − 1, walking the chunks                 (both, nC > 1)
+ *   out       per (row, head, chunk, block, P tile): y over [the causal block pairs | the N states]   (forward)
+ *   stateReverse  as state, backwards: Γ_c, and each tile's part of e_c                           (backward, nC > 1)
+ *   outBackward   as out, transposed: dX̃ → dx, and <dX̃_s, x_s>, Σ dy·x                           (backward)
+ *   r         per (row, group, chunk, pair): R_h per head in order → W summed over the heads, Z's row and column
+ *             sums per head                                                                       (backward)
+ *   dC, dB    per (row, group, chunk, block, N tile): the heads' state parts (in order, inside) + the W part,
+ *             and v, u per head                                                                   (backward)
+ *   decay     per (row, head): d a_s by suffix and prefix sums in two levels, d dt, the dA, dD parts   (backward)
+ *   then the sequential scan's sum_batch (kernels/ssd_scan_reduce.wgsl): dA, dD over the batch.
+ * Every sum runs in a fixed order (no atomics): gradients are bit-identical run to run, and a run's bits do not
+ * depend on the runs packed with it on K (tests/ssd_chunked_test.ts checks both).
+ *
+ * ## Block and chunk lengths
+ * Blocks of 64 steps. The chunk is one block, or the whole sequence (at most 32 blocks), whichever `chunkCost`
+ * counts fewer multiply-adds for: per step and head, the three block-pair products (out, outBackward, r) cost
+ * (NB + 1)/2·QB·P each, and more than one chunk adds seven P×N products (state, out's and outBackward's state
+ * terms, stateReverse, the backward's recomputed state, dC's and dB's state parts). At the issue's size (Bt 64,
+ * T 512, H 32, P 64, N 128, G 1) one chunk of 8 blocks: 60k multiply-adds per step and head against 71k for chunks
+ * of 64, 126 GFLOP forward + backward; N ≤ 64, or T > 640 at N 128, take chunks of one block. (The sequential scan:
+ * ~146 GFLOP.) The options `block` and `chunk` override both.
+ *
+ * ## Memory
+ * The forward saves nothing for the backward (the tape holds the inputs); both recompute prep and cb, and the
+ * backward recomputes the chunk states (mamba_ssm does the same) rather than keeping them. Scratch, per batch row
+ * (Tp = nC·Q padded steps, NP = NB(NB + 1)/2 pairs; bytes at the issue's size for all 64 rows, one chunk of 8
+ * blocks / chunks of one block):
+ *   DEC (H, Tp, 4), TAB (H, nC, NB+2, NB+2)                                          17 MB / 17 MB
+ *   CB, WS (G, nC, NP, QB, QB) each                                                    38 MB / 8 MB each
+ *   HS, GS (H, nC − 1, P, N) each: the states at the chunk ends and their gradients     0 / 470 MB each
+ *   ZR, ZC (H, Tp, NB) each; V, U (H, Tp, ⌈N/64⌉); QS (H, Tp, ⌈P/64⌉); small parts    88 MB / 29 MB
+ * In all 181 MB / 1.00 GB (x is 268 MB); the forward alone needs DEC, TAB, CB and HS. Linear in T: a chunk holds
+ * at most 32 blocks, so CB and WS are at most T·(32·64)/2·G floats. The dispatches run over groups of batch rows
+ * that keep each scratch buffer within the binding limit (option `partialBytes`).
+ * @module
+ */
+import { kernelSource } from "../core/kernels.ts";
+import { dispatch, gpu, type Kernel } from "../core/runtime.ts";
+import { empty, type Tensor } from "../core/tensor.ts";
+import { grid1d } from "./util.ts";
+import type { SsdDims, SsdScanGrads, SsdScanInputs, SsdScanOptions } from "./ssd_scan.ts";
+
+// ---------------------------------------------------------------------------------------------------------------
+// The plan: block and chunk lengths
+
+/** Blocks and chunks of one scan: chunks of Q = QB·NB steps, nC of them, each of NB blocks of QB steps. */
+export interface ChunkPlan {
+  /** Steps per block (the tile length along time), a multiple of 4, at most 64. */
+  QB: number;
+  /** Blocks per chunk. */
+  NB: number;
+  /** Steps per chunk, QB·NB. */
+  Q: number;
+  /** Chunks, ceil(T / Q). */
+  nC: number;
+  /** Block pairs (bt, bs ≤ bt) per chunk, NB·(NB + 1)/2. */
+  NP: number;
+}
+
+const roundUp = (x: number, m: number) => Math.ceil(x / m) * m;
+
+/** Most blocks per chunk (the prep kernel holds a chunk's decay sums in workgroup memory: 8 floats a step). */
+const MAX_BLOCKS = 32;
+
+/**
+ * Multiply-adds per step and head of the chunked kernels for a plan (the cost model that picks the chunk length):
+ * the three block-pair products (forward outputs, backward dX̃, the backward's R) cost (NB + 1)/2·QB·P each, the
+ * group products (CB twice, the WS parts of dB and dC) (NB + 1)/2·QB·N/(H/G) each, and with more than one chunk
+ * seven P·N products (the two state passes, the forward's and the backward's state terms, the backward's
+ * recomputed states, and the state parts of dB and dC).
+ */
+export function chunkCost(d: SsdDims, QB: number, NB: number): number {
+  const nC = Math.ceil(d.T / (QB * NB));
+  const pairs = (NB + 1) / 2;
+  return 3 * pairs * QB * d.P + 4 * pairs * QB * d.N / (d.H / d.G) + (nC > 1 ? 7 * d.P * d.N : 0);
+}
+
+/**
+ * The block length (option `block`, default 64, shorter for short sequences) and the chunk length (option
+ * `chunk`, a multiple of the block; by default whichever of one block per chunk or one chunk for the whole
+ * sequence costs fewer multiply-adds by `chunkCost`: at P 64, N 128, H/G 32 one chunk up to T ≈ 640). Depends on
+ * T, H, G, P, N only, never on K or the batch, so a run's bits do not depend on the runs packed with it.
+ */
+export function chunkPlan(d: SsdDims, opts: SsdScanOptions = {}): ChunkPlan {
+  const QB = opts.block ?? Math.min(64, roundUp(d.T, 4));
+  if (!Number.isInteger(QB) || QB < 4 || QB > 64 || QB % 4 !== 0) {
+    throw new RangeError(`ssdScan: block must be a multiple of 4 from 4 to 64, got ${opts.block}`);
+  }
+  const whole = Math.ceil(d.T / QB); // blocks in the sequence; no chunk is longer
+  let NB: number;
+  if (opts.chunk !== undefined) {
+    if (!Number.isInteger(opts.chunk) || opts.chunk < QB || opts.chunk % QB !== 0) {
+      throw new RangeError(
+        `ssdScan: chunk must be a positive multiple of the block ${QB}, got ${opts.chunk}`,
+      );
+    }
+    NB = Math.min(opts.chunk / QB, whole);
+    if (NB > MAX_BLOCKS) {
+      throw new RangeError(
+        `ssdScan: chunk ${opts.chunk} holds more than ${MAX_BLOCKS} blocks of ${QB} steps`,
+      );
+    }
+  } else {
+    NB = whole <= MAX_BLOCKS && chunkCost(d, QB, whole) <= chunkCost(d, QB, 1) ? whole : 1;
+  }
+  const Q = QB * NB;
+  return { QB, NB, Q, nC: Math.ceil(d.T / Q), NP: (NB * (NB + 1)) / 2 };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Register tiles and the code generated for them
+
+/**
+ * A register tile: TY×TX threads, thread (ty, tx) holding RM rows × RN columns (RN a multiple of 4, as RN/4 vec4s)
+ * of an MT×NT block of outputs, MT = TY·RM, NT = TX·RN; rows 4·(ty + TY·g) + r (g < RM/4, r < 4) and vec4 columns
+ * tx + TX·j (j < RN/4), so the TX threads of a warp read consecutive vec4s of the staged B slice (no bank
+ * conflicts) and broadcast vec4s of the A slice. BK: inner steps per staged slice.
+ */
+export interface ChunkTile {
+  RM: number;
+  RN: number;
+  TY: number;
+  TX: number;
+  BK: number;
+}
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+const nextPow2 = (x: number) => 2 ** Math.ceil(Math.log2(Math.max(1, x)));
+
+/**
+ * A tile of `rows` (a multiple of 4) × at most `cols` columns, at most 256 threads: RM × RN outputs per thread
+ * (option `threadTile`, default 4 × 8; RN 4 where the columns are fewer than 32, RM 4 where RM does not divide
+ * `rows`), columns cut to `maxCols` and to what 256 threads hold (the rest go to more tiles in the grid).
+ */
+function makeTile(rows: number, cols: number, maxCols: number, BK: number, opts: SsdScanOptions): ChunkTile {
+  const [rm, rn] = opts.threadTile ?? [4, 8];
+  const RM = rows % rm === 0 ? rm : 4, RN = cols >= 32 ? rn : 4;
+  const TY = rows / RM;
+  const TX = Math.max(1, Math.min(Math.ceil(cols / RN), Math.floor(maxCols / RN), Math.floor(256 / TY)));
+  return { RM, RN, TY, TX, BK };
+}
+
+const MT = (t: ChunkTile) => t.TY * t.RM;
+const NT = (t: ChunkTile) => t.TX * t.RN;
+const WGOf = (t: ChunkTile) => t.TY * t.TX;
+
+function tileSubst(t: ChunkTile): Record<string, number> {
+  const AS4 = MT(t) / 4 + 1, BS4 = NT(t) / 4 + 1;
+  return {
+    TY: t.TY,
+    TX: t.TX,
+    WG: WGOf(t),
+    WGP: nextPow2(WGOf(t)),
+    MT: MT(t),
+    NT: NT(t),
+    BK: t.BK,
+    AS4,
+    BS4,
+    AS_LEN: t.BK * AS4,
+    BS_LEN: t.BK * BS4,
+  };
+}
+
+const cellName = (p: string, i: number, j: number) => `${p}${i}_${j}`;
+const cellsOf = (t: ChunkTile) => range(t.RM).flatMap((i) => range(t.RN / 4).map((j) => [i, j] as const));
+const rowExpr = (t: ChunkTile, i: number) => `(4u * (ty + ${(i >> 2) * t.TY}u) + ${i & 3}u)`;
+const col4Expr = (t: ChunkTile, j: number) => `(tx + ${j * t.TX}u)`;
+const join = (lines: string[]) => lines.join("\n  ");
+
+const declCode = (t: ChunkTile, p: string) =>
+  join(cellsOf(t).map(([i, j]) => `var ${cellName(p, i, j)} = vec4<f32>(0.0);`));
+const zeroCode = (t: ChunkTile, p: string) =>
+  join(cellsOf(t).map(([i, j]) => `${cellName(p, i, j)} = vec4<f32>(0.0);`));
+const scaleCode = (t: ChunkTile, p: string, e: string) =>
+  join(cellsOf(t).map(([i, j]) => `${cellName(p, i, j)} *= ${e};`));
+const addCode = (t: ChunkTile, dst: string, src: string) =>
+  join(cellsOf(t).map(([i, j]) => `${cellName(dst, i, j)} += ${cellName(src, i, j)};`));
+/** One `f(cell, row, col4)` statement per cell, rows in order. */
+const eachCell = (t: ChunkTile, p: string, f: (v: string, row: string, col4: string) => string) =>
+  join(cellsOf(t).map(([i, j]) => f(cellName(p, i, j), rowExpr(t, i), col4Expr(t, j))));
+
+/** One inner step of the product: acc += As[k][rows] ⊗ Bs[k][cols] (ai, bi: this thread's vec4 indices at k). */
+function kstepCode(t: ChunkTile, p: string): string {
+  const lines = [
+    ...range(t.RM / 4).map((g) => `let a${g} = As[ai + ${g * t.TY}u];`),
+    ...range(t.RN / 4).map((j) => `let b${j} = Bs[bi + ${j * t.TX}u];`),
+  ];
+  for (const [i, j] of cellsOf(t)) {
+    const v = cellName(p, i, j);
+    lines.push(`${v} = fma(vec4<f32>(a${i >> 2}.${"xyzw"[i & 3]}), b${j}, ${v});`);
+  }
+  return `{\n          ${lines.join("\n          ")}\n        }`;
+}
+
+/**
+ * Per row of the tile: `acc` (0 at the start of the row) updated by `cell(cell, row, col4)` for each of the row's
+ * cells in order, then `sink(row)`.
+ */
+function rowCode(
+  t: ChunkTile,
+  p: string,
+  cell: (v: string, row: string, col4: string) => string,
+  sink: (row: string) => string,
+): string {
+  return join(
+    range(t.RM).map((i) => {
+      const row = rowExpr(t, i);
+      const cells = range(t.RN / 4).map((j) => cell(cellName(p, i, j), row, col4Expr(t, j)));
+      return `{\n    var acc = 0.0;\n    ${cells.join("\n    ")}\n    ${sink(row)}\n  }`;
+    }),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The kernels
+
+/** Inner steps per staged slice: option `slice`, else 16 where the block allows (slices along time never straddle
+ * two blocks). */
+function sliceLength(QB: number, opts: SsdScanOptions): number {
+  const BK = opts.slice ?? (QB % 16 === 0 ? 16 : QB % 8 === 0 ? 8 : 4);
+  if (![4, 8, 16, 32].includes(BK) || QB % BK !== 0) {
+    throw new RangeError(
+      `ssdScan: slice must be 4, 8, 16 or 32 and divide the block ${QB}, got ${opts.slice}`,
+    );
+  }
+  return BK;
+}
+
+/** The tiles and tile counts of every kernel for a plan. */
+export interface ChunkLayout {
+  plan: ChunkPlan;
+  /** P×N state tiles (state passes), NSP×NSN of them. */
+  state: ChunkTile;
+  NSP: number;
+  NSN: number;
+  /** QB × P-tile outputs (forward outputs, backward dX̃), NPT tiles along P. */
+  out: ChunkTile;
+  NPT: number;
+  /** QB × QB block pairs (CB, R). */
+  pair: ChunkTile;
+  /** QB × N-tile (dB, dC), NNT tiles along N. */
+  dbc: ChunkTile;
+  NNT: number;
+}
+
+function layoutFor(d: SsdDims, plan: ChunkPlan, opts: SsdScanOptions): ChunkLayout {
+  const tt = opts.threadTile;
+  if (tt && (tt.length !== 2 || tt.some((v) => v !== 4 && v !== 8))) {
+    throw new RangeError(
+      `ssdScan: threadTile must be [rows, columns] of 4 or 8 each, got ${JSON.stringify(tt)}`,
+    );
+  }
+  const BK = sliceLength(plan.QB, opts);
+  const state = makeTile(Math.min(roundUp(d.P, 4), 64), d.N, 128, BK, opts);
+  const out = makeTile(plan.QB, d.P, 64, BK, opts);
+  const dbc = makeTile(plan.QB, d.N, 64, BK, opts);
+  const pair = makeTile(plan.QB, plan.QB, plan.QB, BK, opts);
+  return {
+    plan,
+    state,
+    NSP: Math.ceil(d.P / MT(state)),
+    NSN: Math.ceil(d.N / NT(state)),
+    out,
+    NPT: Math.ceil(d.P / NT(out)),
+    pair,
+    dbc,
+    NNT: Math.ceil(d.N / NT(dbc)),
+  };
+}
+
+type ChunkKernel =
+  | "prep"
+  | "cb"
+  | "state"
+  | "stateReverse"
+  | "out"
+  | "outBackward"
+  | "r"
+  | "dC"
+  | "dB"
+  | "decay";
+
+const R = "read", W = "read_write";
+const BINDINGS: Record<ChunkKernel, readonly ("read" | "read_write")[]> = {
+  prep: [R, R, W, W],
+  cb: [R, R, W],
+  state: [R, R, R, R, R, W, R, W],
+  stateReverse: [R, R, R, R, R, W, R, W],
+  out: [R, R, R, R, R, R, R, R, W, R, W, W],
+  outBackward: [R, R, R, R, R, R, R, R, W, R, W, W],
+  r: [R, R, R, R, R, R, W, W, W],
+  dC: [R, R, R, R, R, R, R, W, W],
+  dB: [R, R, R, R, R, R, R, W, W],
+  decay: [R, R, R, R, R, R, R, R, R, W, W],
+};
+
+const DECAY_THREADS = 64;
+const kernelCache = new Map<string, Kernel>();
+
+function chunkKernel(which: ChunkKernel, d: SsdDims, L: ChunkLayout): Kernel {
+  const { plan } = L;
+  const key = `${which}|${d.P}|${d.N}|${JSON.stringify(L)}`;
+  const hit = kernelCache.get(key);
+  if (hit) return hit;
+  const base = { P: d.P, N: d.N, QB: plan.QB, NB: plan.NB };
+  let code: string;
+  switch (which) {
+    case "prep": {
+      // the chunk's decay sums in workgroup memory: 2 floats a step, 3 a block (the other kernels need ≤ 15 KB)
+      const bytes = 8 * plan.Q + 12 * plan.NB, limit = gpu().limits.maxComputeWorkgroupStorageSize;
+      if (bytes > limit) {
+        throw new RangeError(
+          `ssdScan: a chunk of ${plan.Q} steps needs ${bytes} bytes of workgroup memory, more than the device's ` +
+            `${limit}: choose a shorter chunk`,
+        );
+      }
+      code = kernelSource("ssd_chunk_prep.wgsl", base);
+      break;
+    }
+    case "cb": {
+      const t = L.pair;
+      code = kernelSource("ssd_chunk_cb.wgsl", {
+        ...base,
+        ...tileSubst(t),
+        DECL: declCode(t, "c"),
+        KSTEP: kstepCode(t, "c"),
+        STORE: eachCell(t, "c", (v, row, col4) => `store_cb(ob, ${row}, ${col4}, ${v});`),
+      });
+      break;
+    }
+    case "state":
+    case "stateReverse": {
+      const t = L.state;
+      code = kernelSource("ssd_chunk_state.wgsl", {
+        ...base,
+        ...tileSubst(t),
+        REVERSE: String(which === "stateReverse"),
+        NNT: L.NSN,
+        NTILES: L.NSP * L.NSN,
+        DECL: declCode(t, "h"),
+        SCALE: scaleCode(t, "h", "cdec"),
+        KSTEP: kstepCode(t, "h"),
+        STORE: eachCell(t, "h", (v, row, col4) => `store_state(ob, p0 + ${row}, n0 + 4u * ${col4}, ${v});`),
+        DOT_HS: eachCell(
+          t,
+          "h",
+          (v, row, col4) => `part += dot_state(hb, p0 + ${row}, n0 + 4u * ${col4}, ${v});`,
+        ),
+      });
+      break;
+    }
+    case "out":
+    case "outBackward": {
+      const t = L.out, bwd = which === "outBackward";
+      // backward: dx written per cell; <dX̃_t, x_t> summed per row into red (then over TX), Σ dy·x into ddp
+      const epilogue = bwd
+        ? rowCode(
+          t,
+          "y",
+          (v, row, col4) =>
+            `{ let q = out_bwd(kb, h, t0, p0, dskip, ${row}, ${col4}, ${v}); acc += q.x; ddp += q.y; }`,
+          (row) => `red[tx * QB + ${row}] = acc;`,
+        )
+        : eachCell(t, "y", (v, row, col4) => `out_fwd(kb, h, t0, p0, dskip, ${row}, ${col4}, ${v});`);
+      code = kernelSource("ssd_chunk_out.wgsl", {
+        ...base,
+        ...tileSubst(t),
+        BWD: String(bwd),
+        NPT: L.NPT,
+        RED_LEN: Math.max(t.TX * plan.QB, nextPow2(WGOf(t))),
+        DECL: declCode(t, "y"),
+        KSTEP: kstepCode(t, "y"),
+        EPILOGUE: epilogue,
+      });
+      break;
+    }
+    case "r": {
+      const t = L.pair;
+      const weigh = [
+        ...range(t.RM).map((i) => `var zrow${i} = 0.0;`),
+        ...range(t.RN / 4).map((j) => `var zcol${j} = vec4<f32>(0.0);`),
+        ...cellsOf(t).map(([i, j]) =>
+          `{ let q = weigh(kh, tg0, sg0, ${rowExpr(t, i)}, ${col4Expr(t, j)}, cross, btw, cbb4, ${
+            cellName("r", i, j)
+          }); ${cellName("w", i, j)} += q.w; zrow${i} += q.z.x + q.z.y + q.z.z + q.z.w; zcol${j} += q.z; }`
+        ),
+        ...range(t.RM).map((i) => `zr[tx * QB + ${rowExpr(t, i)}] = zrow${i};`),
+        ...range(t.RN / 4).map((j) => `store_zc(ty, ${col4Expr(t, j)}, zcol${j});`),
+      ];
+      code = kernelSource("ssd_chunk_r.wgsl", {
+        ...base,
+        ...tileSubst(t),
+        ZR_LEN: t.TX * plan.QB,
+        ZC_LEN: t.TY * plan.QB,
+        DECL_W: declCode(t, "w"),
+        DECL_R: declCode(t, "r"),
+        ZERO_R: zeroCode(t, "r"),
+        KSTEP_R: kstepCode(t, "r"),
+        WEIGH: join(weigh),
+        STORE_W: eachCell(t, "w", (v, row, col4) => `store_w(cbb4, ${row}, ${col4}, ${v});`),
+      });
+      break;
+    }
+    case "dC":
+    case "dB": {
+      const t = L.dbc;
+      code = kernelSource("ssd_chunk_dbc.wgsl", {
+        ...base,
+        ...tileSubst(t),
+        DB: String(which === "dB"),
+        NNT: L.NNT,
+        RED_LEN: t.TX * plan.QB,
+        DECL_O: declCode(t, "o"),
+        DECL_E: declCode(t, "e"),
+        ZERO_E: zeroCode(t, "e"),
+        KSTEP_E: kstepCode(t, "e"),
+        KSTEP_O: kstepCode(t, "o"),
+        ADD_E: addCode(t, "o", "e"),
+        VDOT: rowCode(
+          t,
+          "e",
+          (v, row, col4) => `acc += edot(kb, g, t0, n0, ${row}, ${col4}, ${v});`,
+          (row) => `red[tx * QB + ${row}] = acc;`,
+        ),
+        STORE: eachCell(t, "o", (v, row, col4) => `store_out(kb, g, t0, n0, ${row}, ${col4}, ${v});`),
+      });
+      break;
+    }
+    case "decay":
+      code = kernelSource("ssd_chunk_decay.wgsl", {
+        ...base,
+        NNT: L.NNT,
+        NPT: L.NPT,
+        NST: L.NSP * L.NSN,
+        WGD: DECAY_THREADS,
+        SEG: Math.ceil(plan.Q / DECAY_THREADS),
+      });
+      break;
+  }
+  const kernel: Kernel = { name: `ssd_chunk_${which}`, code, bindings: BINDINGS[which] };
+  kernelCache.set(key, kernel);
+  return kernel;
+}
+
+/** The batch-sum kernel of the sequential scan's backward (kernels/ssd_scan_reduce.wgsl), reused for dA, dD. */
+function sumBatchKernel(): Kernel {
+  return {
+    name: "ssd_scan_sum_batch",
+    code: kernelSource("ssd_scan_reduce.wgsl"),
+    entry: "sum_batch",
+    bindings: ["read", "read_write", "read_write"],
+  };
+}
+
+/** A grid of `count` workgroups folded into (x, y) within 65535 per dimension. */
+function grid(count: number): [number, number] {
+  const x = Math.min(count, 65535);
+  return [x, Math.ceil(count / x)];
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Scratch
+
+/** Bytes per batch row of every scratch buffer (the rows of a dispatch group share one buffer each). */
+function scratchBytes(d: SsdDims, L: ChunkLayout) {
+  const { QB, NB, nC, NP } = L.plan;
+  const Tp = nC * QB * NB, TABW = NB + 2;
+  return {
+    dec: d.H * Tp * 16,
+    tab: d.H * nC * TABW * TABW * 4,
+    pairs: d.G * nC * NP * QB * QB * 4, // CB, WS
+    states: d.H * (nC - 1) * d.P * d.N * 4, // HS, GS
+    et: d.H * nC * L.NSP * L.NSN * 4,
+    z: d.H * Tp * NB * 4, // ZR, ZC
+    vu: d.H * Tp * L.NNT * 4, // V, U
+    qs: d.H * Tp * L.NPT * 4,
+    ddp: d.H * nC * NB * L.NPT * 4,
+  };
+}
+
+/** Batch rows per dispatch group: as many as keep every scratch buffer within `cap` bytes (at least one). */
+function rowsPerGroup(KB: number, perRow: number[], opts: SsdScanOptions): number {
+  const cap = opts.partialBytes ?? Math.min(gpu().limits.maxStorageBufferBindingSize, 1 << 30);
+  return Math.max(1, Math.min(KB, Math.floor(cap / Math.max(1, ...perRow))));
+}
+
+const scratch = (bytes: number) => empty([Math.max(4, Math.ceil(bytes / 4))]);
+
+// ---------------------------------------------------------------------------------------------------------------
+// Forward and backward
+
+function params(d: SsdDims, plan: ChunkPlan, kb0: number, count: number): number[] {
+  return [d.T, d.H, d.H / d.G, d.G, d.Bt, plan.nC, kb0, count];
+}
+
+/** The plan and tiles chosen for a scan (for benchmarks and reports). */
+export function ssdChunkedLayout(d: SsdDims, opts: SsdScanOptions = {}): Readonly<ChunkLayout> {
+  return layoutFor(d, chunkPlan(d, opts), opts);
+}
+
+/**
+ * y of `ssdScan` by the chunked algorithm: prep (decay sums), CB, the forward state pass (with more than one
+ * chunk), the block outputs. Saves nothing for the backward.
+ */
+export function ssdChunkedForward(inputs: SsdScanInputs, d: SsdDims, opts: SsdScanOptions = {}): Tensor {
+  const { x, dt, A, B, C, D } = inputs;
+  const plan = chunkPlan(d, opts);
+  const L = layoutFor(d, plan, opts);
+  const KB = d.K * d.Bt;
+  const sb = scratchBytes(d, L);
+  const rows = rowsPerGroup(KB, [sb.dec, sb.tab, sb.pairs, sb.states], opts);
+  const y = empty(x.shape);
+  const dec = scratch(rows * sb.dec), tab = scratch(rows * sb.tab), cb = scratch(rows * sb.pairs);
+  const multi = plan.nC > 1;
+  const hs = scratch(multi ? rows * sb.states : 4);
+  const dummies = [scratch(4), scratch(4), scratch(4)];
+  const NST = L.NSP * L.NSN;
+  for (let kb0 = 0; kb0 < KB; kb0 += rows) {
+    const n = Math.min(rows, KB - kb0);
+    let count = n * d.H * plan.nC;
+    dispatch(
+      chunkKernel("prep", d, L),
+      [dt, A, dec, tab].map((t) => t.buffer),
+      params(d, plan, kb0, count),
+      grid(count),
+    );
+    count = n * d.G * plan.nC * plan.NP;
+    dispatch(
+      chunkKernel("cb", d, L),
+      [B, C, cb].map((t) => t.buffer),
+      params(d, plan, kb0, count),
+      grid(count),
+    );
+    if (multi) {
+      count = n * d.H * NST;
+      const bufs = [x, B, dt, dec, tab, hs, x, dummies[0]];
+      dispatch(
+        chunkKernel("state", d, L),
+        bufs.map((t) => t.buffer),
+        params(d, plan, kb0, count),
+        grid(count),
+      );
+    }
+    count = n * d.H * plan.nC * plan.NB * L.NPT;
+    const bufs = [cb, dec, tab, dt, x, C, hs, D, y, x, dummies[1], dummies[2]];
+    dispatch(chunkKernel("out", d, L), bufs.map((t) => t.buffer), params(d, plan, kb0, count), grid(count));
+  }
+  for (const t of [dec, tab, cb, hs, ...dummies]) t.dispose();
+  return y;
+}
+
+/** The gradients of `sum(ssdScan(inputs) ⊙ dy)` by the chunked algorithm (see the module notes). */
+export function ssdChunkedGrads(
+  inputs: SsdScanInputs,
+  dy: Tensor,
+  d: SsdDims,
+  opts: SsdScanOptions = {},
+): SsdScanGrads {
+  const { x, dt, A, B, C, D } = inputs;
+  const plan = chunkPlan(d, opts);
+  const L = layoutFor(d, plan, opts);
+  const KB = d.K * d.Bt;
+  const sb = scratchBytes(d, L);
+  const rows = rowsPerGroup(KB, Object.values(sb), opts);
+  const grads: SsdScanGrads = {
+    dx: empty(x.shape),
+    ddt: empty(dt.shape),
+    dA: empty(A.shape),
+    dB: empty(B.shape),
+    dC: empty(C.shape),
+    dD: empty(D.shape),
+  };
+  const multi = plan.nC > 1;
+  const s = {
+    dec: scratch(rows * sb.dec),
+    tab: scratch(rows * sb.tab),
+    cb: scratch(rows * sb.pairs),
+    ws: scratch(rows * sb.pairs),
+    hs: scratch(multi ? rows * sb.states : 4),
+    gs: scratch(multi ? rows * sb.states : 4),
+    et: scratch(multi ? rows * sb.et : 4),
+    zr: scratch(rows * sb.z),
+    zc: scratch(rows * sb.z),
+    v: scratch(rows * sb.vu),
+    u: scratch(rows * sb.vu),
+    qs: scratch(rows * sb.qs),
+    ddp: scratch(rows * sb.ddp),
+    sp: scratch(KB * d.H * 8),
+    dummy: scratch(4),
+  };
+  const NST = L.NSP * L.NSN;
+  const run = (k: ChunkKernel, bufs: Tensor[], kb0: number, count: number) =>
+    dispatch(chunkKernel(k, d, L), bufs.map((t) => t.buffer), params(d, plan, kb0, count), grid(count));
+  for (let kb0 = 0; kb0 < KB; kb0 += rows) {
+    const n = Math.min(rows, KB - kb0);
+    let count = n * d.H * plan.nC;
+    dispatch(
+      chunkKernel("prep", d, L),
+      [dt, A, s.dec, s.tab].map((t) => t.buffer),
+      params(d, plan, kb0, count),
+      grid(count),
+    );
+    run("cb", [B, C, s.cb], kb0, n * d.G * plan.nC * plan.NP);
+    if (multi) {
+      run("state", [x, B, dt, s.dec, s.tab, s.hs, x, s.dummy], kb0, n * d.H * NST);
+      run("stateReverse", [dy, C, dt, s.dec, s.tab, s.gs, s.hs, s.et], kb0, n * d.H * NST);
+    }
+    run(
+      "outBackward",
+      [s.cb, s.dec, s.tab, dt, dy, B, s.gs, D, grads.dx, x, s.qs, s.ddp],
+      kb0,
+      n * d.H * plan.nC * plan.NB * L.NPT,
+    );
+    run("r", [dy, x, dt, s.dec, s.tab, s.cb, s.ws, s.zr, s.zc], kb0, n * d.G * plan.nC * plan.NP);
+    count = n * d.G * plan.nC * plan.NB * L.NNT;
+    run("dC", [dy, dt, s.dec, s.hs, s.ws, B, C, grads.dC, s.v], kb0, count);
+    run("dB", [x, dt, s.dec, s.gs, s.ws, C, B, grads.dB, s.u], kb0, count);
+    run("decay", [dt, A, s.zr, s.zc, s.v, s.u, s.qs, s.et, s.ddp, grads.ddt, s.sp], kb0, n * d.H);
+  }
+  dispatch(
+    sumBatchKernel(),
+    [s.sp.buffer, grads.dA.buffer, grads.dD.buffer],
+    [d.K * d.H, d.G, d.H / d.G, d.N, 0, d.Bt, d.H],
+    grid1d(d.K * d.H),
+  );
+  for (const t of Object.values(s)) t.dispose();
+  return grads;
+}
+
+/** Every kernel of a scan's plan (tests validate their WGSL at real sizes without compiling pipelines). */
+export function ssdChunkedKernels(d: SsdDims, opts: SsdScanOptions = {}): Kernel[] {
+  const L = layoutFor(d, chunkPlan(d, opts), opts);
+  const all: ChunkKernel[] = [
+    "prep",
+    "cb",
+    "state",
+    "stateReverse",
+    "out",
+    "outBackward",
+    "r",
+    "dC",
+    "dB",
+    "decay",
+  ];
+  return all.map((k) => chunkKernel(k, d, L));
+}
