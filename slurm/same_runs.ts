@@ -5,12 +5,12 @@
  *
  *   deno run -A slurm/same_runs.ts DIR_A DIR_B [--ignore train_seconds,eval_seconds,...]
  *
- * Ignored always: columns whose name ends in `seconds` (train_seconds, eval_seconds), starts with `worker` or
- * contains `_worker`. Prints the differences (at most 20) and exits 1 when there are any; exits 2 on bad input
+ * Ignored always: the study layer's TIME_COLUMNS (times, worker, group size) and columns whose name ends in
+ * `seconds`, starts with `worker` or contains `_worker`. Prints the differences (at most 20) and exits 1 when there are any; exits 2 on bad input
  * (a folder without runs.csv).
  */
 import { join } from "node:path";
-import { helpText, parseFlags, readCsv, runMain, UsageError } from "../mod.ts";
+import { helpText, parseFlags, readCsv, runMain, TIME_COLUMNS, UsageError } from "../mod.ts";
 
 const FLAGS = {
   ignore: { type: "strings", help: "More columns to ignore (besides the timing and worker columns)." },
@@ -30,7 +30,7 @@ export function compareRuns(
   ignore: ReadonlySet<string>,
 ): string[] {
   const colsA = Object.keys(a[0] ?? {}), colsB = Object.keys(b[0] ?? {});
-  const keep = (c: string) => !ignore.has(c) && !IGNORED_BY_DEFAULT.test(c);
+  const keep = (c: string) => !ignore.has(c) && !TIME_COLUMNS.includes(c) && !IGNORED_BY_DEFAULT.test(c);
   const kept = colsA.filter(keep);
   const problems: string[] = [];
   const onlyA = kept.filter((c) => !colsB.includes(c)),

@@ -120,8 +120,9 @@ type Json = Record<string, unknown>;
 type HostOf<T> = T extends Tensor ? HostTensor : { [K in keyof T]: HostOf<T[K]> };
 
 /**
- * Parses JSON as Python's `json` writes it: bare `Infinity`, `-Infinity` and `NaN` are allowed (transformers writes
- * Mamba 2's `time_step_limit` as `[0.0, Infinity]`).
+ * Parses JSON as Python writes it for transformers' configs: bare `Infinity`, `-Infinity` and `NaN` (Python's
+ * `json`), and objects `{"__float__": "Infinity"}` (transformers 5 writes non-finite floats that way, e.g. Mamba 2's
+ * `time_step_limit` as `[0.0, {"__float__": "Infinity"}]`) become numbers (NaN as null).
  */
 export function parsePythonJson(text: string): unknown {
   // Strings are matched first and kept, so only bare tokens are rewritten; 1e999 parses to Infinity.
@@ -130,6 +131,16 @@ export function parsePythonJson(text: string): unknown {
       /"(?:[^"\\]|\\.)*"|(-?)\bInfinity\b|\bNaN\b/g,
       (m, sign) => (m.startsWith('"') ? m : m === "NaN" ? "null" : `${sign ?? ""}1e999`),
     ),
+    (_key, value) => {
+      if (value && typeof value === "object" && !Array.isArray(value)) {
+        const keys = Object.keys(value);
+        if (keys.length === 1 && keys[0] === "__float__" && typeof value.__float__ === "string") {
+          const f = Number(value.__float__);
+          return Number.isNaN(f) ? null : f;
+        }
+      }
+      return value;
+    },
   );
 }
 
