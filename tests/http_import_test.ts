@@ -1,11 +1,13 @@
 /**
- * Users import mimetic from a URL. This serves the checkout over HTTP on loopback, imports `mod.ts` from that URL
+ * Users import mimetic from a URL. This serves the checkout over HTTP on loopback with tools/serve.ts (the server
+ * the README names), imports `mod.ts` from that URL
  * in a fresh Deno process (so kernels load over HTTP too), and runs a small computation there.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { noGpu } from "./harness.ts";
+import { serveCheckout } from "../tools/serve.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 
@@ -14,17 +16,11 @@ Deno.test({
   ignore: noGpu,
   async fn() {
     const served: string[] = [];
-    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
-      const path = decodeURIComponent(new URL(req.url).pathname);
-      if (path.includes("..")) return new Response("bad path", { status: 400 });
-      try {
-        const body = await Deno.readFile(join(root, path));
-        served.push(path);
-        const type = path.endsWith(".ts") ? "application/typescript" : "text/plain";
-        return new Response(body, { headers: { "content-type": type } });
-      } catch {
-        return new Response("not found", { status: 404 });
-      }
+    // The server the README tells users to run (tools/serve.ts), watched for what it serves.
+    const inner = serveCheckout(root, "127.0.0.1", 0);
+    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (req) => {
+      served.push(decodeURIComponent(new URL(req.url).pathname));
+      return fetch(`http://127.0.0.1:${inner.addr.port}${new URL(req.url).pathname}`);
     });
     try {
       const base = `http://127.0.0.1:${server.addr.port}`;
@@ -59,6 +55,7 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     } finally {
       await server.shutdown();
+      await inner.shutdown();
     }
   },
 });

@@ -237,7 +237,7 @@ Deno.test("parsePythonJson: bare Infinity/-Infinity/NaN as Python writes them; s
   assert.deepEqual(v, { limit: [0, Infinity], low: -Infinity, x: null, s: "Infinity NaN" });
 });
 
-Deno.test("parsePythonJson: transformers 5's {\"__float__\": \"Infinity\"} objects become numbers", () => {
+Deno.test('parsePythonJson: transformers 5\'s {"__float__": "Infinity"} objects become numbers', () => {
   const v = parsePythonJson(
     '{"time_step_limit": [0.0, {"__float__": "Infinity"}], "m": {"__float__": "-Infinity"}, "o": {"__float__": 1}}',
   ) as Json;
