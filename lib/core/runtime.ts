@@ -8,8 +8,11 @@
  * Hazards it handles:
  * - Uniform parameters are written into a CPU-side arena and uploaded with one `writeBuffer` just before the
  *   submit that uses them, so a later dispatch can never overwrite the parameters of an earlier one.
- * - A released buffer returns to the pool only after the work recorded so far is submitted, so a pooled buffer is
- *   never handed out while an unsubmitted command still refers to it.
+ * - `queue.writeBuffer` runs at the next submit, before every command recorded until then. So a buffer released
+ *   since the last submit (unsubmitted commands may still read it) is handed out again only to tensors that the GPU
+ *   writes (op outputs, `empty`), whose writes are ordered after those commands; a tensor filled by an upload
+ *   (`tensor`, `zeros`) takes a buffer released before the last submit. Buffers freed during a step (the backward
+ *   frees activations as it goes) are so reused within the same step.
  * @module
  */
 import { loadKernels } from "./kernels.ts";
@@ -185,36 +188,63 @@ export function pipelineCount(): number {
 
 const BUFFER_USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 const freeBuffers = new Map<number, GPUBuffer[]>();
-let releasedSinceSubmit: GPUBuffer[] = [];
+/** Buffers released since the last submit, by size: reusable only for GPU-written contents (see the hazards). */
+let releasedSinceSubmit = new Map<number, GPUBuffer[]>();
 let liveBytes = 0;
 let pooledBytes = 0;
+let peakLiveBytes = 0;
+let allocatedBytes = 0;
+let peakAllocatedBytes = 0;
 
-/** Bucket sizes: multiples of 256 B up to 4 KiB, then powers of two up to 64 MiB, then multiples of 16 MiB. */
-function bucketSize(bytes: number): number {
+/**
+ * The bytes the pool allocates for a request of `bytes`: multiples of 256 B up to 4 KiB, then powers of two up to
+ * 64 MiB, then multiples of 16 MiB (exported for memory estimates, which count what the pool really holds).
+ */
+export function bucketSize(bytes: number): number {
   const b = Math.max(bytes, 16);
   if (b <= 4096) return Math.ceil(b / 256) * 256;
   if (b <= 64 << 20) return 2 ** Math.ceil(Math.log2(b));
   return Math.ceil(b / (16 << 20)) * (16 << 20);
 }
 
-/** Takes a storage buffer of at least `bytes` bytes from the pool (contents undefined). */
-export function acquireBuffer(bytes: number): GPUBuffer {
+/**
+ * Takes a storage buffer of at least `bytes` bytes from the pool (contents undefined). `upload`: the caller fills it
+ * with `writeBuffer` before any GPU command writes it, so it must not be a buffer released since the last submit.
+ */
+export function acquireBuffer(bytes: number, upload = false): GPUBuffer {
   const size = bucketSize(bytes);
-  const list = freeBuffers.get(size);
-  liveBytes += size;
-  if (list && list.length > 0) {
-    pooledBytes -= size;
-    return list.pop()!;
+  const lists = upload ? [freeBuffers.get(size)] : [releasedSinceSubmit.get(size), freeBuffers.get(size)];
+  for (const list of lists) {
+    if (list && list.length > 0) {
+      pooledBytes -= size;
+      countLive(size);
+      return list.pop()!;
+    }
   }
   const max = gpu().limits.maxBufferSize;
   if (size > max) throw new RangeError(`buffer of ${bytes} bytes exceeds the device's maxBufferSize ${max}`);
-  return gpu().createBuffer({ size, usage: BUFFER_USAGE });
+  const buffer = gpu().createBuffer({ size, usage: BUFFER_USAGE });
+  countLive(size);
+  allocatedBytes += size;
+  if (allocatedBytes > peakAllocatedBytes) peakAllocatedBytes = allocatedBytes;
+  return buffer;
 }
 
-/** Returns a buffer to the pool; it becomes reusable once the work recorded so far is submitted. */
+function countLive(size: number): void {
+  liveBytes += size;
+  if (liveBytes > peakLiveBytes) peakLiveBytes = liveBytes;
+}
+
+/**
+ * Returns a buffer to the pool: reusable at once for GPU-written contents, for uploads once the work recorded so
+ * far is submitted.
+ */
 export function releaseBuffer(buffer: GPUBuffer): void {
   liveBytes -= buffer.size;
-  releasedSinceSubmit.push(buffer);
+  pooledBytes += buffer.size;
+  let list = releasedSinceSubmit.get(buffer.size);
+  if (!list) releasedSinceSubmit.set(buffer.size, list = []);
+  list.push(buffer);
 }
 
 /** Bytes of GPU buffers currently held by live tensors (pool bucket sizes). For leak tests. */
@@ -227,10 +257,39 @@ export function pooledGpuBytes(): number {
   return pooledBytes;
 }
 
+/**
+ * High-water marks since the last {@link resetPeakGpuBytes}: `live`, the most bytes held by live tensors at once
+ * (pool bucket sizes, as {@link liveGpuBytes}); `allocated`, the most bytes of pool buffers the device held at once
+ * (live, pooled, and released but not yet reusable), which is what runs out when a run does not fit.
+ * @example
+ * ```ts
+ * import { initGpu, peakGpuBytes, resetPeakGpuBytes } from "./runtime.ts";
+ * import { zeros } from "./tensor.ts";
+ * await initGpu();
+ * resetPeakGpuBytes();
+ * zeros([1024]).dispose();
+ * console.log(peakGpuBytes().live >= 4096);
+ * ```
+ */
+export function peakGpuBytes(): { live: number; allocated: number } {
+  return { live: peakLiveBytes, allocated: peakAllocatedBytes };
+}
+
+/** Starts new high-water marks at the current live and allocated bytes. */
+export function resetPeakGpuBytes(): void {
+  peakLiveBytes = liveBytes;
+  peakAllocatedBytes = allocatedBytes;
+}
+
 /** Destroys every pooled buffer (frees device memory; live tensors are untouched). */
 export function trimPool(): void {
   flush();
-  for (const list of freeBuffers.values()) for (const b of list) b.destroy();
+  for (const list of freeBuffers.values()) {
+    for (const b of list) {
+      allocatedBytes -= b.size;
+      b.destroy();
+    }
+  }
   freeBuffers.clear();
   pooledBytes = 0;
 }
@@ -272,13 +331,83 @@ function closePass(): void {
   }
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Storage bindings: whole buffers or byte ranges, and the binding-size limit
+
+/**
+ * A byte range of a buffer bound in its place: `offset` a multiple of the device's
+ * `minStorageBufferOffsetAlignment`, `size` a multiple of 4 and at most `maxStorageBufferBindingSize`. Ops that
+ * split a tensor larger than one binding may hold dispatch over such slices (lib/ops/split.ts).
+ */
+export interface BufferSlice {
+  buffer: GPUBuffer;
+  offset: number;
+  size: number;
+}
+
+/** What a storage binding of a dispatch holds: a whole buffer, or a slice of one. */
+export type Binding = GPUBuffer | BufferSlice;
+
+/** What each pool buffer holds now (set by the tensor that owns it), for error messages. */
+const bufferLabels = new WeakMap<GPUBuffer, { label: string; bytes: number }>();
+
+/** Names the contents of a buffer (e.g. `f32[6, 64, 102, 1024]`) and their bytes, for binding-limit errors. */
+export function labelBuffer(buffer: GPUBuffer, label: string, bytes: number): void {
+  bufferLabels.set(buffer, { label, bytes });
+}
+
+/** Formats a byte count in binary units: `160.0 MiB`. */
+export function formatBytes(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = bytes, u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${bytes} B` : `${v.toFixed(1)} ${units[u]}`;
+}
+
+/**
+ * The resource of one storage binding. A whole buffer larger than the binding limit but holding fewer bytes (pool
+ * buckets round up) is bound by its contents' size; one whose contents exceed the limit is refused with a
+ * RangeError naming the kernel, the tensor and the limit, before WebGPU would reject the bind group.
+ */
+function bindingResource(kernel: Kernel, index: number, b: Binding): GPUBufferBinding {
+  const max = gpu().limits.maxStorageBufferBindingSize;
+  if (!(b instanceof GPUBuffer)) {
+    if (b.size > max) throw bindingError(kernel, index, b.buffer, b.size, max);
+    return b;
+  }
+  if (b.size <= max) return { buffer: b };
+  const info = bufferLabels.get(b);
+  const bytes = Math.ceil((info?.bytes ?? b.size) / 4) * 4;
+  if (bytes > max) throw bindingError(kernel, index, b, bytes, max);
+  return { buffer: b, offset: 0, size: bytes };
+}
+
+function bindingError(
+  kernel: Kernel,
+  index: number,
+  buffer: GPUBuffer,
+  bytes: number,
+  max: number,
+): RangeError {
+  const label = bufferLabels.get(buffer)?.label ?? "a buffer";
+  return new RangeError(
+    `${kernel.name}: binding ${index + 1} holds ${label} (${formatBytes(bytes)}), more than this adapter's ` +
+      `maxStorageBufferBindingSize of ${formatBytes(max)}, and this op does not split it: lower the batch, ` +
+      `the length or the runs per group`,
+  );
+}
+
 /**
  * Records one dispatch of `kernel` over `workgroups`, binding `uniforms` at binding 0 and `buffers` at 1...
  * Nothing runs until `flush()` (called automatically every few hundred dispatches and before any readback).
+ * @throws {RangeError} when a binding holds more than the device's `maxStorageBufferBindingSize`.
  */
 export function dispatch(
   kernel: Kernel,
-  buffers: readonly GPUBuffer[],
+  buffers: readonly Binding[],
   uniforms: readonly Uniform[],
   workgroups: readonly [number, number?, number?],
 ): void {
@@ -318,7 +447,7 @@ export function dispatch(
         binding: 0,
         resource: { buffer: uniformArena, offset: slotsUsed * UNIFORM_SLOT, size: UNIFORM_SLOT },
       },
-      ...buffers.map((buffer, i) => ({ binding: i + 1, resource: { buffer } })),
+      ...buffers.map((b, i) => ({ binding: i + 1, resource: bindingResource(kernel, i, b) })),
     ],
   });
   slotsUsed++;
@@ -379,13 +508,12 @@ export function flush(): void {
     encoder = null;
     slotsUsed = 0;
   }
-  for (const b of releasedSinceSubmit) {
-    let list = freeBuffers.get(b.size);
-    if (!list) freeBuffers.set(b.size, list = []);
-    list.push(b);
-    pooledBytes += b.size;
+  for (const [size, released] of releasedSinceSubmit) {
+    let list = freeBuffers.get(size);
+    if (!list) freeBuffers.set(size, list = []);
+    list.push(...released);
   }
-  releasedSinceSubmit = [];
+  releasedSinceSubmit = new Map();
 }
 
 // ---------------------------------------------------------------------------------------------------------------
