@@ -9,13 +9,21 @@
 import type { Key } from "../core/random.ts";
 import type { Tensor } from "../core/tensor.ts";
 import { type AttentionMap, mamba1AttentionMap, mamba2AttentionMap } from "../ops/attention_map.ts";
-import { applyAttention, type AttentionConfig, type AttentionParams, initAttention } from "./attention.ts";
+import {
+  applyAttention,
+  type AttentionConfig,
+  attentionMemory,
+  type AttentionParams,
+  initAttention,
+} from "./attention.ts";
 import type { Mimetic } from "./init.ts";
+import type { MemoryDims, MixerMemory } from "./memory_schedule.ts";
 import {
   applyMamba1,
   initMamba1,
   type Mamba1Config,
   type Mamba1Consts,
+  mamba1Memory,
   type Mamba1Params,
   mamba1ScanInputs,
 } from "./mamba1.ts";
@@ -24,6 +32,7 @@ import {
   initMamba2,
   type Mamba2Config,
   type Mamba2Consts,
+  mamba2Memory,
   type Mamba2Params,
   mamba2ScanInputs,
 } from "./mamba2.ts";
@@ -33,6 +42,8 @@ export type MixerConfig = Mamba1Config | Mamba2Config | AttentionConfig;
 
 /** A mixer kind: `mamba1`, `mamba2`, `attention`. */
 export type MixerKind = MixerConfig["kind"];
+
+export type { BackwardStep, MemoryDims, MixerMemory, TensorSize } from "./memory_schedule.ts";
 
 /** What a mixer kind provides. Params and consts are trees of (K, ...) tensors. */
 export interface Mixer<C extends MixerConfig> {
@@ -54,6 +65,8 @@ export interface Mixer<C extends MixerConfig> {
   attentionMap?(params: unknown, consts: unknown, x: Tensor, cfg: C, batchIndex: number): AttentionMap;
   /** Whether the mimetic components apply to this kind (they do to the Mamba mixers). */
   mimetic: boolean;
+  /** What the mixer allocates in a training step and in a forward pass (for lib/train/memory.ts). */
+  memory?(cfg: C, dims: MemoryDims): MixerMemory;
 }
 
 /** Every mixer, by kind. */
@@ -66,6 +79,7 @@ export const MIXERS: { readonly [K in MixerKind]: Mixer<Extract<MixerConfig, { k
       return mamba1AttentionMap({ delta: s.delta, A: s.A, B: s.B, C: s.C }, { batchIndex });
     },
     mimetic: true,
+    memory: (cfg, dims) => mamba1Memory(cfg, dims),
   },
   mamba2: {
     init: (keys, prefix, cfg, D, nLayers, m) => initMamba2(keys, prefix, cfg, D, nLayers, m),
@@ -75,6 +89,7 @@ export const MIXERS: { readonly [K in MixerKind]: Mixer<Extract<MixerConfig, { k
       return mamba2AttentionMap({ dt: s.dt, A: s.A, B: s.B, C: s.C }, { batchIndex });
     },
     mimetic: true,
+    memory: (cfg, dims) => mamba2Memory(cfg, dims),
   },
   attention: {
     init: (keys, prefix, cfg, D, nLayers) => ({
@@ -83,6 +98,7 @@ export const MIXERS: { readonly [K in MixerKind]: Mixer<Extract<MixerConfig, { k
     }),
     apply: (p, _c, x, cfg) => applyAttention(p as AttentionParams, x, cfg),
     mimetic: false,
+    memory: (cfg, dims) => attentionMemory(cfg, dims),
   },
 };
 

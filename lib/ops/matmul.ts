@@ -112,6 +112,18 @@ function chooseSplitK({ M, N, Kd }: Dims): number {
   return Math.max(1, Math.min(Math.ceil((4 * SMS) / groups), Math.floor(Kd / 256)));
 }
 
+/**
+ * Elements of the split-K scratch (batch, parts, M, N) that a product of these sizes allocates on top of its
+ * output (0 when it needs no split-K), for memory estimates.
+ */
+export function matmulScratchElements(batch: number, M: number, N: number, Kd: number): number {
+  const parts = chooseSplitK({ batch, M, N, Kd });
+  if (parts <= 1) return 0;
+  const kChunk = Math.ceil(Kd / parts / 8) * 8;
+  const used = Math.ceil(Kd / kChunk);
+  return used > 1 ? batch * used * M * N : 0;
+}
+
 /** The flag bits of the kernel's `Params.flags`. */
 const FLAG_BITS = { TRANS_A: 1, TRANS_B: 2, VEC_A: 4, VEC_B: 8 } as const;
 
