@@ -19,14 +19,17 @@
 export {
   type DeviceInfo,
   flush,
+  formatBytes,
   getDevice,
   gpuInfo,
   GpuUnavailableError,
   initGpu,
   type KernelTime,
   liveGpuBytes,
+  peakGpuBytes,
   pooledGpuBytes,
   profileKernels,
+  resetPeakGpuBytes,
   runtimeStats,
   sync,
   trimPool,
@@ -134,7 +137,17 @@ export {
   lmLoss,
   type LMParams,
 } from "./lib/nn/lm.ts";
-export { type Mixer, type MixerConfig, type MixerKind, mixerOf, MIXERS } from "./lib/nn/mixers.ts";
+export {
+  type BackwardStep,
+  type MemoryDims,
+  type Mixer,
+  type MixerConfig,
+  type MixerKind,
+  type MixerMemory,
+  mixerOf,
+  MIXERS,
+  type TensorSize,
+} from "./lib/nn/mixers.ts";
 
 // Training, evaluation, output
 export {
@@ -153,9 +166,24 @@ export {
   type Accuracy,
   areaUnderCurve,
   type EvalRows,
+  evaluateLM,
+  type EvaluateLMOptions,
   evaluateRows,
   generalisationLength,
 } from "./lib/train/eval.ts";
+export {
+  type AdapterMemory,
+  adapterMemory,
+  adapterMemoryBudget,
+  describeMemory,
+  estimateEvalMemory,
+  estimateTrainingMemory,
+  evalChunkRows,
+  type FitQuestion,
+  maxRunsThatFit,
+  type MemoryEstimate,
+  trainingFitMessage,
+} from "./lib/train/memory.ts";
 export { loadCheckpoint, restoreCheckpoint, saveCheckpoint } from "./lib/train/checkpoint.ts";
 export { readJson, writeFileAtomic, writeJsonAtomic } from "./lib/core/fs.ts";
 export { type CsvRow, type CsvValue, readCsv, writeCsv } from "./lib/study/csv.ts";

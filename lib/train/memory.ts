@@ -345,6 +345,8 @@ export interface FitQuestion {
   maxBindingBytes: number;
   /** The flag the message tells the user to lower, e.g. `--batch` (default) or `--group-size`. */
   flag?: string;
+  /** The budget is the default guess for an unknown adapter (the message then says how to set it). */
+  budgetGuessed?: boolean;
 }
 
 /**
@@ -362,10 +364,10 @@ export function describeMemory(est: MemoryEstimate, q: FitQuestion): string | nu
   const flag = q.flag ?? "--batch";
   const what = `${q.runs} run${q.runs === 1 ? "" : "s"} at batch ${q.batch} × T ${q.T}`;
   if (est.peakBytes > q.budgetBytes) {
-    return `needs ${formatBytes(est.peakBytes)} for ${what} (activations ${
-      formatBytes(est.activationBytes)
-    }); ` +
-      `the adapter has ~${formatBytes(q.budgetBytes)}: lower ${flag}`;
+    const guess = q.budgetGuessed ? " (a guess: set MIMETIC_GPU_MEMORY to its GiB)" : "";
+    const act = formatBytes(est.activationBytes);
+    return `needs ${formatBytes(est.peakBytes)} for ${what} (activations ${act}); ` +
+      `the adapter has ~${formatBytes(q.budgetBytes)}${guess}: lower ${flag}`;
   }
   if (est.largestTensorBytes > q.maxBindingBytes) {
     return `one tensor of ${what}, ${est.largestTensor}, takes ${
@@ -398,6 +400,12 @@ const KNOWN: [RegExp, number][] = [
   [/H100/i, 81_559 * 2 ** 20],
 ];
 
+/** A GPU memory budget and where it came from (the env var, the system's memory, a known adapter, a default). */
+export interface AdapterMemory {
+  bytes: number;
+  source: "MIMETIC_GPU_MEMORY" | "system memory" | "known adapter" | "adapter name" | "default";
+}
+
 /**
  * A byte budget for GPU memory, which WebGPU does not report: the env var `MIMETIC_GPU_MEMORY` (GiB) when set;
  * for a CPU adapter (llvmpipe), 3/4 of the memory the system has available now; for known GPUs (H100 80 GB, H200
@@ -406,22 +414,31 @@ const KNOWN: [RegExp, number][] = [
  * @throws {RangeError} when `MIMETIC_GPU_MEMORY` is not a positive number.
  * @example
  * ```ts
- * import { adapterMemoryBudget } from "./memory.ts";
- * console.log(adapterMemoryBudget({ description: "NVIDIA H200", isCpu: false }) / 2 ** 30); // ≈ 126.4
+ * import { adapterMemory } from "./memory.ts";
+ * console.log(adapterMemory({ description: "NVIDIA H200", isCpu: false })); // ≈ 126.4 GiB, "known adapter"
  * ```
  */
-export function adapterMemoryBudget(info: Pick<DeviceInfo, "description" | "isCpu">): number {
+export function adapterMemory(info: Pick<DeviceInfo, "description" | "isCpu">): AdapterMemory {
   const env = Deno.env.get("MIMETIC_GPU_MEMORY");
   if (env !== undefined && env !== "") {
     const gib = Number(env);
     if (!(gib > 0) || !Number.isFinite(gib)) {
       throw new RangeError(`MIMETIC_GPU_MEMORY must be a positive number of GiB, got ${JSON.stringify(env)}`);
     }
-    return gib * GiB;
+    return { bytes: Math.floor(gib * GiB), source: "MIMETIC_GPU_MEMORY" };
   }
-  if (info.isCpu) return Math.floor(0.75 * Deno.systemMemoryInfo().available);
-  for (const [pattern, bytes] of KNOWN) if (pattern.test(info.description)) return Math.floor(0.9 * bytes);
+  if (info.isCpu) {
+    return { bytes: Math.floor(0.75 * Deno.systemMemoryInfo().available), source: "system memory" };
+  }
+  for (const [pattern, bytes] of KNOWN) {
+    if (pattern.test(info.description)) return { bytes: Math.floor(0.9 * bytes), source: "known adapter" };
+  }
   const named = /(\d+)\s*GB\b/i.exec(info.description);
-  if (named) return Math.floor(0.9 * Number(named[1]) * 1e9);
-  return 8 * GiB;
+  if (named) return { bytes: Math.floor(0.9 * Number(named[1]) * 1e9), source: "adapter name" };
+  return { bytes: 8 * GiB, source: "default" };
+}
+
+/** The byte budget of {@link adapterMemory}. */
+export function adapterMemoryBudget(info: Pick<DeviceInfo, "description" | "isCpu">): number {
+  return adapterMemory(info).bytes;
 }
