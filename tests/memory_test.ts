@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import { noGpu } from "./harness.ts";
 import {
   formatBytes,
+  gpu,
   initGpu,
   peakGpuBytes,
   resetPeakGpuBytes,
@@ -23,7 +24,7 @@ import { ATTENTION_DEFAULTS } from "../lib/nn/attention.ts";
 import { applyLM, initLM, type LMConfig } from "../lib/nn/lm.ts";
 import { DEFAULT_INIT } from "../lib/nn/init.ts";
 import { disposeModel, trainLM } from "../lib/train/train.ts";
-import { evaluateRows } from "../lib/train/eval.ts";
+import { evaluateLM, evaluateRows } from "../lib/train/eval.ts";
 import { key, randint } from "../lib/core/random.ts";
 import { keep } from "../lib/core/tensor.ts";
 import {
@@ -31,6 +32,7 @@ import {
   describeMemory,
   estimateEvalMemory,
   estimateTrainingMemory,
+  evalChunkRows,
   maxRunsThatFit,
   trainingFitMessage,
 } from "../lib/train/memory.ts";
@@ -122,6 +124,41 @@ for (const name of ["Mamba 2 (2 layers)", "Mamba 1 (2 layers)", "hybrid (Mamba 2
     },
   });
 }
+
+Deno.test({
+  name: "evaluateLM chunks rows to fit the budget and scores exactly as one big chunk does",
+  ignore: noGpu,
+  async fn() {
+    const cfg = CONFIGS["Mamba 2 (2 layers)"];
+    const [K, B, T] = [2, 12, 128];
+    const { params, consts } = initLM([key(1), key(2)], cfg);
+    keep([params, consts]);
+    const rows = {
+      inputs: randint(key(3), B * T, 0, V),
+      targets: randint(key(4), B * T, 0, V),
+      mask: new Float32Array(B * T).map((_, i) => (i % 3 === 0 ? 1 : 0)),
+      B,
+      T,
+    };
+    const binding = gpu().limits.maxStorageBufferBindingSize;
+    // a budget for 5 rows (buckets round it up: a chunk is the most rows within it, fewer than B)
+    const budget = estimateEvalMemory(cfg, K, 5, T).peakBytes;
+    const chunk = evalChunkRows(cfg, K, T, budget, binding, B);
+    console.log(`chunks of ${chunk} rows`);
+    assert.ok(chunk >= 5 && chunk < B, `chunk ${chunk}`);
+    assert.ok(estimateEvalMemory(cfg, K, chunk + 1, T).peakBytes > budget);
+    assert.equal(evalChunkRows(cfg, K, T, 1e12, binding, B), B);
+    assert.throws(
+      () => evalChunkRows(cfg, K, T, 1000, binding, B),
+      /^RangeError: evaluation needs .* for 2 runs/,
+    );
+    const chunked = await evaluateLM(params, consts, cfg, K, rows, { budgetBytes: budget });
+    const whole = await evaluateRows((ids) => applyLM(params, consts, ids, cfg), K, rows, B);
+    disposeModel({ params, consts });
+    console.log(`accuracy in chunks: ${JSON.stringify(chunked)}`);
+    assert.deepEqual(chunked, whole);
+  },
+});
 
 Deno.test({
   name: "memory grows linearly in T for the Mamba LMs (activations per token constant from T 1k to 16k)",
