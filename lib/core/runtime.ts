@@ -348,6 +348,9 @@ export interface BufferSlice {
 /** What a storage binding of a dispatch holds: a whole buffer, or a slice of one. */
 export type Binding = GPUBuffer | BufferSlice;
 
+/** The device's maxStorageBufferBindingSize, read once (a limits read costs ~0.2 µs, a dispatch ~11). */
+let maxBindingBytes = 0;
+
 /** What each pool buffer holds now (set by the tensor that owns it), for error messages. */
 const bufferLabels = new WeakMap<GPUBuffer, { label: string; bytes: number }>();
 
@@ -373,7 +376,7 @@ export function formatBytes(bytes: number): string {
  * RangeError naming the kernel, the tensor and the limit, before WebGPU would reject the bind group.
  */
 function bindingResource(kernel: Kernel, index: number, b: Binding): GPUBufferBinding {
-  const max = gpu().limits.maxStorageBufferBindingSize;
+  const max = maxBindingBytes || (maxBindingBytes = gpu().limits.maxStorageBufferBindingSize);
   if (!(b instanceof GPUBuffer)) {
     if (b.size > max) throw bindingError(kernel, index, b.buffer, b.size, max);
     return b;

@@ -19,10 +19,15 @@ export interface BindingLimits {
   align: number;
 }
 
-/** The device's binding limits (`initGpu()` must have been awaited). */
+let limits: BindingLimits | null = null;
+
+/** The device's binding limits (`initGpu()` must have been awaited; read once: the device is one per process). */
 export function bindingLimits(): BindingLimits {
-  const l = gpu().limits;
-  return { maxBytes: l.maxStorageBufferBindingSize, align: l.minStorageBufferOffsetAlignment };
+  if (!limits) {
+    const l = gpu().limits;
+    limits = { maxBytes: l.maxStorageBufferBindingSize, align: l.minStorageBufferOffsetAlignment };
+  }
+  return limits;
 }
 
 const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
@@ -50,19 +55,19 @@ export function rowChunks(
   rows: number,
   rowElements: readonly number[],
   what = "rows",
-  limits: BindingLimits = bindingLimits(),
+  bounds: BindingLimits = bindingLimits(),
 ): Chunk[] {
   const widest = Math.max(1, ...rowElements);
-  if (rows * widest * 4 <= limits.maxBytes) return [[0, rows]];
+  if (rows * widest * 4 <= bounds.maxBytes) return [[0, rows]];
   // chunk starts r with r·e·4 a multiple of the alignment for every binding
   let step = 1;
-  for (const e of rowElements) if (e > 0) step = lcm(step, limits.align / gcd(e * 4, limits.align));
-  const per = Math.floor(limits.maxBytes / (widest * 4) / step) * step;
+  for (const e of rowElements) if (e > 0) step = lcm(step, bounds.align / gcd(e * 4, bounds.align));
+  const per = Math.floor(bounds.maxBytes / (widest * 4) / step) * step;
   if (per < 1) {
     throw new RangeError(
       `${op}: ${step} ${what} (the fewest whose slices start at aligned offsets) take ` +
         `${formatBytes(step * widest * 4)}, more than this adapter's maxStorageBufferBindingSize of ` +
-        `${formatBytes(limits.maxBytes)}`,
+        `${formatBytes(bounds.maxBytes)}`,
     );
   }
   const out: Chunk[] = [];
@@ -74,9 +79,4 @@ export function rowChunks(
 export function slice(t: Tensor, start: number, count: number): Binding {
   if (start === 0 && count >= t.size) return t.buffer;
   return { buffer: t.buffer, offset: start * 4, size: Math.max(count, 1) * 4 };
-}
-
-/** Whether the tensor fits one binding whole. */
-export function fitsBinding(t: Tensor, limits: BindingLimits = bindingLimits()): boolean {
-  return t.size * 4 <= limits.maxBytes;
 }
