@@ -19,15 +19,18 @@
 export {
   type DeviceInfo,
   flush,
+  formatBytes,
   getDevice,
   gpuInfo,
   GpuUnavailableError,
   initGpu,
   type KernelTime,
   liveGpuBytes,
+  peakGpuBytes,
   pooledGpuBytes,
   probeAdapter,
   profileKernels,
+  resetPeakGpuBytes,
   runtimeStats,
   sync,
   trimPool,
@@ -136,7 +139,17 @@ export {
   lmLoss,
   type LMParams,
 } from "./lib/nn/lm.ts";
-export { type Mixer, type MixerConfig, type MixerKind, mixerOf, MIXERS } from "./lib/nn/mixers.ts";
+export {
+  type BackwardStep,
+  type MemoryDims,
+  type Mixer,
+  type MixerConfig,
+  type MixerKind,
+  type MixerMemory,
+  mixerOf,
+  MIXERS,
+  type TensorSize,
+} from "./lib/nn/mixers.ts";
 export {
   loadPretrained,
   type LoadPretrainedOptions,
@@ -174,9 +187,24 @@ export {
   type Accuracy,
   areaUnderCurve,
   type EvalRows,
+  evaluateLM,
+  type EvaluateLMOptions,
   evaluateRows,
   generalisationLength,
 } from "./lib/train/eval.ts";
+export {
+  type AdapterMemory,
+  adapterMemory,
+  adapterMemoryBudget,
+  describeMemory,
+  estimateEvalMemory,
+  estimateTrainingMemory,
+  evalChunkRows,
+  type FitQuestion,
+  maxRunsThatFit,
+  type MemoryEstimate,
+  trainingFitMessage,
+} from "./lib/train/memory.ts";
 export {
   CheckpointError,
   loadCheckpoint,
@@ -238,12 +266,6 @@ export {
   type TrainValues,
 } from "./lib/study/presets.ts";
 export { bestBy } from "./lib/study/stats.ts";
-export {
-  adapterMemoryBudget,
-  estimateTrainingMemory,
-  maxRunsThatFit,
-  type MemoryEstimate,
-} from "./lib/train/memory.ts";
 export type { Task, TaskConfig, TaskTable } from "./lib/train/task.ts";
 export {
   type DefaultInitSpec,

@@ -4,7 +4,10 @@
 // (padding must not poison the loss).
 // Every reduction is a fixed-order strided loop plus a shared-memory tree: deterministic, no atomics.
 
-struct Params { K: u32, R: u32, V: u32 }
+// A dispatch of a row kernel may cover a chunk of the rows (tensors larger than one binding): the per-row tensors
+// are bound from row `row0`, and the dispatch sees `rows` rows from there (all K·R rows from 0 otherwise).
+
+struct Params { K: u32, R: u32, V: u32, row0: u32, rows: u32 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 
@@ -43,7 +46,7 @@ fn denominator(msum: f32) -> f32 { return max(msum, 1e-9); }
 fn rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
         @builtin(num_workgroups) nwg: vec3<u32>) {
   let row = workgroup_row(wid, nwg);
-  if (row >= p.K * p.R) { return; }  // uniform per workgroup
+  if (row >= p.rows) { return; }  // uniform per workgroup
   let base = row * p.V;
   var m = -3.4028235e38;
   for (var v = lid; v < p.V; v += 256u) { m = max(m, X[base + v]); }
@@ -96,17 +99,17 @@ fn runs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 @compute @workgroup_size(256)
 fn backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * 256u;
-  if (i >= p.K * p.R * p.V) { return; }
+  if (i >= p.rows * p.V) { return; }
   let row = i / p.V;
   let v = i % p.V;
-  let k = row / p.R;
+  let k = (row + p.row0) / p.R;
   let w = BM[row];
   let onehot = select(0.0, 1.0, v == clamp_target(BT[row]));
   let d = BG[k] * w / denominator(BMSUM[k]) * (exp(BX[i] - BLSE[row]) - onehot);
   DX[i] = select(0.0, d, w != 0.0);
 }
 
-// ---- argmax over rows (p.R rows of p.V; p.K unused): the first index of the maximum ----
+// ---- argmax over rows (p.rows rows of p.V; p.K, p.R unused): the first index of the maximum ----
 // Each thread scans its strided slice in increasing index (strict > keeps the first), then the tree keeps the
 // smaller index on ties. NaNs are not ordered: a row containing NaN has an unspecified result.
 @group(0) @binding(1) var<storage, read> AX: array<f32>;
@@ -116,7 +119,7 @@ fn backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 fn argmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
           @builtin(num_workgroups) nwg: vec3<u32>) {
   let row = workgroup_row(wid, nwg);
-  if (row >= p.R) { return; }
+  if (row >= p.rows) { return; }
   let base = row * p.V;
   var best = -3.4028235e38;
   var best_i = 0xffffffffu;  // threads without elements lose every tie

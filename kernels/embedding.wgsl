@@ -4,7 +4,9 @@
 // want an error validate on the CPU with checkIds), so the backward is the exact adjoint of what the forward did.
 // Placeholder: {{PER_THREAD}} = ceil(D / 256), the number of columns of a dTable row each thread accumulates.
 
-struct Params { K: u32, V: u32, N: u32, D: u32 }
+// The forward may cover a chunk of the positions (outputs larger than one binding): ids and out are bound from
+// position `row0` (k·N + n), and the dispatch sees `rows` positions from there (all K·N from 0 otherwise).
+struct Params { K: u32, V: u32, N: u32, D: u32, row0: u32, rows: u32 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 
@@ -18,10 +20,10 @@ fn clamp_id(id: i32) -> u32 { return u32(clamp(id, 0, i32(p.V) - 1)); }
 @compute @workgroup_size(256)
 fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * 256u;
-  if (i >= p.K * p.N * p.D) { return; }
+  if (i >= p.rows * p.D) { return; }
   let d = i % p.D;
-  let kn = i / p.D;            // k·N + n
-  let k = kn / p.N;
+  let kn = i / p.D;            // k·N + n − row0
+  let k = (kn + p.row0) / p.N;
   let v = clamp_id(ids[kn]);
   out[i] = table[(k * p.V + v) * p.D + d];
 }

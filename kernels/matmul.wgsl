@@ -41,6 +41,12 @@ struct Params {
   flags: u32, // TRANS_A, TRANS_B, VEC_A, VEC_B as bits 0..3 (read only where the placeholders say so)
   kSplit: u32, // split-K: grid entry zt computes the part kChunk·(zt % kSplit) ..+kChunk of the Kd sum for
   kChunk: u32, // batch entry zt / kSplit into C[zt] (kChunk a multiple of BK; 1 and Kd without split-K)
+  // Element offsets added to each operand's batch offset (mod 2^32): 0 when the tensors are bound whole; a
+  // dispatch over a slice of a tensor larger than one binding subtracts the slice's start (and may add a row
+  // offset), so that the same indices address the slice.
+  offA: u32,
+  offB: u32,
+  offC: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -215,8 +221,8 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
   let n0 = wid.x * BN;
   let zt = wid.z + p.zBase;
   let z = zt / p.kSplit;
-  let aOff = z * p.strideA;
-  let bOff = z * p.strideB;
+  let aOff = z * p.strideA + p.offA;
+  let bOff = z * p.strideB + p.offB;
   let kBeg = (zt % p.kSplit) * p.kChunk;
   let steps = (min(p.Kd - kBeg, p.kChunk) + BK - 1u) / BK;
 
@@ -268,7 +274,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     workgroupBarrier();
   }
 
-  let cOff = zt * p.strideC;
+  let cOff = zt * p.strideC + p.offC;
   let m = m0 + ty * 4u;
   let n = n0 + tx * 4u;
   storeBlock(cOff, m, n, acc.c00);

@@ -14,7 +14,11 @@
 //   Out   forward: y (rows, D); backward_dx: dx (rows, D); backward_dw*: partial dw (K, S, D)
 //   Out2  backward_dwdb only: partial db (K, S, D)
 
-struct Params { rows: u32, R: u32, D: u32, eps: f32, chunk: u32, S: u32 }
+// A dispatch may cover a chunk of the rows (tensors larger than one binding): X, G, Stats and the row outputs are
+// bound from row `row0` (the row kernels then see `rows` rows from there, and index the weight by the global
+// row); the dw stage writes partials [first, last) of its (K, S, D) output.
+
+struct Params { rows: u32, R: u32, D: u32, eps: f32, chunk: u32, S: u32, row0: u32, first: u32, last: u32 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> X: array<f32>;
@@ -57,7 +61,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
   let row = wid.x + wid.y * nwg.x;
   if (row >= p.rows) { return; } // uniform per workgroup
   let base = row * p.D;
-  let wbase = (row / p.R) * p.D;
+  let wbase = ((row + p.row0) / p.R) * p.D;
   let n = f32(p.D);
   var mu = 0.0;
   if (CENTER) {
@@ -92,7 +96,7 @@ fn backward_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
   let row = wid.x + wid.y * nwg.x;
   if (row >= p.rows) { return; } // uniform per workgroup
   let base = row * p.D;
-  let wbase = (row / p.R) * p.D;
+  let wbase = ((row + p.row0) / p.R) * p.D;
   let n = f32(p.D);
   let mu = Stats[2u * row];
   let rstd = Stats[2u * row + 1u];
@@ -127,7 +131,7 @@ fn partials(idx: u32) -> vec2<f32> {
   var dw = 0.0;
   var db = 0.0;
   for (var r = r0; r < r1; r++) {
-    let row = k * p.R + r;
+    let row = k * p.R + r - p.row0;
     let g = G[row * p.D + d];
     dw += g * (X[row * p.D + d] - Stats[2u * row]) * Stats[2u * row + 1u];
     db += g;
@@ -137,15 +141,15 @@ fn partials(idx: u32) -> vec2<f32> {
 
 @compute @workgroup_size(256)
 fn backward_dw(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let idx = gid.x + gid.y * nwg.x * 256u;
-  if (idx >= (p.rows / p.R) * p.S * p.D) { return; }
+  let idx = p.first + gid.x + gid.y * nwg.x * 256u;
+  if (idx >= p.last) { return; }
   Out[idx] = partials(idx).x;
 }
 
 @compute @workgroup_size(256)
 fn backward_dwdb(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let idx = gid.x + gid.y * nwg.x * 256u;
-  if (idx >= (p.rows / p.R) * p.S * p.D) { return; }
+  let idx = p.first + gid.x + gid.y * nwg.x * 256u;
+  if (idx >= p.last) { return; }
   let v = partials(idx);
   Out[idx] = v.x;
   Out2[idx] = v.y;

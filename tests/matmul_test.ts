@@ -196,3 +196,35 @@ Deno.test({
     tb.dispose();
   },
 });
+
+Deno.test({
+  name:
+    "a batch item's product and column sums have the same bits alone and batched with others (split-K, parts)",
+  ignore: noGpu,
+  async fn() {
+    const { sum } = await import("../lib/ops/reduce.ts");
+    const { normal, key } = await import("../lib/core/random.ts");
+    // dW = Xᵀ·dY over 2064 tokens with 256 × 512 outputs: split-K, whose parts were once chosen from the whole
+    // batch (8 parts for one item, 6 for three); the column sum over 2064 tokens takes the two-pass path.
+    const [Kd, M, N] = [2064, 256, 512];
+    const data = (seed: number, n: number) => Float32Array.from(normal(key(seed), n));
+    const x = data(1, 3 * Kd * M), g = data(2, 3 * Kd * N);
+    const [alone, batched, colAlone, colBatched] = await readTensors(tidy(() => {
+      const x1 = tensor(x.subarray(Kd * M, 2 * Kd * M), [1, Kd, M]);
+      const g1 = tensor(g.subarray(Kd * N, 2 * Kd * N), [1, Kd, N]);
+      const x3 = tensor(x, [3, Kd, M]), g3 = tensor(g, [3, Kd, N]);
+      return [
+        matmul(x1, g1, { transA: true }),
+        matmul(x3, g3, { transA: true }),
+        sum(g1, 1),
+        sum(g3, 1),
+      ];
+    }));
+    assert.deepEqual(batched.subarray(M * N, 2 * M * N), alone, "the product of item 1 differs when batched");
+    assert.deepEqual(
+      colBatched.subarray(N, 2 * N),
+      colAlone,
+      "the column sums of item 1 differ when batched",
+    );
+  },
+});

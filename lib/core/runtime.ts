@@ -8,11 +8,14 @@
  * Hazards it handles:
  * - Uniform parameters are written into a CPU-side arena and uploaded with one `writeBuffer` just before the
  *   submit that uses them, so a later dispatch can never overwrite the parameters of an earlier one.
- * - A released buffer returns to the pool only after the work recorded so far is submitted, so a pooled buffer is
- *   never handed out while an unsubmitted command still refers to it.
+ * - `queue.writeBuffer` runs at the next submit, before every command recorded until then. So a buffer released
+ *   since the last submit (unsubmitted commands may still read it) is handed out again only to tensors that the GPU
+ *   writes (op outputs, `empty`), whose writes are ordered after those commands; a tensor filled by an upload
+ *   (`tensor`, `zeros`) takes a buffer released before the last submit. Buffers freed during a step (the backward
+ *   frees activations as it goes) are so reused within the same step.
  *
  * Per-dispatch CPU cost: creating a bind group is most of what recording a dispatch costs (~15 µs on llvmpipe, of
- * ~20 µs in all), so bind groups are cached by pipeline layout and buffer identity, and the uniform is bound with a
+ * ~20 µs in all), so bind groups are cached by pipeline layout and buffer identity (and bound range), and the uniform is bound with a
  * dynamic offset into the arena (one bind group serves every slot). A training step repeats the same dispatches
  * on the same pooled buffers, so from its second step on nearly every bind group is a cache hit. A cached bind
  * group refers to GPUBuffer objects, never to tensors: a pooled buffer handed to another tensor is still the same
@@ -228,38 +231,64 @@ export function pipelineCount(): number {
 
 const BUFFER_USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 const freeBuffers = new Map<number, GPUBuffer[]>();
-let releasedSinceSubmit: GPUBuffer[] = [];
+/** Buffers released since the last submit, by size: reusable only for GPU-written contents (see the hazards). */
+let releasedSinceSubmit = new Map<number, GPUBuffer[]>();
 let liveBytes = 0;
 let pooledBytes = 0;
+let peakLiveBytes = 0;
+let allocatedBytes = 0;
+let peakAllocatedBytes = 0;
 
-/** Bucket sizes: multiples of 256 B up to 4 KiB, then powers of two up to 64 MiB, then multiples of 16 MiB. */
-function bucketSize(bytes: number): number {
+/**
+ * The bytes the pool allocates for a request of `bytes`: multiples of 256 B up to 4 KiB, then powers of two up to
+ * 64 MiB, then multiples of 16 MiB (exported for memory estimates, which count what the pool really holds).
+ */
+export function bucketSize(bytes: number): number {
   const b = Math.max(bytes, 16);
   if (b <= 4096) return Math.ceil(b / 256) * 256;
   if (b <= 64 << 20) return 2 ** Math.ceil(Math.log2(b));
   return Math.ceil(b / (16 << 20)) * (16 << 20);
 }
 
-/** Takes a storage buffer of at least `bytes` bytes from the pool (contents undefined). */
-export function acquireBuffer(bytes: number): GPUBuffer {
+/**
+ * Takes a storage buffer of at least `bytes` bytes from the pool (contents undefined). `upload`: the caller fills it
+ * with `writeBuffer` before any GPU command writes it, so it must not be a buffer released since the last submit.
+ */
+export function acquireBuffer(bytes: number, upload = false): GPUBuffer {
   const size = bucketSize(bytes);
-  const list = freeBuffers.get(size);
-  liveBytes += size;
-  if (list && list.length > 0) {
-    pooledBytes -= size;
-    return list.pop()!;
+  const lists = upload ? [freeBuffers.get(size)] : [releasedSinceSubmit.get(size), freeBuffers.get(size)];
+  for (const list of lists) {
+    if (list && list.length > 0) {
+      pooledBytes -= size;
+      countLive(size);
+      return list.pop()!;
+    }
   }
   const max = gpu().limits.maxBufferSize;
   if (size > max) throw new RangeError(`buffer of ${bytes} bytes exceeds the device's maxBufferSize ${max}`);
   const buffer = gpu().createBuffer({ size, usage: BUFFER_USAGE });
   bufferId(buffer); // ids in creation order: the pool hands out the oldest free buffer first
+  countLive(size);
+  allocatedBytes += size;
+  if (allocatedBytes > peakAllocatedBytes) peakAllocatedBytes = allocatedBytes;
   return buffer;
 }
 
-/** Returns a buffer to the pool; it becomes reusable once the work recorded so far is submitted. */
+function countLive(size: number): void {
+  liveBytes += size;
+  if (liveBytes > peakLiveBytes) peakLiveBytes = liveBytes;
+}
+
+/**
+ * Returns a buffer to the pool: reusable at once for GPU-written contents, for uploads once the work recorded so
+ * far is submitted.
+ */
 export function releaseBuffer(buffer: GPUBuffer): void {
   liveBytes -= buffer.size;
-  releasedSinceSubmit.push(buffer);
+  pooledBytes += buffer.size;
+  let list = releasedSinceSubmit.get(buffer.size);
+  if (!list) releasedSinceSubmit.set(buffer.size, list = []);
+  list.push(buffer);
 }
 
 /** Bytes of GPU buffers currently held by live tensors (pool bucket sizes). For leak tests. */
@@ -272,12 +301,37 @@ export function pooledGpuBytes(): number {
   return pooledBytes;
 }
 
+/**
+ * High-water marks since the last {@link resetPeakGpuBytes}: `live`, the most bytes held by live tensors at once
+ * (pool bucket sizes, as {@link liveGpuBytes}); `allocated`, the most bytes of pool buffers the device held at once
+ * (live, pooled, and released but not yet reusable), which is what runs out when a run does not fit.
+ * @example
+ * ```ts
+ * import { initGpu, peakGpuBytes, resetPeakGpuBytes } from "./runtime.ts";
+ * import { zeros } from "./tensor.ts";
+ * await initGpu();
+ * resetPeakGpuBytes();
+ * zeros([1024]).dispose();
+ * console.log(peakGpuBytes().live >= 4096);
+ * ```
+ */
+export function peakGpuBytes(): { live: number; allocated: number } {
+  return { live: peakLiveBytes, allocated: peakAllocatedBytes };
+}
+
+/** Starts new high-water marks at the current live and allocated bytes. */
+export function resetPeakGpuBytes(): void {
+  peakLiveBytes = liveBytes;
+  peakAllocatedBytes = allocatedBytes;
+}
+
 /** Destroys every pooled buffer (frees device memory; live tensors are untouched). */
 export function trimPool(): void {
   flush();
   for (const list of freeBuffers.values()) {
     for (const b of list) {
       forgetBindGroups(b);
+      allocatedBytes -= b.size;
       b.destroy();
     }
   }
@@ -337,9 +391,20 @@ function forgetBindGroups(buffer: GPUBuffer): void {
   bufferIds.delete(buffer);
 }
 
-function bindGroupFor(entry: PipelineEntry, arena: GPUBuffer, buffers: readonly GPUBuffer[]): GPUBindGroup {
+function bindGroupFor(
+  entry: PipelineEntry,
+  kernel: Kernel,
+  arena: GPUBuffer,
+  bindings: readonly Binding[],
+): GPUBindGroup {
+  // The key names each binding's buffer and, where it binds a range (a slice, or a buffer larger than one binding
+  // whose contents fit), the range: the same buffer bound over another range is another bind group.
+  const resources = bindings.map((b, i) => bindingResource(kernel, i, b));
   let key = String(entry.layoutId);
-  for (let i = 0; i < buffers.length; i++) key += "," + bufferId(buffers[i]);
+  for (const r of resources) {
+    key += "," + bufferId(r.buffer);
+    if (r.size !== undefined) key += `@${r.offset ?? 0}+${r.size}`;
+  }
   let group = bindGroupCache.get(key);
   if (group) return group;
   if (bindGroupCache.size >= MAX_BIND_GROUPS) {
@@ -350,12 +415,12 @@ function bindGroupFor(entry: PipelineEntry, arena: GPUBuffer, buffers: readonly 
     layout: entry.layout,
     entries: [
       { binding: 0, resource: { buffer: arena, offset: 0, size: UNIFORM_SLOT } },
-      ...buffers.map((buffer, i) => ({ binding: i + 1, resource: { buffer } })),
+      ...resources.map((resource, i) => ({ binding: i + 1, resource })),
     ],
   });
   bindGroupsCreated++;
   bindGroupCache.set(key, group);
-  for (const b of new Set(buffers)) {
+  for (const b of new Set(resources.map((r) => r.buffer))) {
     const id = bufferId(b);
     let keys = keysByBuffer.get(id);
     if (!keys) keysByBuffer.set(id, keys = []);
@@ -421,13 +486,86 @@ function closePass(): void {
   }
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Storage bindings: whole buffers or byte ranges, and the binding-size limit
+
+/**
+ * A byte range of a buffer bound in its place: `offset` a multiple of the device's
+ * `minStorageBufferOffsetAlignment`, `size` a multiple of 4 and at most `maxStorageBufferBindingSize`. Ops that
+ * split a tensor larger than one binding may hold dispatch over such slices (lib/ops/split.ts).
+ */
+export interface BufferSlice {
+  buffer: GPUBuffer;
+  offset: number;
+  size: number;
+}
+
+/** What a storage binding of a dispatch holds: a whole buffer, or a slice of one. */
+export type Binding = GPUBuffer | BufferSlice;
+
+/** The device's maxStorageBufferBindingSize, read once (a limits read costs ~0.2 µs, a dispatch ~11). */
+let maxBindingBytes = 0;
+
+/** What each pool buffer holds now (set by the tensor that owns it), for error messages. */
+const bufferLabels = new WeakMap<GPUBuffer, { label: string; bytes: number }>();
+
+/** Names the contents of a buffer (e.g. `f32[6, 64, 102, 1024]`) and their bytes, for binding-limit errors. */
+export function labelBuffer(buffer: GPUBuffer, label: string, bytes: number): void {
+  bufferLabels.set(buffer, { label, bytes });
+}
+
+/** Formats a byte count in binary units: `160.0 MiB`. */
+export function formatBytes(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = bytes, u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${bytes} B` : `${v.toFixed(1)} ${units[u]}`;
+}
+
+/**
+ * The resource of one storage binding. A whole buffer larger than the binding limit but holding fewer bytes (pool
+ * buckets round up) is bound by its contents' size; one whose contents exceed the limit is refused with a
+ * RangeError naming the kernel, the tensor and the limit, before WebGPU would reject the bind group.
+ */
+function bindingResource(kernel: Kernel, index: number, b: Binding): GPUBufferBinding {
+  const max = maxBindingBytes || (maxBindingBytes = gpu().limits.maxStorageBufferBindingSize);
+  if (!(b instanceof GPUBuffer)) {
+    if (b.size > max) throw bindingError(kernel, index, b.buffer, b.size, max);
+    return b;
+  }
+  if (b.size <= max) return { buffer: b };
+  const info = bufferLabels.get(b);
+  const bytes = Math.ceil((info?.bytes ?? b.size) / 4) * 4;
+  if (bytes > max) throw bindingError(kernel, index, b, bytes, max);
+  return { buffer: b, offset: 0, size: bytes };
+}
+
+function bindingError(
+  kernel: Kernel,
+  index: number,
+  buffer: GPUBuffer,
+  bytes: number,
+  max: number,
+): RangeError {
+  const label = bufferLabels.get(buffer)?.label ?? "a buffer";
+  return new RangeError(
+    `${kernel.name}: binding ${index + 1} holds ${label} (${formatBytes(bytes)}), more than this adapter's ` +
+      `maxStorageBufferBindingSize of ${formatBytes(max)}, and this op does not split it: lower the batch, ` +
+      `the length or the runs per group`,
+  );
+}
+
 /**
  * Records one dispatch of `kernel` over `workgroups`, binding `uniforms` at binding 0 and `buffers` at 1...
  * Nothing runs until `flush()` (called automatically every few hundred dispatches and before any readback).
+ * @throws {RangeError} when a binding holds more than the device's `maxStorageBufferBindingSize`.
  */
 export function dispatch(
   kernel: Kernel,
-  buffers: readonly GPUBuffer[],
+  buffers: readonly Binding[],
   uniforms: readonly Uniform[],
   workgroups: readonly [number, number?, number?],
 ): void {
@@ -459,7 +597,7 @@ export function dispatch(
     });
   }
   const slot = uniformSlot(uniforms);
-  const bindGroup = bindGroupFor(entry, uniformArena, buffers);
+  const bindGroup = bindGroupFor(entry, kernel, uniformArena, buffers);
   chunkDispatches++;
   if (profiler) {
     // Profiling: each dispatch in its own pass, timestamped at its start and end.
@@ -524,16 +662,13 @@ export function flush(): void {
   // Each free list is kept sorted with the oldest buffer (lowest id) last, where `acquireBuffer` pops: whichever
   // order a step frees its tensors in, the next identical step then gets the same buffers in the same order, and
   // its bind groups come from the cache.
-  const touched = new Set<GPUBuffer[]>();
-  for (const b of releasedSinceSubmit) {
-    let list = freeBuffers.get(b.size);
-    if (!list) freeBuffers.set(b.size, list = []);
-    list.push(b);
-    touched.add(list);
-    pooledBytes += b.size;
+  for (const [size, released] of releasedSinceSubmit) {
+    let list = freeBuffers.get(size);
+    if (!list) freeBuffers.set(size, list = []);
+    list.push(...released);
+    list.sort((x, y) => bufferId(y) - bufferId(x));
   }
-  for (const list of touched) list.sort((x, y) => bufferId(y) - bufferId(x));
-  releasedSinceSubmit = [];
+  releasedSinceSubmit = new Map();
 }
 
 // ---------------------------------------------------------------------------------------------------------------

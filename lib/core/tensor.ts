@@ -6,7 +6,16 @@
  * @module
  */
 import { record } from "./tape.ts";
-import { acquireBuffer, copyBuffer, flush, gpu, readBuffer, releaseBuffer, writeBuffer } from "./runtime.ts";
+import {
+  acquireBuffer,
+  copyBuffer,
+  flush,
+  gpu,
+  labelBuffer,
+  readBuffer,
+  releaseBuffer,
+  writeBuffer,
+} from "./runtime.ts";
 
 /** Element types: f32 for values, i32 for token ids. */
 export type DType = "f32" | "i32";
@@ -130,11 +139,21 @@ function checkShape(shape: Shape): void {
   }
 }
 
-/** An uninitialised tensor (every kernel writes all of its outputs, so ops start from this). */
+/**
+ * An uninitialised tensor (every kernel writes all of its outputs, so ops start from this). Its contents must be
+ * written by GPU commands (dispatches, copies), not by `writeBuffer`: it may reuse a buffer that unsubmitted
+ * commands still read (see lib/core/runtime.ts).
+ */
 export function empty(shape: Shape, dtype: DType = "f32"): Tensor {
+  return allocate(shape, dtype, false);
+}
+
+function allocate(shape: Shape, dtype: DType, upload: boolean): Tensor {
   checkShape(shape);
   const bytes = Math.max(sizeOf(shape), 1) * 4;
-  return new Tensor(new Storage(acquireBuffer(bytes), bytes), [...shape], dtype);
+  const buffer = acquireBuffer(bytes, upload);
+  labelBuffer(buffer, `a tensor ${dtype}[${shape.join(", ")}]`, bytes);
+  return new Tensor(new Storage(buffer, bytes), [...shape], dtype);
 }
 
 /**
@@ -158,7 +177,7 @@ export function tensor(
   if (sizeOf(s) !== data.length) {
     throw new RangeError(`tensor: ${data.length} elements do not fill shape [${s.join(", ")}]`);
   }
-  const t = empty(s, dt);
+  const t = allocate(s, dt, true);
   const typed = dt === "f32"
     ? (data instanceof Float32Array ? data : Float32Array.from(data))
     : (data instanceof Int32Array ? data : Int32Array.from(data));

@@ -18,6 +18,16 @@ import type { AttentionMap } from "../ops/attention_map.ts";
 import { add, mul, scale } from "../ops/elementwise.ts";
 import { matmul } from "../ops/matmul.ts";
 import { softmax } from "../ops/softmax.ts";
+import { matmulScratchElements } from "../ops/matmul.ts";
+import {
+  accumulate,
+  type BackwardStep,
+  type MemoryDims,
+  type MixerMemory,
+  sized,
+  type TensorSize,
+  weightProductStep,
+} from "./memory_schedule.ts";
 
 /** Static configuration of an attention mixer. */
 export interface AttentionConfig {
@@ -171,4 +181,72 @@ export function attentionWeights(
     for (let i = 0; i < T; i++) for (let j = 0; j <= i; j++) causal[(k * T + i) * T + j] = 1;
   }
   return { map, mask: tensor(causal, [K, T, T]) };
+}
+
+/**
+ * What an attention mixer allocates in a training step (the `memory` entry of its kind in lib/nn/mixers.ts), read
+ * from `applyAttention` and the ops' VJPs. Per head and token the forward keeps 4P floats (q, k, v, the weighted
+ * values) and the head's D-wide output, and the T×T scores per batch row: T floats per token for each of the
+ * scores, the scaled and masked scores and the softmax (2 for linear attention): quadratic in T, unlike the scans.
+ * The causal mask (T, T) is made outside the tape and lives until the step's scope ends.
+ */
+export function attentionMemory(cfg: AttentionConfig, { K, B, T, D }: MemoryDims): MixerMemory {
+  validateAttention(cfg);
+  const P = cfg.headDim, tok = K * B * T, BT = B * T, KB = K * B;
+  const per = (name: string, width: number, whole = false) => sized(name, tok * width, whole);
+  const params = Array.from(
+    { length: cfg.heads },
+    (_, h) => ["wq", "wk", "wv", "wo"].map((w) => sized(`heads[${h}].${w}`, K * D * P)),
+  ).flat();
+  const forward = [sized("causal mask", T * T)];
+  const heads = Array.from({ length: cfg.heads }, (_, h) => {
+    const q = per(`q${h}`, P), k = per(`k${h}`, P), v = per(`v${h}`, P);
+    const scores = per(`scores${h}`, T);
+    const masked = cfg.variant === "softmax"
+      ? [per(`scaled scores${h}`, T), per(`masked scores${h}`, T), per(`softmax${h}`, T)]
+      : [per(`masked scores${h}`, T)];
+    const av = per(`weighted values${h}`, P), y = per(`head output${h}`, D);
+    const sum = h > 0 ? per(`head sum${h}`, D) : null;
+    forward.push(q, k, v, scores, ...masked, av, y, ...(sum ? [sum] : []));
+    return { q, k, v, scores, masked, av, y, sum };
+  });
+  const steps: BackwardStep[] = [];
+  const product = (name: string, M: number, N: number, Kd: number) =>
+    sized(`${name} split-K`, matmulScratchElements(KB, M, N, Kd));
+  let gIn: TensorSize | null = null;
+  for (const hd of [...heads].reverse()) {
+    if (hd.sum) steps.push({ alloc: [], free: [hd.sum] });
+    const wo = weightProductStep("wo", K, BT, P, D, hd.y, sized("d head output (alias)", 0));
+    steps.push(wo.step);
+    // weights·v: d weights (T per token) and d v
+    const gWeights = per("d weights", T), gV = per("d v", P);
+    const s1 = [product("weights·v dA", T, T, P), product("weights·v dB", T, P, T)];
+    steps.push({ alloc: [gWeights, gV, ...s1], free: [hd.av, wo.dx, ...s1] });
+    let gScores: TensorSize;
+    const maskGrad = sized("mask gradient (unused)", T * T);
+    if (cfg.variant === "softmax") {
+      const [scaled, masked, soft] = hd.masked;
+      const gMasked = per("d masked scores", T);
+      steps.push({ alloc: [gMasked], free: [soft, gWeights] });
+      steps.push({ alloc: [maskGrad], free: [masked, maskGrad] });
+      gScores = per("d scores", T);
+      steps.push({ alloc: [gScores], free: [scaled, gMasked] });
+    } else {
+      const [masked] = hd.masked;
+      gScores = per("d scores", T);
+      const tmp = per("d mask product", T);
+      steps.push({ alloc: [gScores, tmp, maskGrad], free: [masked, gWeights, tmp, maskGrad] });
+    }
+    const gQ = per("d q", P), gK = per("d k", P);
+    const s2 = [product("q·kᵀ dA", T, P, T), product("q·kᵀ dB", T, P, T)];
+    steps.push({ alloc: [gQ, gK, ...s2], free: [hd.scores, gScores, ...s2] });
+    for (const [name, t, g] of [["wv", hd.v, gV], ["wk", hd.k, gK], ["wq", hd.q, gQ]] as const) {
+      const mm = weightProductStep(name, K, BT, D, P, t, g);
+      steps.push(mm.step);
+      const f = accumulate(gIn, mm.dx);
+      steps.push(...f.steps);
+      gIn = f.acc;
+    }
+  }
+  return { params, forward, backward: steps, inputGrad: gIn! };
 }

@@ -8,7 +8,8 @@
  */
 import { constant, DEFAULT_INIT, drawParam, gaussian, type Mimetic, upload } from "./init.ts";
 import type { Key } from "../core/random.ts";
-import type { Tensor } from "../core/tensor.ts";
+import { type Tensor, tidy } from "../core/tensor.ts";
+import { activeTape } from "../core/tape.ts";
 import { add } from "../ops/elementwise.ts";
 import { matmul } from "../ops/matmul.ts";
 import { embedding } from "../ops/embedding.ts";
@@ -102,7 +103,9 @@ export function initLM(
 
 /**
  * The residual stream after the first `upTo` blocks (default: all): ids (K, B, T) → hidden (K, B, T, D), before
- * the final norm.
+ * the final norm. Without an active tape (evaluation) each block's intermediates are freed when the block ends,
+ * so a forward pass holds one block's activations at a time (lib/train/memory.ts `estimateEvalMemory`); with one,
+ * they stay for the backward.
  */
 export function applyBlocks(
   params: LMParams,
@@ -111,11 +114,18 @@ export function applyBlocks(
   cfg: LMConfig,
   upTo: number = cfg.layers.length,
 ): Tensor {
+  const taped = activeTape() !== null;
   let h = embedding(params.embedding, ids);
   cfg.layers.slice(0, upTo).forEach((mc, i) => {
     const { norm, mixer } = params.layers[i];
-    const x = rmsNorm(h, norm, cfg.normEps);
-    h = add(h, mixerOf(mc).apply(mixer, consts.layers[i], x, mc));
+    const hIn = h;
+    const block = () =>
+      add(hIn, mixerOf(mc).apply(mixer, consts.layers[i], rmsNorm(hIn, norm, cfg.normEps), mc));
+    if (taped) h = block();
+    else {
+      h = tidy(block);
+      hIn.dispose(); // made here (the embedding or the block below), read by nothing else
+    }
   });
   return h;
 }

@@ -26,7 +26,15 @@ import { type Tensor, tensor } from "../core/tensor.ts";
 import { add, exp, mul, neg, silu, softplus } from "../ops/elementwise.ts";
 import { matmul } from "../ops/matmul.ts";
 import { causalConv1d } from "../ops/conv1d.ts";
-import { selectiveScan } from "../ops/selective_scan.ts";
+import { selectiveScan, selectiveScanBackwardSizes } from "../ops/selective_scan.ts";
+import {
+  accumulate,
+  type BackwardStep,
+  type MemoryDims,
+  type MixerMemory,
+  sized,
+  weightProductStep,
+} from "./memory_schedule.ts";
 import type { ConvParams } from "./mamba2.ts";
 
 /** Static configuration of a Mamba 1 mixer (mamba_ssm's defaults; the paper uses N = 32). */
@@ -202,4 +210,87 @@ export function applyMamba1(p: Mamba1Params, c: Mamba1Consts, x: Tensor, cfg: Ma
   const s = mamba1ScanInputs(p, c, x, cfg);
   const y = selectiveScan({ u: s.u, delta: s.delta, A: s.A, B: s.B, C: s.C, D: p.D, z: s.z });
   return matmul(y.reshape([K, B * T, E]), p.outProj).reshape([K, B, T, Dm]);
+}
+
+/**
+ * What a Mamba 1 mixer allocates in a training step (the `memory` entry of its kind in lib/nn/mixers.ts), read
+ * from `mamba1ScanInputs`, `applyMamba1` and the ops' VJPs. Per token the forward keeps 8E + R + 2N + D floats for
+ * the backward (the in-projections, conv and SiLU of x, the low-rank and full Δ projections, bias add and softplus,
+ * B, C, z, the scan's gated output and the out-projection) and per run 3·E·N for A; the scan keeps nothing. The
+ * backward's largest working set is the scan's: du, dΔ, dz and, freed when it returns, g·F (E each), the states at
+ * chunk ends (E·N/64 per token), per-chunk Σ Δ and the dB/dC partials of each channel group
+ * (`selectiveScanBackwardSizes`). Everything is linear in T.
+ */
+export function mamba1Memory(cfg: Mamba1Config, { K, B, T, D: Dm }: MemoryDims): MixerMemory {
+  const { D, E, N, R, W } = mamba1Dims(cfg, Dm);
+  const tok = K * B * T, BT = B * T;
+  const per = (name: string, width: number, whole = false) => sized(name, tok * width, whole);
+  const params = [
+    sized("inX", K * D * E),
+    sized("inZ", K * D * E),
+    sized("conv.weight", K * E * W),
+    sized("conv.bias", K * E),
+    sized("xProjDt", K * E * R),
+    sized("xProjB", K * E * N),
+    sized("xProjC", K * E * N),
+    sized("dtProjWeight", K * R * E),
+    sized("dtProjBias", K * E),
+    sized("aLog", K * E * N),
+    sized("D", K * E),
+    sized("outProj", K * E * D),
+  ];
+  const uMm = per("x in-projection", E, true), uConv = per("x conv", E, true), u = per("u", E, true);
+  const dtLow = per("dt low-rank", R), dtMm = per("dt projection", E), dtAdd = per("dt + bias", E);
+  const delta = per("delta", E, true);
+  const A = [sized("s·A_log", K * E * N), sized("exp(s·A_log)", K * E * N), sized("A", K * E * N)];
+  const Bm = per("B", N, true), Cm = per("C", N, true), z = per("z", E, true);
+  const y = per("scan output", E, true), out = per("out-projection", D);
+  const forward = [uMm, uConv, u, dtLow, dtMm, dtAdd, delta, ...A, Bm, Cm, z, y, out];
+
+  const steps: BackwardStep[] = [];
+  const outStep = weightProductStep("out-projection", K, BT, E, D, out, sized("d out (alias)", 0));
+  steps.push(outStep.step);
+  const sizes = selectiveScanBackwardSizes({ K, Bt: B, T, E, N }, true);
+  const scratch = sizes.scratch.map((n, i) => sized(`scan scratch ${i}`, n, true));
+  const [du, ddelta, dz, dB, dC, dA] = ["du", "d delta", "dz", "dB", "dC", "dA"].map((name, i) =>
+    sized(name, sizes.grads[i], true)
+  );
+  steps.push({ alloc: [...scratch, du, ddelta, dz, dB, dC, dA], free: [y, outStep.dx, ...scratch] });
+  const zStep = weightProductStep("z", K, BT, D, E, z, dz);
+  steps.push(zStep.step);
+  let gIn = zStep.dx;
+  let gU = du;
+  for (const [name, t, g] of [["C", Cm, dC], ["B", Bm, dB]] as const) {
+    const mm = weightProductStep(name, K, BT, E, N, t, g);
+    steps.push(mm.step);
+    const f = accumulate(gU, mm.dx);
+    steps.push(...f.steps);
+    gU = f.acc;
+  }
+  steps.push({ alloc: [], free: [...A, dA] });
+  const gDtAdd = per("d dt + bias", E);
+  steps.push({ alloc: [gDtAdd], free: [delta, ddelta] });
+  const biasPartials = sized("dtProjBias grad partials", K * E * Math.ceil(BT / 64));
+  steps.push({ alloc: [biasPartials], free: [dtAdd, biasPartials] });
+  const dtStep = weightProductStep("dt projection", K, BT, R, E, dtMm, gDtAdd);
+  steps.push(dtStep.step);
+  const lowStep = weightProductStep("dt low-rank", K, BT, E, R, dtLow, dtStep.dx);
+  steps.push(lowStep.step);
+  const fl = accumulate(gU, lowStep.dx);
+  steps.push(...fl.steps);
+  gU = fl.acc;
+  const gConv = per("d x conv", E, true);
+  steps.push({ alloc: [gConv], free: [u, gU] });
+  const gMm = per("d x in-projection", E, true);
+  const partials = [
+    sized("conv dw partials", K * Math.ceil(Math.sqrt(BT)) * E * W),
+    sized("conv db partials", K * Math.ceil(Math.sqrt(BT)) * E),
+  ];
+  steps.push({ alloc: [gMm, ...partials], free: [uConv, gConv, ...partials] });
+  const inStep = weightProductStep("x in-projection", K, BT, D, E, uMm, gMm);
+  steps.push(inStep.step);
+  const f = accumulate(gIn, inStep.dx);
+  steps.push(...f.steps);
+  gIn = f.acc;
+  return { params, forward, backward: steps, inputGrad: gIn };
 }

@@ -28,6 +28,16 @@ import { matmul } from "../ops/matmul.ts";
 import { causalConv1d } from "../ops/conv1d.ts";
 import { gatedRmsNorm } from "../ops/gated_norm.ts";
 import { type SsdAlgorithm, ssdScan } from "../ops/ssd_scan.ts";
+import { ssdScanBackwardScratch } from "../ops/ssd_scan.ts";
+import {
+  accumulate,
+  type BackwardStep,
+  type MemoryDims,
+  type MixerMemory,
+  sized,
+  type TensorSize,
+  weightProductStep,
+} from "./memory_schedule.ts";
 
 /** Static configuration of a Mamba 2 mixer (mamba_ssm's defaults). */
 export interface Mamba2Config {
@@ -254,4 +264,124 @@ export function applyMamba2(p: Mamba2Params, c: Mamba2Consts, x: Tensor, cfg: Ma
   const groups = (cfg.gatedNorm ?? "group") === "all" ? 1 : cfg.nGroups;
   const gated = gatedRmsNorm(y, s.z, p.normWeight, { groups, eps: cfg.normEps });
   return matmul(gated, p.outProj).reshape([K, B, T, Dm]);
+}
+
+/**
+ * What a Mamba 2 mixer allocates in a training step (the `memory` entry of its kind in lib/nn/mixers.ts), read
+ * from `mamba2ScanInputs` and `applyMamba2` and the ops' VJPs. Per token (K·B·T of them) the forward keeps, for
+ * the backward, 6E + 6GN + 3H + D floats (+G of norm stats): the in-projections of x, B, C, dt and z, each conv
+ * and SiLU output, the scan's output y, the fused gated norm's output and the out-projection; the scan itself
+ * keeps nothing (its backward recomputes the states). The backward's largest working set is either the two E-wide
+ * cotangents of the gated norm (dy, dz), or the scan's backward
+ * scratch (r_t, the saved states every 128 steps, per-head dB/dC when G < H; see `ssdScanBackwardScratch`).
+ * Everything is linear in T.
+ */
+export function mamba2Memory(cfg: Mamba2Config, { K, B, T, D: Dm }: MemoryDims): MixerMemory {
+  const { D, E, H, P, G, N, W } = mamba2Dims(cfg, Dm);
+  const tok = K * B * T, BT = B * T, GN = G * N;
+  const per = (name: string, width: number, whole = false) => sized(name, tok * width, whole);
+  const params = [
+    sized("inZ", K * D * E),
+    sized("inX", K * D * E),
+    sized("inB", K * D * GN),
+    sized("inC", K * D * GN),
+    sized("inDt", K * D * H),
+    ...["convX", "convB", "convC"].flatMap((c, i) => {
+      const C = i === 0 ? E : GN;
+      return [sized(`${c}.weight`, K * C * W), sized(`${c}.bias`, K * C)];
+    }),
+    sized("dtBias", K * H),
+    sized("aLog", K * H),
+    sized("D", K * H),
+    sized("normWeight", K * E),
+    sized("outProj", K * E * D),
+  ];
+  // forward, in recording order
+  const dtMm = per("dt in-projection", H), dtAdd = per("dt + bias", H), dt = per("dt", H, true);
+  const chain = (name: string, C: number) => ({
+    mm: per(`${name} in-projection`, C, true),
+    conv: per(`${name} conv`, C, true),
+    act: per(name, C, true),
+  });
+  const xc = chain("x", E);
+  const A = [sized("s·A_log", K * H), sized("exp(s·A_log)", K * H), sized("A", K * H)];
+  const bc = chain("B", GN), cc = chain("C", GN);
+  const z = per("z", E), y = per("scan output y", E, true);
+  // The fused gated norm (lib/ops/gated_norm.ts) keeps its output and one rstd per token and group.
+  const groups = (cfg.gatedNorm ?? "group") === "all" ? 1 : G;
+  const gated = per("gated norm", E), stats = per("gated norm stats", groups);
+  const out = per("out-projection", D);
+  const forward = [
+    dtMm,
+    dtAdd,
+    dt,
+    xc.mm,
+    xc.conv,
+    xc.act,
+    ...A,
+    bc.mm,
+    bc.conv,
+    bc.act,
+    cc.mm,
+    cc.conv,
+    cc.act,
+  ];
+  forward.push(z, y, gated, stats, out);
+
+  // backward, in tape-reverse order
+  const steps: BackwardStep[] = [];
+  const gOut = sized("d out (alias)", 0);
+  const outProj = weightProductStep("out-projection", K, BT, E, D, out, gOut);
+  steps.push(outProj.step);
+  // The gated norm's backward: dy and dz at once, and the weight's partial sums over √(B·T) row chunks.
+  const gY = per("d y", E), gZ = per("d z", E);
+  const normPartials = sized("gated norm dw partials", K * Math.ceil(BT / Math.ceil(Math.sqrt(BT))) * E);
+  steps.push({ alloc: [gY, gZ, normPartials], free: [gated, stats, outProj.dx, normPartials] });
+  // the scan: its gradients, then its scratch freed
+  const s = ssdScanBackwardScratch({ K, Bt: B, T, H, P, G, N });
+  const gX = per("d x", E, true),
+    gDt = per("d dt", H, true),
+    gB = per("d B", GN, true),
+    gC = per("d C", GN, true);
+  const scratch = [
+    sized("scan r_t", s.rr, true),
+    sized("scan dA/dD partials", s.sp, true),
+    sized("scan saved states", s.hs, true),
+    sized("scan per-head dC", s.dch, true),
+    sized("scan per-head dB", s.dbh, true),
+  ].filter((t) => t.elements > 0);
+  const gA = sized("d A", K * H); // (dD is a parameter gradient)
+  steps.push({ alloc: [gX, gDt, gA, gB, gC, ...scratch], free: [y, gY, ...scratch] });
+  // z = x·W_z: the first cotangent of the mixer's input
+  const zStep = weightProductStep("z", K, BT, D, E, z, gZ);
+  steps.push(zStep.step);
+  let gIn: TensorSize = zStep.dx;
+  const chainBack = (c: typeof xc, g: TensorSize, C: number, name: string) => {
+    const gConv = per(`d ${name} conv`, C, true);
+    steps.push({ alloc: [gConv], free: [c.act, g] });
+    const gMm = per(`d ${name} in-projection`, C, true);
+    const partials = [
+      sized(`${name} conv dw partials`, K * Math.ceil(Math.sqrt(BT)) * C * W),
+      sized(`${name} conv db partials`, K * Math.ceil(Math.sqrt(BT)) * C),
+    ];
+    steps.push({ alloc: [gMm, ...partials], free: [c.conv, gConv, ...partials] });
+    const mm = weightProductStep(`${name} in-projection`, K, BT, D, C, c.mm, gMm);
+    steps.push(mm.step);
+    const folded = accumulate(gIn, mm.dx);
+    steps.push(...folded.steps);
+    gIn = folded.acc;
+  };
+  chainBack(cc, gC, GN, "C");
+  chainBack(bc, gB, GN, "B");
+  steps.push({ alloc: [], free: [...A, gA] });
+  chainBack(xc, gX, E, "x");
+  const gDtAdd = per("d dt + bias", H);
+  steps.push({ alloc: [gDtAdd], free: [dt, gDt] });
+  steps.push({ alloc: [sized("dtBias grad partials", K * H * Math.ceil(BT / 64))], free: [dtAdd] });
+  steps.at(-1)!.free.push(steps.at(-1)!.alloc[0]);
+  const dtStep = weightProductStep("dt in-projection", K, BT, D, H, dtMm, gDtAdd);
+  steps.push(dtStep.step);
+  const folded = accumulate(gIn, dtStep.dx);
+  steps.push(...folded.steps);
+  return { params, forward, backward: steps, inputGrad: folded.acc };
 }

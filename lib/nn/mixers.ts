@@ -12,18 +12,21 @@ import { type AttentionMap, mamba1AttentionMap, mamba2AttentionMap } from "../op
 import {
   applyAttention,
   type AttentionConfig,
+  attentionMemory,
   type AttentionParams,
   attentionWeights,
   initAttention,
   validateAttention,
 } from "./attention.ts";
 import type { Mimetic } from "./init.ts";
+import type { MemoryDims, MixerMemory } from "./memory_schedule.ts";
 import {
   applyMamba1,
   initMamba1,
   type Mamba1Config,
   type Mamba1Consts,
   mamba1Dims,
+  mamba1Memory,
   type Mamba1Params,
   mamba1ScanInputs,
 } from "./mamba1.ts";
@@ -33,6 +36,7 @@ import {
   type Mamba2Config,
   type Mamba2Consts,
   mamba2Dims,
+  mamba2Memory,
   type Mamba2Params,
   mamba2ScanInputs,
 } from "./mamba2.ts";
@@ -42,6 +46,8 @@ export type MixerConfig = Mamba1Config | Mamba2Config | AttentionConfig;
 
 /** A mixer kind: `mamba1`, `mamba2`, `attention`. */
 export type MixerKind = MixerConfig["kind"];
+
+export type { BackwardStep, MemoryDims, MixerMemory, TensorSize } from "./memory_schedule.ts";
 
 /** What a mixer kind provides. Params and consts are trees of (K, ...) tensors. */
 export interface Mixer<C extends MixerConfig> {
@@ -68,6 +74,8 @@ export interface Mixer<C extends MixerConfig> {
   mimetic: boolean;
   /** Checks a config for a model of width `dModel` without touching the GPU, throwing a RangeError naming the field. */
   validate(cfg: C, dModel: number): void;
+  /** What the mixer allocates in a training step and in a forward pass (for lib/train/memory.ts). */
+  memory?(cfg: C, dims: MemoryDims): MixerMemory;
 }
 
 /** Every mixer, by kind. */
@@ -81,6 +89,7 @@ export const MIXERS: { readonly [K in MixerKind]: Mixer<Extract<MixerConfig, { k
     },
     mimetic: true,
     validate: (cfg, D) => void mamba1Dims(cfg, D),
+    memory: (cfg, dims) => mamba1Memory(cfg, dims),
   },
   mamba2: {
     init: (keys, prefix, cfg, D, nLayers, m) => initMamba2(keys, prefix, cfg, D, nLayers, m),
@@ -91,6 +100,7 @@ export const MIXERS: { readonly [K in MixerKind]: Mixer<Extract<MixerConfig, { k
     },
     mimetic: true,
     validate: (cfg, D) => void mamba2Dims(cfg, D),
+    memory: (cfg, dims) => mamba2Memory(cfg, dims),
   },
   attention: {
     init: (keys, prefix, cfg, D, nLayers) => ({
@@ -101,6 +111,7 @@ export const MIXERS: { readonly [K in MixerKind]: Mixer<Extract<MixerConfig, { k
     attentionMap: (p, _c, x, cfg, batchIndex) => attentionWeights(p as AttentionParams, x, cfg, batchIndex),
     mimetic: false,
     validate: (cfg) => validateAttention(cfg),
+    memory: (cfg, dims) => attentionMemory(cfg, dims),
   },
 };
 

@@ -18,6 +18,7 @@ import { kernelSource } from "../core/kernels.ts";
 import { dispatch } from "../core/runtime.ts";
 import { isRecording, record, type VjpRule } from "../core/tape.ts";
 import { empty, type Tensor } from "../core/tensor.ts";
+import { rowChunks, slice } from "./split.ts";
 import { expectF32, grid1d, sameShape } from "./util.ts";
 
 /** A kernel of cross_entropy.wgsl with `reads` read-only bindings followed by `writes` read-write ones. */
@@ -75,17 +76,23 @@ export function maskedCrossEntropy(logits: Tensor, targets: Tensor, mask: Tensor
   const R = logits.size / (K * V);
   const lse = empty([K, R]);
   const rowLoss = empty([K, R]);
-  dispatch(kernel("rows", 3, 2), [logits.buffer, targets.buffer, mask.buffer, lse.buffer, rowLoss.buffer], [
-    K,
-    R,
-    V,
-  ], grid1d(K * R, 1));
+  // rows are independent: chunks of rows for logits larger than one binding
+  const rowsKernel = kernel("rows", 3, 2);
+  for (const [r0, n] of rowChunks(rowsKernel.name, K * R, [V, 1], `rows of ${V}`)) {
+    const rows = (t: Tensor, per = 1) => slice(t, r0 * per, n * per);
+    dispatch(
+      rowsKernel,
+      [rows(logits, V), rows(targets), rows(mask), rows(lse), rows(rowLoss)],
+      [K, R, V, r0, n],
+      grid1d(n, 1),
+    );
+  }
   const loss = empty([K]);
   const msum = empty([K]);
   dispatch(
     kernel("runs", 2, 2),
     [rowLoss.buffer, mask.buffer, loss.buffer, msum.buffer],
-    [K, R, V],
+    [K, R, V, 0, K * R],
     grid1d(K, 1),
   );
   rowLoss.dispose();
@@ -102,12 +109,16 @@ export const crossEntropyVjp: VjpRule = ({ inputs: [logits, targets, mask], save
   const K = logits.shape[0], V = logits.shape.at(-1)!;
   const R = logits.size / (K * V);
   const dLogits = empty(logits.shape);
-  dispatch(
-    kernel("backward", 6, 1),
-    [logits.buffer, targets.buffer, mask.buffer, lse.buffer, msum.buffer, g!.buffer, dLogits.buffer],
-    [K, R, V],
-    grid1d(K * R * V),
-  );
+  const backwardKernel = kernel("backward", 6, 1);
+  for (const [r0, n] of rowChunks(backwardKernel.name, K * R, [V, 1], `rows of ${V}`)) {
+    const rows = (t: Tensor, per = 1) => slice(t, r0 * per, n * per);
+    dispatch(
+      backwardKernel,
+      [rows(logits, V), rows(targets), rows(mask), rows(lse), msum.buffer, g!.buffer, rows(dLogits, V)],
+      [K, R, V, r0, n],
+      grid1d(n * V),
+    );
+  }
   return [dLogits, null, null];
 };
 
@@ -135,7 +146,10 @@ export function argmaxLastAxis(x: Tensor): Tensor {
   }
   const R = x.size / V;
   const out = empty(x.shape.slice(0, -1), "i32");
-  dispatch(kernel("argmax", 1, 1), [x.buffer, out.buffer], [1, R, V], grid1d(R, 1));
+  const argmaxKernel = kernel("argmax", 1, 1);
+  for (const [r0, n] of rowChunks(argmaxKernel.name, R, [V, 1], `rows of ${V}`)) {
+    dispatch(argmaxKernel, [slice(x, r0 * V, n * V), slice(out, r0, n)], [1, R, V, r0, n], grid1d(n, 1));
+  }
   return out;
 }
 

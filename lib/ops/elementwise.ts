@@ -8,6 +8,7 @@ import { dispatch, f32, type Kernel } from "../core/runtime.ts";
 import { record, type VjpRule } from "../core/tape.ts";
 import { empty, type Shape, sizeOf, type Tensor } from "../core/tensor.ts";
 import { sumToShape } from "./reduce.ts";
+import { rowChunks, slice } from "./split.ts";
 import { expectF32, grid1d, sameShape } from "./util.ts";
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -67,19 +68,42 @@ function binaryForward(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   const outShape = broadcastShapes(a.shape, b.shape);
   if (outShape.length > 6) throw new RangeError(`${op}: rank ${outShape.length} > 6 is not supported`);
   const out = empty(outShape);
-  const n = out.size;
   if (sameShape(a.shape, b.shape)) {
-    dispatch(binaryKernel(op, false), [a.buffer, b.buffer, out.buffer], [n], grid1d(n));
+    for (const [i0, n] of rowChunks(op, out.size, [1], "elements")) {
+      dispatch(
+        binaryKernel(op, false),
+        [slice(a, i0, n), slice(b, i0, n), slice(out, i0, n)],
+        [n],
+        grid1d(n),
+      );
+    }
   } else {
-    dispatch(binaryKernel(op, true), [a.buffer, b.buffer, out.buffer], [
-      n,
-      ...padShape6(outShape),
-      ...broadcastStrides(a.shape, outShape),
-      ...broadcastStrides(b.shape, outShape),
-    ], grid1d(n));
+    broadcastDispatch(binaryKernel(op, true), a, b, out);
   }
   record(op, [a, b], [out], {});
   return out;
+}
+
+/**
+ * The broadcasting kernel over chunks of the output: an operand of the output's size is sliced with the chunk
+ * (its index is the output's), a broadcast one is bound whole; `base` is the chunk's first output index.
+ */
+function broadcastDispatch(kernel: Kernel, a: Tensor, b: Tensor, out: Tensor): void {
+  const n = out.size;
+  const fullA = a.size === n, fullB = b.size === n;
+  const strides = [
+    ...padShape6(out.shape),
+    ...broadcastStrides(a.shape, out.shape),
+    ...broadcastStrides(b.shape, out.shape),
+  ];
+  for (const [i0, count] of rowChunks(kernel.name, n, [1], "elements")) {
+    dispatch(
+      kernel,
+      [fullA ? slice(a, i0, count) : a.buffer, fullB ? slice(b, i0, count) : b.buffer, slice(out, i0, count)],
+      [count, ...strides, i0, fullA ? i0 : 0, fullB ? i0 : 0],
+      grid1d(count),
+    );
+  }
 }
 
 /** a + b, broadcasting. */
@@ -160,12 +184,14 @@ function unaryDispatch(
   beta = 0,
 ) {
   const out = empty(x.shape);
-  dispatch(
-    unaryKernel(op, entry),
-    [x.buffer, g.buffer, out.buffer],
-    [x.size, f32(alpha), f32(beta)],
-    grid1d(x.size),
-  );
+  for (const [i0, n] of rowChunks(`${op}`, x.size, [1], "elements")) {
+    dispatch(
+      unaryKernel(op, entry),
+      [slice(x, i0, n), slice(g, i0, n), slice(out, i0, n)],
+      [n, f32(alpha), f32(beta)],
+      grid1d(n),
+    );
+  }
   return out;
 }
 
@@ -227,18 +253,17 @@ export function broadcastTo(x: Tensor, shape: Shape): Tensor {
     throw new RangeError(`broadcastTo: [${x.shape.join(", ")}] does not broadcast to [${shape.join(", ")}]`);
   }
   const out = empty(shape);
-  const n = sizeOf(shape);
-  // c = a + 0·b with b = a: reuse the broadcasting binary kernel with op "a".
-  dispatch(
+  // c = a with b = a: the broadcasting binary kernel with op "a".
+  broadcastDispatch(
     {
       name: "broadcast",
       code: kernelSource("binary.wgsl", { OP: "a" }),
       entry: "broadcast",
       bindings: ["read", "read", "read_write"],
     },
-    [x.buffer, x.buffer, out.buffer],
-    [n, ...padShape6(shape), ...broadcastStrides(x.shape, shape), ...broadcastStrides(x.shape, shape)],
-    grid1d(n),
+    x,
+    x,
+    out,
   );
   record("broadcast", [x], [out], {});
   return out;

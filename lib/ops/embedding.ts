@@ -8,9 +8,10 @@
  * @module
  */
 import { kernelSource } from "../core/kernels.ts";
-import { dispatch } from "../core/runtime.ts";
+import { dispatch, type Kernel } from "../core/runtime.ts";
 import { record, type VjpRule } from "../core/tape.ts";
 import { empty, type Tensor } from "../core/tensor.ts";
+import { rowChunks, slice } from "./split.ts";
 import { expectF32, grid1d } from "./util.ts";
 
 /** Throws a RangeError naming `op` unless `ids` is an i32 tensor of rank ≥ 1 with K rows. */
@@ -68,17 +69,18 @@ export function embedding(table: Tensor, ids: Tensor): Tensor {
   expectIds("embedding", ids, K);
   const N = ids.size / K;
   const out = empty([...ids.shape, D]);
-  dispatch(
-    {
-      name: "embedding_forward",
-      code: kernelSource("embedding.wgsl", { PER_THREAD: 1 }),
-      entry: "forward",
-      bindings: ["read", "read", "read_write"],
-    },
-    [table.buffer, ids.buffer, out.buffer],
-    [K, V, N, D],
-    grid1d(K * N * D),
-  );
+  const kernel: Kernel = {
+    name: "embedding_forward",
+    code: kernelSource("embedding.wgsl", { PER_THREAD: 1 }),
+    entry: "forward",
+    bindings: ["read", "read", "read_write"],
+  };
+  // positions are independent: chunks of positions for outputs larger than one binding (the table is bound whole)
+  for (const [r0, n] of rowChunks(kernel.name, K * N, [D, 1], `positions of ${D}`)) {
+    dispatch(kernel, [table.buffer, slice(ids, r0, n), slice(out, r0 * D, n * D)], [K, V, N, D, r0, n], [
+      ...grid1d(n * D),
+    ]);
+  }
   record("embedding", [table, ids], [out], {});
   return out;
 }
@@ -102,7 +104,7 @@ export const embeddingVjp: VjpRule = ({ inputs: [table, ids] }, [g]) => {
       bindings: ["read", "read", "read_write"],
     },
     [ids.buffer, g!.buffer, dTable.buffer],
-    [K, V, N, D],
+    [K, V, N, D, 0, K * N],
     grid1d(K * V, 1),
   );
   return [dTable, null];

@@ -7,10 +7,11 @@
  * @module
  */
 import { kernelData, kernelSource } from "../core/kernels.ts";
-import { dispatch, gpu, gpuInfo, type Kernel } from "../core/runtime.ts";
+import { dispatch, formatBytes, gpu, gpuInfo, type Kernel } from "../core/runtime.ts";
 import { record, type VjpRule } from "../core/tape.ts";
 import { empty, type Shape, sizeOf, type Tensor } from "../core/tensor.ts";
 import { sum, sumInto } from "./reduce.ts";
+import { bindingLimits, slice } from "./split.ts";
 import { expectF32, sameShape } from "./util.ts";
 
 /** Transpose flags: `transA` reads a as (..., Kd, M), `transB` reads b as (..., N, Kd). */
@@ -211,6 +212,18 @@ function chooseSplitK({ M, N, Kd }: Dims): number {
   return Math.max(1, Math.min(Math.ceil((4 * SMS) / groups), Math.floor(Kd / 256)));
 }
 
+/**
+ * Elements of the split-K scratch (batch, parts, M, N) that a product of these sizes allocates on top of its
+ * output (0 when it needs no split-K), for memory estimates.
+ */
+export function matmulScratchElements(batch: number, M: number, N: number, Kd: number): number {
+  const parts = chooseSplitK({ batch, M, N, Kd });
+  if (parts <= 1) return 0;
+  const kChunk = Math.ceil(Kd / parts / 8) * 8;
+  const used = Math.ceil(Kd / kChunk);
+  return used > 1 ? batch * used * M * N : 0;
+}
+
 /** The flag bits of the kernel's `Params.flags`. */
 const FLAG_BITS = { TRANS_A: 1, TRANS_B: 2, VEC_A: 4, VEC_B: 8 } as const;
 
@@ -248,6 +261,7 @@ function buildKernel(t: MatmulTiles, flags: number): Kernel {
 /**
  * Records C[z] = op(A[z]) · op(B[z]) into `out`, for z < batch. `strideA`/`strideB` are the element offsets between
  * batch entries (0: one matrix shared by all entries). The building block of the forward and of both gradients.
+ * Operands larger than one storage binding are split (`splitPlan`).
  */
 function matmulInto(
   a: Tensor,
@@ -272,8 +286,9 @@ function matmulInto(
   if (!Number.isInteger(wanted) || wanted < 1) {
     throw new RangeError(`matmul: splitK must be a positive integer, got ${wanted}`);
   }
-  const kChunk = Kd === 0 ? 1 : Math.ceil(Kd / wanted / 8) * 8;
-  const parts = Kd === 0 ? 1 : Math.ceil(Kd / kChunk);
+  const plan = splitPlan(d, transA, transB, sharedA, sharedB, wanted, 8);
+  const kChunk = plan.kChunk;
+  const parts = plan.parts;
   if (parts > 1 && kChunk % t.BK !== 0) t = { ...t, BK: 8 };
   const target = parts > 1 ? empty([batch, parts, M, N]) : out;
   // vec4 loads need each group of 4 along the contiguous axis to start at a multiple of 4 (the row length, and
@@ -283,28 +298,196 @@ function matmulInto(
   const flags = (transA ? FLAG_BITS.TRANS_A : 0) | (transB ? FLAG_BITS.TRANS_B : 0) |
     (vecA ? FLAG_BITS.VEC_A : 0) | (vecB ? FLAG_BITS.VEC_B : 0);
   const kernel = matmulKernel(t, flags);
-  const maxBatch = gpu().limits.maxComputeWorkgroupsPerDimension;
-  // The z grid dimension is capped (65535): longer grids take several dispatches, starting at entry z0.
-  const zTotal = batch * parts;
-  for (let z0 = 0; z0 < zTotal; z0 += maxBatch) {
-    const zs = Math.min(maxBatch, zTotal - z0);
-    dispatch(kernel, [a.buffer, a.buffer, b.buffer, b.buffer, target.buffer], [
-      M,
-      N,
-      Kd,
-      sharedA ? 0 : M * Kd,
-      sharedB ? 0 : Kd * N,
-      M * N,
-      z0,
-      flags,
-      parts,
-      parts > 1 ? kChunk : Math.max(Kd, 1),
-    ], [Math.ceil(N / (16 * t.TN)), Math.ceil(M / (16 * t.TM)), zs]);
+  const strideA = sharedA ? 0 : M * Kd, strideB = sharedB ? 0 : Kd * N;
+  const params = (rows: number, zBase: number, offs: readonly number[]) => [
+    rows,
+    N,
+    Kd,
+    strideA,
+    strideB,
+    M * N,
+    zBase,
+    flags,
+    parts,
+    kChunk,
+    ...offs.map((o) => o >>> 0), // mod 2^32: the kernel adds them in u32 arithmetic
+  ];
+  const grid = (rows: number, zs: number): [number, number, number] => [
+    Math.ceil(N / (16 * t.TN)),
+    Math.ceil(rows / (16 * t.TM)),
+    zs,
+  ];
+  if (plan.kind === "whole") {
+    const maxBatch = gpu().limits.maxComputeWorkgroupsPerDimension;
+    // The z grid dimension is capped (65535): longer grids take several dispatches, starting at entry z0.
+    const zTotal = batch * parts;
+    for (let z0 = 0; z0 < zTotal; z0 += maxBatch) {
+      const zs = Math.min(maxBatch, zTotal - z0);
+      dispatch(kernel, [a.buffer, a.buffer, b.buffer, b.buffer, target.buffer], params(M, z0, [0, 0, 0]), [
+        ...grid(M, zs),
+      ]);
+    }
+  } else {
+    // Each piece binds the elements [start, end) of each operand it reads, from an aligned start; the offsets
+    // make the kernel's indices (z·stride + row·width + ...) address the slices.
+    for (const piece of plan.pieces) {
+      const view = (x: Tensor, [s0, s1]: readonly [number, number]) => slice(x, s0, s1 - s0);
+      const av = view(a, piece.a), bv = view(b, piece.b), cv = view(target, piece.c);
+      dispatch(
+        kernel,
+        [av, av, bv, bv, cv],
+        params(piece.rows, piece.zBase, [piece.offA, piece.offB, piece.offC]),
+        grid(piece.rows, piece.zs),
+      );
+    }
   }
   if (parts > 1) {
     sumInto(target, [batch, parts, M * N], out);
     target.dispose();
   }
+}
+
+/** One dispatch of a split product: its rows of C, grid entries, element ranges bound, and index offsets. */
+interface Piece {
+  rows: number;
+  zBase: number;
+  zs: number;
+  a: readonly [number, number];
+  b: readonly [number, number];
+  c: readonly [number, number];
+  offA: number;
+  offB: number;
+  offC: number;
+}
+
+type SplitPlan =
+  | { kind: "whole"; parts: number; kChunk: number }
+  | { kind: "split"; parts: number; kChunk: number; pieces: Piece[] };
+
+/**
+ * How a product is dispatched when an operand exceeds one storage binding (`maxStorageBufferBindingSize`):
+ * 1. whole: everything fits (the usual case);
+ * 2. by batch entries: runs of consecutive entries whose slices fit; the same kernel, tiles and split-K parts
+ *    per entry as unsplit, so the same bits;
+ * 3. by rows of C (one entry's A or C too large, A not transposed): chunks of rows of A and C, the same bits;
+ * 4. by the Kd sum (A transposed, as in the weight gradients Xᵀ·G over B·T tokens, or A's entry fitting whole):
+ *    split-K with enough parts that each part's rows of A and B fit, summed in a fixed order. The parts depend
+ *    only on one product's size and the device's limit, never on the batch axis (which holds the runs).
+ * @throws {RangeError} when no split fits (B transposed and larger than one binding, or a shared operand larger
+ *   than one binding).
+ */
+function splitPlan(
+  d: Dims,
+  transA: boolean,
+  transB: boolean,
+  sharedA: boolean,
+  sharedB: boolean,
+  wantedParts: number,
+  BK: number,
+): SplitPlan {
+  const { batch, M, N, Kd } = d;
+  const { maxBytes, align } = bindingLimits();
+  const unit = Math.max(4, align / 4); // elements of one offset-alignment step
+  const cap = Math.floor(maxBytes / 4) - unit; // elements a slice may hold after rounding its start down
+  const kChunkOf = (parts: number) => (Kd === 0 ? 1 : Math.ceil(Kd / parts / BK) * BK);
+  const partsOf = (kChunk: number) => (Kd === 0 ? 1 : Math.ceil(Kd / kChunk));
+  let kChunk = kChunkOf(wantedParts);
+  let parts = partsOf(kChunk);
+  const aEntry = M * Kd, bEntry = Kd * N, cEntry = M * N * parts;
+  const aTotal = sharedA ? aEntry : batch * aEntry, bTotal = sharedB ? bEntry : batch * bEntry;
+  if (Math.max(aTotal, bTotal, batch * cEntry) * 4 <= maxBytes) return { kind: "whole", parts, kChunk };
+  const down = (x: number) => Math.floor(x / unit) * unit;
+  const range = (s0: number, s1: number): [number, number] => [down(s0), s1];
+  const aStart = (z: number) => (sharedA ? 0 : z * aEntry),
+    bStart = (z: number) => (sharedB ? 0 : z * bEntry);
+  const fail = (why: string) =>
+    new RangeError(
+      `matmul: ${why} (batch ${batch}, ${M}×${Kd} · ${Kd}×${N}${transA ? ", A transposed" : ""}${
+        transB ? ", B transposed" : ""
+      }) exceeds this adapter's maxStorageBufferBindingSize of ${formatBytes(maxBytes)} and cannot be split`,
+    );
+  if (sharedA && aEntry > cap) throw fail("the shared A");
+  if (sharedB && bEntry > cap) throw fail("the shared B");
+  const pieces: Piece[] = [];
+  const aOk = sharedA || aEntry <= cap, bOk = sharedB || bEntry <= cap;
+  if (aOk && bOk && cEntry <= cap) {
+    // 2. runs of whole entries
+    const zMax = Math.floor(gpu().limits.maxComputeWorkgroupsPerDimension / parts);
+    const per = Math.max(
+      1,
+      Math.min(zMax, Math.floor(cap / Math.max(sharedA ? 1 : aEntry, sharedB ? 1 : bEntry, cEntry))),
+    );
+    for (let z0 = 0; z0 < batch; z0 += per) {
+      const z1 = Math.min(batch, z0 + per);
+      const a = sharedA ? [0, aEntry] as [number, number] : range(z0 * aEntry, z1 * aEntry);
+      const b = sharedB ? [0, bEntry] as [number, number] : range(z0 * bEntry, z1 * bEntry);
+      const c = range(z0 * cEntry, z1 * cEntry);
+      pieces.push({
+        rows: M,
+        zBase: z0 * parts,
+        zs: (z1 - z0) * parts,
+        a,
+        b,
+        c,
+        offA: -a[0],
+        offB: -b[0],
+        offC: -c[0],
+      });
+    }
+    return { kind: "split", parts, kChunk, pieces };
+  }
+  if (!transA && bOk && Kd <= cap && N <= cap) {
+    // 3. rows of C within each entry (and each split-K part), with the matching rows of A
+    const rowsPer = Math.floor(cap / Math.max(Kd, N));
+    for (let z = 0; z < batch; z++) {
+      for (let m0 = 0; m0 < M; m0 += rowsPer) {
+        const m1 = Math.min(M, m0 + rowsPer);
+        const a = range(aStart(z) + m0 * Kd, aStart(z) + m1 * Kd);
+        const b = range(bStart(z), bStart(z) + bEntry);
+        for (let part = 0; part < parts; part++) {
+          const zt = z * parts + part;
+          const c = range((zt * M + m0) * N, (zt * M + m1) * N);
+          pieces.push({
+            rows: m1 - m0,
+            zBase: zt,
+            zs: 1,
+            a,
+            b,
+            c,
+            offA: m0 * Kd - a[0],
+            offB: -b[0],
+            offC: m0 * N - c[0],
+          });
+        }
+      }
+    }
+    return { kind: "split", parts, kChunk, pieces };
+  }
+  if ((transA || aOk) && (!transB || bOk) && M * N <= cap) {
+    // 4. the Kd sum in parts whose rows of A (transposed: (Kd, M)) and B ((Kd, N)) fit
+    const rowWidth = Math.max(transA ? M : 0, transB ? 0 : N, 1);
+    const kFit = Math.floor(cap / rowWidth / BK) * BK;
+    if (kFit < BK) throw fail("one step of the Kd sum");
+    kChunk = Math.min(kChunk, kFit);
+    parts = partsOf(kChunk);
+    const cPer = M * N * parts;
+    const c = [0, batch * cPer] as [number, number];
+    if (batch * cPer > cap) throw fail("the split-K partial sums");
+    for (let z = 0; z < batch; z++) {
+      for (let part = 0; part < parts; part++) {
+        const k0 = part * kChunk, k1 = Math.min(Kd, k0 + kChunk);
+        const a = transA
+          ? range(aStart(z) + k0 * M, aStart(z) + k1 * M)
+          : range(aStart(z), aStart(z) + aEntry);
+        const b = transB
+          ? range(bStart(z), bStart(z) + bEntry)
+          : range(bStart(z) + k0 * N, bStart(z) + k1 * N);
+        pieces.push({ rows: M, zBase: z * parts + part, zs: 1, a, b, c, offA: -a[0], offB: -b[0], offC: 0 });
+      }
+    }
+    return { kind: "split", parts, kChunk, pieces };
+  }
+  throw fail(transB ? "B transposed" : "an entry");
 }
 
 /**

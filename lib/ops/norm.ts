@@ -20,10 +20,11 @@
  * @module
  */
 import { kernelSource } from "../core/kernels.ts";
-import { dispatch, f32, type Kernel } from "../core/runtime.ts";
+import { type Binding, dispatch, f32, type Kernel } from "../core/runtime.ts";
 import { isRecording, record, type VjpRule } from "../core/tape.ts";
 import { empty, type Shape, sizeOf, type Tensor } from "../core/tensor.ts";
 import { sum } from "./reduce.ts";
+import { bindingLimits, rowChunks, slice } from "./split.ts";
 import { expectF32, grid1d } from "./util.ts";
 
 /** Attributes of a norm node. */
@@ -73,24 +74,67 @@ function normKernel(center: boolean, D: number, entry: string, outputs: number):
   };
 }
 
-function uniforms({ K, R, D }: Dims, eps: number) {
+/** The kernel's Params for a dispatch over `rows` rows from global row `row0` (all rows: K·R from 0). */
+function uniforms({ K, R, D }: Dims, eps: number, rows = K * R, row0 = 0, first = 0, last = 0) {
   const { chunk, S } = chunking(R);
-  return [K * R, R, D, f32(eps), chunk, S];
+  return [rows, R, D, f32(eps), chunk, S, row0, first, last];
+}
+
+/**
+ * Dispatches a row kernel (forward or backward_dx) over chunks of rows that fit one binding each: the row
+ * tensors (`rowTensors`, D floats a row; `stats`, 2) are sliced, the weight and bias bound whole.
+ */
+function rowDispatch(
+  kernel: Kernel,
+  dims: Dims,
+  eps: number,
+  bind: (rows: (t: Tensor, perRow: number) => Binding) => Binding[],
+): void {
+  const { K, R, D } = dims;
+  for (const [r0, n] of rowChunks(kernel.name, K * R, [D, 2], `rows of ${D}`)) {
+    const bindings = bind((t, perRow) => slice(t, r0 * perRow, n * perRow));
+    dispatch(kernel, bindings, uniforms(dims, eps, n, r0), grid1d(n, 1));
+  }
+}
+
+/**
+ * Chunks of the dw stage's (k, s) blocks (block b = k·S + s sums rows [k·R + s·chunk, ...) of run k) whose rows
+ * fit one binding, as [first block, end block, first row bound, end row]: consecutive blocks cover consecutive rows,
+ * and each chunk's binding starts at the aligned row at or before its first row.
+ */
+function blockChunks(op: string, dims: Dims): [number, number, number, number][] {
+  const { K, R, D } = dims;
+  const { chunk, S } = chunking(R);
+  const { maxBytes, align } = bindingLimits();
+  const rowStart = (b: number) => Math.floor(b / S) * R + Math.min((b % S) * chunk, R);
+  const total = K * S;
+  if (K * R * D * 4 <= maxBytes) return [[0, total, 0, K * R]];
+  const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+  const step = Math.max(align / gcd(D * 4, align), align / gcd(8, align));
+  const out: [number, number, number, number][] = [];
+  for (let b0 = 0; b0 < total;) {
+    const r0 = Math.floor(rowStart(b0) / step) * step;
+    let b1 = b0;
+    while (b1 < total && (rowStart(b1 + 1) - r0) * D * 4 <= maxBytes) b1++;
+    if (b1 === b0) {
+      throw new RangeError(`${op}: ${chunk} rows of ${D} exceed this adapter's maxStorageBufferBindingSize`);
+    }
+    out.push([b0, b1, r0, rowStart(b1)]);
+    b0 = b1;
+  }
+  return out;
 }
 
 function normForward(center: boolean, x: Tensor, weight: Tensor, bias: Tensor | null, eps: number): Tensor {
   const op = center ? "layerNorm" : "rmsNorm";
   const params: [string, Tensor][] = bias ? [["weight", weight], ["bias", bias]] : [["weight", weight]];
   const dims = checkInputs(op, x, params, eps);
-  const rows = dims.K * dims.R;
   const y = empty(x.shape);
   const stats = empty([...x.shape.slice(0, -1), 2]);
-  dispatch(
-    normKernel(center, dims.D, "forward", 1),
-    [x.buffer, weight.buffer, (bias ?? weight).buffer, x.buffer, stats.buffer, y.buffer],
-    uniforms(dims, eps),
-    grid1d(rows, 1),
-  );
+  rowDispatch(normKernel(center, dims.D, "forward", 1), dims, eps, (r) => {
+    const xs = r(x, dims.D);
+    return [xs, weight.buffer, (bias ?? weight).buffer, xs, r(stats, 2), r(y, dims.D)];
+  });
   const inputs = bias ? [x, weight, bias] : [x, weight];
   if (isRecording(inputs)) record<NormAttrs>(op, inputs, [y], { eps }, [stats]);
   else stats.dispose();
@@ -149,23 +193,24 @@ function normBackward(
 ): Tensor[] {
   const K = x.shape[0], D = x.shape[x.rank - 1];
   const dims = { K, R: x.size / (K * D), D };
-  const u = uniforms(dims, eps);
   const dx = empty(x.shape);
-  dispatch(
-    normKernel(center, D, "backward_dx", 1),
-    [x.buffer, weight.buffer, weight.buffer, g.buffer, stats.buffer, dx.buffer],
-    u,
-    grid1d(K * dims.R, 1),
-  );
+  rowDispatch(normKernel(center, D, "backward_dx", 1), dims, eps, (r) => {
+    return [r(x, D), weight.buffer, weight.buffer, r(g, D), r(stats, 2), r(dx, D)];
+  });
   const { S } = chunking(dims.R);
   const pw = empty([K, S, D]);
   const pb = center ? empty([K, S, D]) : null;
-  dispatch(
-    normKernel(center, D, center ? "backward_dwdb" : "backward_dw", center ? 2 : 1),
-    [x.buffer, x.buffer, x.buffer, g.buffer, stats.buffer, pw.buffer, ...(pb ? [pb.buffer] : [])],
-    u,
-    grid1d(K * S * D),
-  );
+  const dwKernel = normKernel(center, D, center ? "backward_dwdb" : "backward_dw", center ? 2 : 1);
+  for (const [b0, b1, r0, r1] of blockChunks(dwKernel.name, dims)) {
+    const rowsOf = (t: Tensor, perRow: number) => slice(t, r0 * perRow, (r1 - r0) * perRow);
+    const xs = rowsOf(x, D);
+    dispatch(
+      dwKernel,
+      [xs, xs, xs, rowsOf(g, D), rowsOf(stats, 2), pw.buffer, ...(pb ? [pb.buffer] : [])],
+      uniforms(dims, eps, K * dims.R, r0, b0 * D, b1 * D),
+      grid1d((b1 - b0) * D),
+    );
+  }
   const finish = (partial: Tensor) => {
     const out = sum(partial, 1);
     partial.dispose();

@@ -8,6 +8,7 @@ import { dispatch, type Kernel } from "../core/runtime.ts";
 import { record, type VjpRule } from "../core/tape.ts";
 import { empty, type Shape, sizeOf, type Tensor } from "../core/tensor.ts";
 import { affine, broadcastTo } from "./elementwise.ts";
+import { rowChunks, slice } from "./split.ts";
 import { expectF32, grid1d, normAxis, sameShape } from "./util.ts";
 
 type ReduceOp = "sum" | "max";
@@ -41,27 +42,56 @@ function reduceDispatch(
   const inner = sizeOf(shape.slice(axis + 1));
   const out = into ?? empty([...shape.slice(0, axis), ...shape.slice(axis + 1)]);
   const code = kernelSource("reduce.wgsl", REDUCE_OPS[op]);
+  // The outer index is independent: chunks of it for tensors larger than one binding.
+  const byOuter = (
+    kernel: Kernel,
+    src: Tensor,
+    dst: Tensor,
+    srcRow: number,
+    dstRow: number,
+    params: (count: number) => number[],
+    groups: (count: number) => [number, number],
+  ) => {
+    for (const [o0, count] of rowChunks(kernel.name, outer, [srcRow, dstRow], "outer rows")) {
+      dispatch(
+        kernel,
+        [slice(src, o0 * srcRow, count * srcRow), slice(dst, o0 * dstRow, count * dstRow)],
+        params(count),
+        groups(count),
+      );
+    }
+  };
   if (inner === 1) {
-    dispatch({ name: `${op}_rows`, code, entry: "rows", bindings: ["read", "read_write"] }, [
-      x.buffer,
-      out.buffer,
-    ], [
-      outer,
-      n,
-      inner,
-    ], grid1d(outer, 1));
+    const kernel: Kernel = { name: `${op}_rows`, code, entry: "rows", bindings: ["read", "read_write"] };
+    byOuter(kernel, x, out, n, 1, (c) => [c, n, inner, 0, 0], (c) => grid1d(c, 1));
   } else {
     const kernel: Kernel = { name: `${op}_cols`, code, entry: "cols", bindings: ["read", "read_write"] };
     const parts = colParts(n, inner);
     if (parts === 1) {
-      dispatch(kernel, [x.buffer, out.buffer], [outer, n, inner, n, 1], grid1d(outer * inner));
+      byOuter(kernel, x, out, n * inner, inner, (c) => [c, n, inner, n, 1], (c) => grid1d(c * inner));
     } else {
       // Two passes, each in a fixed order: parts of the n axis, then the sum (max) of the parts.
       const chunk = Math.ceil(n / parts);
       const np = Math.ceil(n / chunk);
       const partial = empty([outer, np, inner]);
-      dispatch(kernel, [x.buffer, partial.buffer], [outer, n, inner, chunk, np], grid1d(outer * np * inner));
-      dispatch(kernel, [partial.buffer, out.buffer], [outer, np, inner, np, 1], grid1d(outer * inner));
+      byOuter(
+        kernel,
+        x,
+        partial,
+        n * inner,
+        np * inner,
+        (c) => [c, n, inner, chunk, np],
+        (c) => grid1d(c * np * inner),
+      );
+      byOuter(
+        kernel,
+        partial,
+        out,
+        np * inner,
+        inner,
+        (c) => [c, np, inner, np, 1],
+        (c) => grid1d(c * inner),
+      );
       partial.dispose();
     }
   }

@@ -530,6 +530,30 @@ function backward(
   return grads;
 }
 
+/**
+ * What the backward of `selectiveScan` allocates, in 4-byte elements, for memory estimates (lib/train/memory.ts;
+ * it mirrors `backward` above): `scratch`, freed when the backward returns (g·F, h at chunk ends, Σ Δ per chunk,
+ * the dB/dC/dA/dD partials), and `grads`, the gradients it returns (du, dΔ, dz; dB, dC; dA, dD).
+ */
+export function selectiveScanBackwardSizes(
+  d: SelectiveScanDims,
+  hasZ: boolean,
+  options: SelectiveScanOptions = {},
+): { scratch: number[]; grads: number[] } {
+  const cfg = scanConfig(d, hasZ, options, "backward");
+  const { K, Bt, T, E, N } = d;
+  const nc = Math.ceil(T / cfg.chunk);
+  const act = K * Bt * T * E, bt = K * Bt * T * N;
+  // with one channel group the dB, dC partials are the gradients (reshaped), not scratch
+  const partials = cfg.groups > 1 ? [cfg.groups * bt, cfg.groups * bt] : [];
+  return {
+    // dummy, gf, hs, ctot, dAp, dDp, and the dB, dC partials
+    scratch: [4, act, K * Bt * E * nc * N, K * Bt * nc * E, K * Bt * E * N, K * Bt * E, ...partials],
+    // du, ddelta, dz, dB, dC, dA, dD
+    grads: [act, act, ...(hasZ ? [act] : []), bt, bt, K * E * N, K * E],
+  };
+}
+
 /** VJP of `selectiveScan`: gradients for u, delta, A, B, C, D (and z). */
 export const selectiveScanVjp: VjpRule<{ options: SelectiveScanOptions }> = ({ inputs, attrs }, [dy]) => {
   const [u, delta, A, B, C, D, z] = inputs;

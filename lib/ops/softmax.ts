@@ -7,9 +7,10 @@
  * @module
  */
 import { kernelSource } from "../core/kernels.ts";
-import { dispatch } from "../core/runtime.ts";
+import { dispatch, type Kernel } from "../core/runtime.ts";
 import { record, type VjpRule } from "../core/tape.ts";
 import { empty, type Tensor } from "../core/tensor.ts";
+import { rowChunks, slice } from "./split.ts";
 import { expectF32, grid1d } from "./util.ts";
 
 /**
@@ -33,17 +34,16 @@ export function softmax(x: Tensor): Tensor {
   }
   const R = x.size / V;
   const y = empty(x.shape);
-  dispatch(
-    {
-      name: "softmax_forward",
-      code: kernelSource("softmax.wgsl"),
-      entry: "forward",
-      bindings: ["read", "read_write"],
-    },
-    [x.buffer, y.buffer],
-    [R, V],
-    grid1d(R, 1),
-  );
+  const kernel: Kernel = {
+    name: "softmax_forward",
+    code: kernelSource("softmax.wgsl"),
+    entry: "forward",
+    bindings: ["read", "read_write"],
+  };
+  // rows are independent: chunks of rows for tensors larger than one binding
+  for (const [r0, n] of rowChunks(kernel.name, R, [V], `rows of ${V}`)) {
+    dispatch(kernel, [slice(x, r0 * V, n * V), slice(y, r0 * V, n * V)], [n, V], grid1d(n, 1));
+  }
   record("softmax", [x], [y], {});
   return y;
 }
@@ -52,17 +52,16 @@ export const softmaxVjp: VjpRule = ({ outputs: [y] }, [g]) => {
   const V = y.shape.at(-1)!;
   const R = y.size / V;
   const dx = empty(y.shape);
-  dispatch(
-    {
-      name: "softmax_backward",
-      code: kernelSource("softmax.wgsl"),
-      entry: "backward",
-      bindings: ["read", "read", "read_write"],
-    },
-    [y.buffer, g!.buffer, dx.buffer],
-    [R, V],
-    grid1d(R, 1),
-  );
+  const kernel: Kernel = {
+    name: "softmax_backward",
+    code: kernelSource("softmax.wgsl"),
+    entry: "backward",
+    bindings: ["read", "read", "read_write"],
+  };
+  for (const [r0, n] of rowChunks(kernel.name, R, [V], `rows of ${V}`)) {
+    const rows = (t: Tensor) => slice(t, r0 * V, n * V);
+    dispatch(kernel, [rows(y), rows(g!), rows(dx)], [n, V], grid1d(n, 1));
+  }
   return [dx];
 };
 

@@ -598,6 +598,40 @@ export function ssdScanGrads(inputs: SsdScanInputs, dy: Tensor, options: SsdScan
   return grads;
 }
 
+/**
+ * The scratch `ssdScanGrads` allocates besides the gradients, in 4-byte elements, for memory estimates
+ * (lib/train/memory.ts; it mirrors the sizes chosen there): r_t (K·Bt, H, T), the dA/dD partials, the saved states
+ * HS and, when G < H, the per-head dBh and dCh, each for one chunk of batch rows at a time.
+ * @example
+ * ```ts ignore
+ * const s = ssdScanBackwardScratch({ K: 1, Bt: 64, T: 8003, H: 32, P: 64, G: 1, N: 128 });
+ * ```
+ */
+export function ssdScanBackwardScratch(
+  d: SsdDims,
+  options: SsdScanOptions = {},
+): { rr: number; sp: number; hs: number; dch: number; dbh: number } {
+  const { K, Bt, T, H, G, N } = d;
+  const KB = K * Bt;
+  const { S } = scanKernel("recompute", d.P, N, options);
+  const L = S * Math.max(1, Math.round((options.stateEvery ?? 128) / S));
+  const NS = Math.ceil(T / L) - 1;
+  const lay = scanLayout("backward", d.P, N, options);
+  const stateBytes = H * NS * lay.TP * lay.PR * lay.TN * lay.NC4 * 16;
+  const direct = H / G === 1;
+  const headBytes = direct ? 0 : T * H * N * 4;
+  const cap = options.partialBytes ?? Math.min(gpu().limits.maxStorageBufferBindingSize, 1 << 30);
+  const rows = Math.max(1, Math.min(KB, Math.floor(cap / Math.max(headBytes, stateBytes, 1))));
+  const perHead = direct ? 0 : rows * T * H * N;
+  return {
+    rr: KB * H * T,
+    sp: KB * H * 2,
+    hs: Math.max(1, (rows * stateBytes) / 4),
+    dch: perHead,
+    dbh: perHead,
+  };
+}
+
 /** VJP of `ssdScan`: gradients for x, dt, A, B, C, D. */
 export const ssdScanVjp: VjpRule<{ options: SsdScanOptions }> = (
   { inputs: [x, dt, A, B, C, D], attrs: { options } }: TapeNode<{ options: SsdScanOptions }>,

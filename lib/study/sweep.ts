@@ -15,10 +15,10 @@ import { foldIn, key } from "../core/random.ts";
 import { gpuInfo } from "../core/runtime.ts";
 import { tensor } from "../core/tensor.ts";
 import { initRule } from "../nn/inits.ts";
-import { applyLM, layerAttentionMap, type LMConfig, type LMConsts, type LMParams } from "../nn/lm.ts";
+import { applyLM, layerAttentionMap, type LMConsts, type LMParams } from "../nn/lm.ts";
 import type { CheckpointError } from "../train/checkpoint.ts";
 import { evaluateRows } from "../train/eval.ts";
-import { adapterMemoryBudget, estimateTrainingMemory, maxRunsThatFit } from "../train/memory.ts";
+import { adapterMemoryBudget, evalChunkRows, maxRunsThatFit, trainingFitMessage } from "../train/memory.ts";
 import type { Task, TaskConfig, TaskTable } from "../train/task.ts";
 import { disposeModel, trainLM, type TrainRun } from "../train/train.ts";
 import { fmtSeconds, Progress } from "./progress.ts";
@@ -96,15 +96,6 @@ function taskOf(tasks: TaskTable, spec: RunSpec): { task: Task<TaskConfig>; cfg:
   return { task: tasks[kind] as unknown as Task<TaskConfig>, cfg };
 }
 
-/** Rows per forward pass of evaluation so that K runs' activations stay well inside the memory budget. */
-function evalChunk(model: LMConfig, K: number, T: number): number {
-  const widest = Math.max(
-    model.vocab,
-    ...model.layers.map((l) => ("expand" in l ? l.expand * model.dModel : model.dModel)),
-  );
-  return Math.max(1, Math.floor((1 << 25) / (K * T * widest)));
-}
-
 /** Accuracies of K runs at each length: [length][run]. */
 async function evaluate(
   tasks: TaskTable,
@@ -122,7 +113,13 @@ async function evaluate(
       (ids) => applyLM(model.params, model.consts, ids, spec.model),
       K,
       rows,
-      evalChunk(spec.model, K, rows.T),
+      evalChunkRows(
+        spec.model,
+        K,
+        rows.T,
+        adapterMemoryBudget(gpuInfo()),
+        gpuInfo().limits.maxStorageBufferBindingSize,
+      ),
     );
     out.push(accs.map((a) => ({ length: L, ...a })));
   }
@@ -264,15 +261,15 @@ function groupSizeFor(spec: RunSpec, o: WorkerOptions, budget: number, maxBindin
   const T = task.trainContext(cfg);
   const fit = maxRunsThatFit(spec.model, spec.train.batch, T, budget, maxBinding);
   if (fit < 1) {
-    const one = estimateTrainingMemory(spec.model, 1, spec.train.batch, T);
-    const GiB = (b: number) => (b / 2 ** 30).toFixed(1);
-    throw new RangeError(
-      one.largestTensorBytes > maxBinding
-        ? `one run needs a ${GiB(one.largestTensorBytes)} GiB tensor (${one.largestTensor}), more than the ` +
-          `adapter binds at once (${GiB(maxBinding)} GiB): lower --batch`
-        : `one run needs about ${GiB(one.peakBytes)} GiB at batch ${spec.train.batch} × T ${T}, more than ` +
-          `the ${GiB(budget)} GiB planned for this adapter: lower --batch (or set MIMETIC_GPU_MEMORY)`,
-    );
+    const why = trainingFitMessage(spec.model, {
+      runs: 1,
+      batch: spec.train.batch,
+      T,
+      budgetBytes: budget,
+      maxBindingBytes: maxBinding,
+      flag: "--batch",
+    });
+    throw new RangeError(why ?? `one run at batch ${spec.train.batch} × T ${T} does not fit: lower --batch`);
   }
   return o.groupSize > 0 ? Math.min(o.groupSize, fit) : fit;
 }

@@ -9,6 +9,9 @@
  */
 import { argmaxLastAxis } from "../ops/cross_entropy.ts";
 import { type Tensor, tensor, tidy } from "../core/tensor.ts";
+import { gpuInfo } from "../core/runtime.ts";
+import { applyLM, type LMConfig, type LMConsts, type LMParams } from "../nn/lm.ts";
+import { adapterMemoryBudget, evalChunkRows } from "./memory.ts";
 
 /** Rows to score: ids (B, T) and targets (B, T) as int32, mask (B, T) with 1 on scored positions. */
 export interface EvalRows {
@@ -30,7 +33,8 @@ export interface Accuracy {
 
 /**
  * Scores K runs on the same rows. `logits(ids)` maps ids (K, b, T) to logits (K, b·T, V); rows are evaluated in
- * chunks of at most `chunkRows` (choose it so that K·chunkRows·T activations fit in memory).
+ * chunks of at most `chunkRows` (choose it so that K·chunkRows·T activations fit in memory: `evalChunkRows` in
+ * lib/train/memory.ts, or {@link evaluateLM}, which does).
  * @example
  * ```ts ignore
  * const acc = await evaluateRows((ids) => applyLM(params, consts, ids, cfg), K, rows, 64);
@@ -74,6 +78,39 @@ export async function evaluateRows(
     token: scored > 0 ? correct[k] / scored : 0,
     rows: B,
   }));
+}
+
+/** Options of {@link evaluateLM}: the memory a chunk of rows may use (default: the adapter's). */
+export interface EvaluateLMOptions {
+  /** Bytes of GPU memory (default `adapterMemoryBudget(gpuInfo())`). */
+  budgetBytes?: number;
+  /** The largest binding (default the device's `maxStorageBufferBindingSize`). */
+  maxBindingBytes?: number;
+}
+
+/**
+ * Scores K runs of a language model on the same rows, in chunks of as many rows as the memory estimate allows
+ * (`estimateEvalMemory`: a forward pass holds one block's activations, the logits, the parameters), so that long
+ * rows (T of 8k and more) fit. Needs `initGpu()`.
+ * @throws {RangeError} when not even one row fits.
+ * @example
+ * ```ts ignore
+ * const acc = await evaluateLM(params, consts, cfg, K, makeCopyEvalBatch(key(1), { variant: "copy", batch: 64, length: 4000 }));
+ * ```
+ */
+export async function evaluateLM(
+  params: LMParams,
+  consts: LMConsts,
+  cfg: LMConfig,
+  K: number,
+  rows: EvalRows,
+  options: EvaluateLMOptions = {},
+): Promise<Accuracy[]> {
+  const info = gpuInfo();
+  const budget = options.budgetBytes ?? adapterMemoryBudget(info);
+  const binding = options.maxBindingBytes ?? info.limits.maxStorageBufferBindingSize;
+  const chunk = evalChunkRows(cfg, K, rows.T, budget, binding, rows.B);
+  return await evaluateRows((ids) => applyLM(params, consts, ids, cfg), K, rows, chunk);
 }
 
 /**

@@ -13,7 +13,8 @@ import { initLM, type LMConfig, type LMConsts, lmLoss, type LMParams } from "../
 import { adamwInit, type AdamWState, adamwStep, disposeAdamW, lrSchedule } from "./optim.ts";
 import { foldIn, type Key, key, split } from "../core/random.ts";
 import { disposeTree, keep, readTensors, type Tensor, tensor, tidy } from "../core/tensor.ts";
-import { flush } from "../core/runtime.ts";
+import { flush, gpuInfo } from "../core/runtime.ts";
+import { adapterMemory, trainingFitMessage } from "./memory.ts";
 
 /** One run: its seed, peak learning rate, weight decay, and mimetic components per layer. */
 export interface TrainRun {
@@ -75,6 +76,12 @@ export interface TrainOptions {
    * damaged checkpoint throws {@link CheckpointError}.
    */
   onDamagedCheckpoint?: (error: CheckpointError) => void;
+  /**
+   * GPU memory a step may use, in bytes: before the first step the estimate (lib/train/memory.ts) is checked
+   * against it and against the device's largest binding, and a run that would not fit is refused with a one-line
+   * RangeError. Default: `adapterMemoryBudget` of the device; `false` skips the check.
+   */
+  memoryBudget?: number | false;
 }
 
 /** Defaults of {@link TrainOptions} (steps and batch must be given). */
@@ -241,6 +248,24 @@ export async function trainLM(
     const s = step + 1; // 1-based step number of this update
     const rows = runs.map((_, k) => makeBatch(foldIn(keys[k].data, s), opts.batch));
     const T = rows[0].T;
+    if (step === start && opts.memoryBudget !== false) {
+      const info = gpuInfo();
+      const adapter = adapterMemory(info);
+      const why = trainingFitMessage(cfg, {
+        runs: K,
+        batch: opts.batch,
+        T,
+        budgetBytes: opts.memoryBudget ?? adapter.bytes,
+        budgetGuessed: opts.memoryBudget === undefined && adapter.source === "default",
+        maxBindingBytes: info.limits.maxStorageBufferBindingSize,
+        flag: "the batch or the runs per group",
+      });
+      if (why) {
+        disposeAdamW(opt);
+        disposeModel({ params, consts });
+        throw new RangeError(`train: ${why}`);
+      }
+    }
     const cat = <A extends Int32Array | Float32Array>(
       ctor: new (n: number) => A,
       pick: (b: TaskBatch) => A,
