@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { readJson, writeFileAtomic, writeJsonAtomic } from "../lib/core/fs.ts";
 import { readCsv, writeCsv } from "../lib/study/csv.ts";
 import { aggregate } from "../lib/study/stats.ts";
-import { heatmap, lineChart, lineWithBands } from "../lib/study/charts.ts";
+import { heatmap, lineChart, lineWithBands, OKABE_ITO, pointsWithErrorBars } from "../lib/study/charts.ts";
 import { renderVegaLite, writeChart, writeIndexHtml } from "../lib/study/render.ts";
 
 const dirs: string[] = [];
@@ -251,4 +251,102 @@ Deno.test("writeIndexHtml references the charts, their specs and the CSVs, escap
   ) assert.ok(html.includes(s), `index.html lacks ${s}`);
   assert.ok(!html.includes('<img src="not_yet.svg"'));
   assert.deepEqual(names(dir), ["copy_acc.svg", "index.html", "runs.csv"]);
+});
+
+Deno.test("pointsWithErrorBars: rows in the given order, fixed colours, rule and facets; renders; bad fields throw", async () => {
+  const combos = ["none", "conv", "A", "A+conv"];
+  const runs = ["Mamba 1", "Mamba 2\nconv over x only"].flatMap((mixer) =>
+    [50, 300].flatMap((len) =>
+      combos.flatMap((combo, i) =>
+        [0, 1, 2].map((seed) => ({
+          mixer,
+          len,
+          combo,
+          conv: combo.includes("conv") ? "on" : "off",
+          seed,
+          acc: Math.min(1, (0.2 * i + 0.03 * seed) * (50 / len) + (mixer === "Mamba 1" ? 0 : 0.1)),
+        }))
+      )
+    )
+  );
+  const data = aggregate(runs, ["mixer", "len", "combo", "conv"], "acc");
+  const spec = pointsWithErrorBars({
+    data,
+    x: "mean",
+    xLow: "low",
+    xHigh: "high",
+    y: "combo",
+    yOrder: ["A+conv", "A", "not in the data"], // unlisted values follow in order of appearance
+    color: "conv",
+    colors: { on: "#0072B2", off: "#555555" },
+    shape: "conv",
+    row: "mixer",
+    column: "len",
+    title: "Accuracy per combination",
+    subtitle: "mean ± s.e. over 3 seeds",
+    xTitle: "string accuracy",
+    colorTitle: "identity conv",
+    xDomain: [0, 1],
+    xRule: 0.5,
+  });
+  type Layer = { mark: { type: string }; encoding: Record<string, Record<string, unknown>> };
+  const inner = spec.spec as { layer: Layer[]; height: { step: number } };
+  assert.deepEqual(inner.layer.map((l) => l.mark.type), ["rule", "rule", "point"]);
+  const [rule, bar, point] = inner.layer;
+  assert.deepEqual(rule.encoding.x, { datum: 0.5, type: "quantitative" });
+  assert.equal(bar.encoding.x.field, "low");
+  assert.equal(bar.encoding.x2.field, "high");
+  assert.deepEqual(point.encoding.y.sort, ["A+conv", "A", "none", "conv"]);
+  // The map's order and colours for the values present; the same domain for the shape, so one legend.
+  assert.deepEqual(point.encoding.color.scale, { domain: ["on", "off"], range: ["#0072B2", "#555555"] });
+  assert.deepEqual((point.encoding.shape.scale as { domain: unknown[] }).domain, ["on", "off"]);
+  const facet = spec.facet as Record<string, { field: string; sort: unknown[] }>;
+  assert.equal(facet.row.field, "mixer");
+  assert.deepEqual(facet.column.sort, [50, 300]);
+  const values = (spec.data as { values: Record<string, unknown>[] }).values;
+  assert.equal(values.length, 2 * 2 * 4);
+  assert.equal(typeof values[0].mean, "number");
+
+  // Unlisted colours take the Okabe–Ito colours the map does not use.
+  const partial = pointsWithErrorBars({
+    data,
+    x: "mean",
+    xLow: "low",
+    xHigh: "high",
+    y: "combo",
+    color: "conv",
+    colors: { on: OKABE_ITO[0] },
+    title: "t",
+  });
+  const layers = (partial as { layer: Layer[] }).layer;
+  assert.equal(layers.length, 2, "no rule without xRule");
+  assert.deepEqual(layers[1].encoding.color.scale, {
+    domain: ["on", "off"],
+    range: [OKABE_ITO[0], OKABE_ITO[1]],
+  });
+
+  const { svg } = await renderVegaLite(spec);
+  for (
+    const text of [
+      "Accuracy per combination",
+      "A+conv",
+      "none",
+      "Mamba 1",
+      "conv over x only",
+      "identity conv",
+    ]
+  ) {
+    assert.ok(svg.includes(text), `SVG lacks "${text}"`);
+  }
+  const [w, h] = svgSize(svg);
+  assert.ok(w > 400 && h > 200, `svg size ${w}x${h}`);
+
+  assert.throws(
+    () => pointsWithErrorBars({ data, x: "mean", xLow: "lo", xHigh: "high", y: "combo", title: "t" }),
+    (e) => e instanceof RangeError && /xLow must name a column of data, found "lo"/.test(e.message),
+  );
+  assert.throws(
+    () => pointsWithErrorBars({ data, x: "combo", xLow: "low", xHigh: "high", y: "mean", title: "t" }),
+    /column "combo" must hold numbers/,
+  );
 });

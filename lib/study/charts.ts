@@ -392,3 +392,196 @@ export function heatmap(o: HeatmapOptions): VegaLiteSpec {
     config: { ...structuredClone(CHART_CONFIG), view: { stroke: null } },
   };
 }
+
+/** Options of {@link pointsWithErrorBars}: one point per row of `data` with a horizontal error bar. */
+export interface PointsWithErrorBarsOptions {
+  /** Rows, e.g. from {@link aggregate}; numeric strings in x fields are parsed. */
+  data: readonly CsvRow[];
+  /** Quantitative field of the point (e.g. `mean`). */
+  x: string;
+  /** Left and right ends of the error bar (e.g. `low` and `high` from {@link aggregate}). */
+  xLow: string;
+  xHigh: string;
+  /** Nominal field: one line of the chart per value (e.g. a combination's label). */
+  y: string;
+  /** Order of the lines, top to bottom; default: order of first appearance in `data`. Values not listed go last. */
+  yOrder?: readonly CsvValue[];
+  /** Nominal field colouring the points and bars; numeric categories sort numerically. */
+  color?: string;
+  /**
+   * Colours of `color`'s values (e.g. the same value the same colour in every chart of a figure); values present
+   * in `data` keep this order, values not listed take the unused Okabe–Ito colours. Default: Okabe–Ito in order.
+   */
+  colors?: Readonly<Record<string, string>>;
+  /** Nominal field giving the points a shape (e.g. the same field as `color`: legible in grey too). */
+  shape?: string;
+  /**
+   * Nominal fields: a grid of panels, one row of panels per value of `row`, one column per value of `column`. A
+   * newline in a value breaks its panel label into lines.
+   */
+  row?: string;
+  column?: string;
+  title: string;
+  subtitle?: string;
+  xTitle?: string;
+  yTitle?: string;
+  colorTitle?: string;
+  rowTitle?: string;
+  columnTitle?: string;
+  /** Fixed x range, e.g. [0, 1] for accuracy; error bars are clipped to it. */
+  xDomain?: readonly [number, number];
+  /** A dashed vertical reference line at this x (e.g. 0 for differences). */
+  xRule?: number;
+  /** Panel width in pixels (default 220) and height of one category line (default 16). */
+  width?: number;
+  rowHeight?: number;
+}
+
+/**
+ * Vega-Lite spec: a dot plot with error bars — one point per row of `data` at `x`, a horizontal bar from `xLow` to
+ * `xHigh`, one line per category of `y` in `yOrder`, optionally coloured by `color` and laid out in a grid of
+ * panels by `row` and `column`. For many categories compared on one measure, e.g. accuracy ± s.e. of each of the
+ * 16 init combinations, per length and mixer. Panels share the y axis (each lists every category); points of one
+ * category in one panel sit on one line, so put what should not overlap in panels of its own.
+ *
+ * @throws {RangeError} when a field argument does not name a column of a non-empty `data`, or an x field holds no
+ * numbers.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { pointsWithErrorBars } from "./charts.ts";
+ * import { aggregate } from "./stats.ts";
+ * const runs = ["none", "A", "A+Δ"].flatMap((combo, i) =>
+ *   [0, 1, 2].flatMap((seed) =>
+ *     [50, 100].map((len) => ({ combo, seed, len, acc: Math.min(1, (0.3 * (i + 1) + 0.05 * seed) * 50 / len) }))
+ *   )
+ * );
+ * const spec = pointsWithErrorBars({
+ *   data: aggregate(runs, ["combo", "len"], "acc"),
+ *   x: "mean", xLow: "low", xHigh: "high", y: "combo", column: "len",
+ *   title: "Accuracy per init combination", xTitle: "string accuracy", xDomain: [0, 1],
+ * });
+ * const layers = (spec.spec as { layer: { mark: { type: string } }[] }).layer;
+ * assert.deepEqual(layers.map((l) => l.mark.type), ["rule", "point"]);
+ * ```
+ */
+export function pointsWithErrorBars(o: PointsWithErrorBarsOptions): VegaLiteSpec {
+  const where = "pointsWithErrorBars";
+  checkFields(where, o.data, {
+    x: o.x,
+    xLow: o.xLow,
+    xHigh: o.xHigh,
+    y: o.y,
+    color: o.color,
+    shape: o.shape,
+    row: o.row,
+    column: o.column,
+  });
+  const quantitative = [o.x, o.xLow, o.xHigh];
+  const values = o.data.map((r) => {
+    const out: Record<string, unknown> = { ...r };
+    for (const f of quantitative) out[f] = toNumber(r[f]);
+    return out;
+  });
+  for (const f of quantitative) {
+    if (values.length > 0 && values.every((r) => r[f] === null)) {
+      throw new RangeError(
+        `${where}: column "${f}" must hold numbers, found none (first value ${JSON.stringify(o.data[0][f])})`,
+      );
+    }
+  }
+  const present = [...new Set(o.data.map((r) => r[o.y]))];
+  const listed = (o.yOrder ?? []).filter((v) => present.includes(v));
+  const yOrder = [...listed, ...present.filter((v) => !listed.includes(v))];
+  const xScale: Record<string, unknown> = { zero: false };
+  if (o.xDomain) xScale.domain = [...o.xDomain];
+  const x = { field: o.x, type: "quantitative", title: o.xTitle ?? o.x, scale: xScale };
+  const y = { field: o.y, type: "nominal", title: o.yTitle ?? o.y, sort: yOrder, axis: { labelLimit: 240 } };
+  // Colour (and shape) domains: with `colors`, the named values first, in the map's order.
+  const domainOf = (field: string) => {
+    const order = categoryOrder(o.data, field);
+    if (!o.colors || field !== o.color) return order;
+    const named = Object.keys(o.colors).filter((k) => order.some((v) => String(v) === k));
+    return [...named, ...order.filter((v) => !named.includes(String(v)))];
+  };
+  const encoding: Record<string, unknown> = {};
+  if (o.color) {
+    const domain = domainOf(o.color);
+    const spare = OKABE_ITO.filter((c) => !Object.values(o.colors ?? {}).includes(c));
+    let next = 0;
+    const range = domain.map((v) => o.colors?.[String(v)] ?? spare[next++ % spare.length]);
+    encoding.color = {
+      field: o.color,
+      type: "nominal",
+      title: o.colorTitle ?? o.color,
+      scale: { domain, range },
+      legend: { titleLimit: 400, labelLimit: 400 },
+    };
+  }
+  const shape = o.shape
+    ? {
+      // The same field, title and domain as the colour: Vega-Lite merges the two legends into one.
+      shape: {
+        field: o.shape,
+        type: "nominal",
+        title: o.shape === o.color ? (o.colorTitle ?? o.color) : o.shape,
+        scale: { domain: domainOf(o.shape) },
+      },
+    }
+    : {};
+  const layer: VegaLiteSpec[] = [];
+  if (o.xRule !== undefined) {
+    // One rule per panel: the aggregate leaves one row (per facet cell, when faceted).
+    layer.push({
+      transform: [{ aggregate: [{ op: "count", as: "__rows" }] }],
+      mark: { type: "rule", color: "#999", strokeDash: [4, 3] },
+      encoding: { x: { datum: o.xRule, type: "quantitative" } },
+    });
+  }
+  layer.push(
+    {
+      mark: { type: "rule", strokeWidth: 1.5, clip: o.xDomain !== undefined },
+      encoding: { x: { ...x, field: o.xLow }, x2: { field: o.xHigh }, y, ...encoding },
+    },
+    {
+      mark: { type: "point", filled: true, size: 40, opacity: 1 },
+      encoding: {
+        x,
+        y,
+        ...encoding,
+        ...shape,
+        tooltip: [
+          { field: o.y, type: "nominal" },
+          ...(o.color ? [{ field: o.color, type: "nominal" }] : []),
+          { field: o.x, type: "quantitative", format: ".3f" },
+          { field: o.xLow, type: "quantitative", format: ".3f" },
+          { field: o.xHigh, type: "quantitative", format: ".3f" },
+        ],
+      },
+    },
+  );
+  const title = o.subtitle ? { text: o.title, subtitle: o.subtitle } : o.title;
+  const inner = { width: o.width ?? 220, height: { step: o.rowHeight ?? 16 }, layer };
+  const base = { $schema: VEGA_LITE_SCHEMA, title, data: { values } };
+  if (!o.row && !o.column) return { ...base, ...inner, config: structuredClone(CHART_CONFIG) };
+  const facet: Record<string, unknown> = {};
+  for (
+    const [channel, field, t] of [["row", o.row, o.rowTitle], ["column", o.column, o.columnTitle]] as const
+  ) {
+    if (!field) continue;
+    facet[channel] = {
+      field,
+      type: "nominal",
+      title: t ?? field,
+      sort: categoryOrder(o.data, field),
+      // A newline in a value breaks its label into lines.
+      header: { labelExpr: "split(datum.label, '\\n')" },
+    };
+  }
+  return {
+    ...base,
+    facet,
+    spec: inner,
+    config: structuredClone(CHART_CONFIG),
+  };
+}
