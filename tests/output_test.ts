@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { readJson, writeFileAtomic, writeJsonAtomic } from "../lib/core/fs.ts";
 import { readCsv, writeCsv } from "../lib/study/csv.ts";
 import { aggregate } from "../lib/study/stats.ts";
-import { heatmap, lineChart, lineWithBands } from "../lib/study/charts.ts";
+import { heatmap, heatmapRow, lineChart, lineWithBands } from "../lib/study/charts.ts";
 import { renderVegaLite, writeChart, writeIndexHtml } from "../lib/study/render.ts";
 
 const dirs: string[] = [];
@@ -251,4 +251,74 @@ Deno.test("writeIndexHtml references the charts, their specs and the CSVs, escap
   ) assert.ok(html.includes(s), `index.html lacks ${s}`);
   assert.ok(!html.includes('<img src="not_yet.svg"'));
   assert.deepEqual(names(dir), ["copy_acc.svg", "index.html", "runs.csv"]);
+});
+
+Deno.test("heatmapRow: panels side by side, each with its own colour scale and title; renders; bad panels throw", async () => {
+  const T = 9;
+  const softmaxLike = Array.from(
+    { length: T },
+    (_, i) => Array.from({ length: T }, (_, j) => (j <= i ? 1 / (i + 1) : 0)),
+  );
+  // A second operator on another scale (negative scores), and of another size.
+  const linearLike = Array.from(
+    { length: 6 },
+    (_, i) => Array.from({ length: 6 }, (_, j) => (j <= i ? 5 * (i - 2 * j) : NaN)),
+  );
+  const spec = heatmapRow({
+    title: "Layer 4 attention maps",
+    subtitle: "copy, length 4",
+    xTitle: "key position j",
+    yTitle: "query position i",
+    colorTitle: "weight",
+    panels: [
+      { title: "softmax attention", matrix: softmaxLike, domain: [0, 1] },
+      { title: "linear attention", matrix: linearLike, colorTitle: "score" },
+    ],
+  });
+  const panels = spec.hconcat as {
+    title: string;
+    data: { values: { value: number }[] };
+    encoding: { color: { title: string; scale: { domain?: number[] } }; x: { title: string } };
+  }[];
+  assert.equal(panels.length, 2);
+  assert.deepEqual(spec.resolve, { scale: { color: "independent" }, legend: { color: "independent" } });
+  assert.deepEqual(panels.map((p) => p.title), ["softmax attention", "linear attention"]);
+  assert.deepEqual(panels[0].encoding.color.scale.domain, [0, 1]);
+  assert.equal(panels[1].encoding.color.scale.domain, undefined);
+  assert.deepEqual(panels.map((p) => p.encoding.color.title), ["weight", "score"]);
+  assert.equal(panels[1].encoding.x.title, "key position j");
+  assert.equal(panels[0].data.values.length, T * T);
+  assert.equal(panels[1].data.values.length, 21, "NaN cells (above the diagonal) are left out");
+  assert.ok(!("$schema" in panels[0]) && !("config" in panels[0]), "panels are plain unit specs");
+  const { svg, png } = await renderVegaLite(spec);
+  for (
+    const text of [
+      "Layer 4 attention maps",
+      "softmax attention",
+      "linear attention",
+      "key position j",
+      "score",
+    ]
+  ) {
+    assert.ok(svg.includes(text), `SVG lacks "${text}"`);
+  }
+  assert.deepEqual([...png.subarray(0, 8)], PNG_SIGNATURE);
+  const [w] = svgSize(svg);
+  assert.ok(w > 2 * 9 * 20, `two panels side by side: svg width ${w}`);
+  const grid = heatmapRow({
+    title: "grid",
+    columns: 1,
+    panels: [{ title: "a", matrix: [[1]] }, { title: "b", matrix: [[2]] }],
+  });
+  assert.equal((grid.concat as unknown[]).length, 2);
+  assert.equal(grid.columns, 1);
+  assert.throws(() => heatmapRow({ title: "none", panels: [] }), /panels must not be empty/);
+  assert.throws(
+    () =>
+      heatmapRow({
+        title: "ragged",
+        panels: [{ title: "ok", matrix: [[1]] }, { title: "bad", matrix: [[1, 2], [3]] }],
+      }),
+    (e) => e instanceof RangeError && /panel 1 \(bad\).*rectangular/.test(e.message),
+  );
 });
