@@ -398,7 +398,7 @@ const study = defineStudy({
           } after training; colours clipped to the 1st–99th percentile`,
           xTitle: "key position j",
           yTitle: "query position i",
-          colorTitle: "weight",
+          colorTitle: "map value",
           panels,
         }),
         `${task}: the target layer's attention map in each arm (blank: above the diagonal, j > i).`,
