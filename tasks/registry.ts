@@ -39,24 +39,44 @@ export const COPY_TASK: Task<CopyTaskConfig> = {
 };
 
 /**
- * MQAR config: vocabulary V, the training sequence length T, and the density of key–value pairs: a sequence of
- * length T holds ⌊T / tokensPerPair⌋ pairs (zoology's default, 8 pairs in 64 tokens, is tokensPerPair 8), so
- * evaluating at a longer length asks for more pairs in a longer sequence.
+ * MQAR config: vocabulary V, the training length, the density of key–value pairs, and what a length counts.
+ *
+ * - `lengthUnit: "tokens"`: a length is the sequence length T, holding ⌊T / tokensPerPair⌋ pairs (zoology's
+ *   default, 8 pairs in 64 tokens, is tokensPerPair 8).
+ * - `lengthUnit: "pairs"`: a length is the number of key–value pairs K, in a sequence of K · tokensPerPair tokens
+ *   (as a copy length counts the tokens to recall, this counts the associations to recall).
+ *
+ * Either way, evaluating at a longer length asks for more pairs in a longer sequence.
  */
 export interface MqarTaskConfig {
   [key: string]: number | string | boolean;
   vocab: number;
+  /** The training length, in `lengthUnit`. */
   length: number;
   tokensPerPair: number;
   alpha: number;
+  lengthUnit: "tokens" | "pairs";
 }
 
-const mqarPairs = (cfg: MqarTaskConfig, length: number) => Math.floor(length / cfg.tokensPerPair);
+/** Key–value pairs of a sequence of `length` (in the config's unit). */
+export function mqarPairs(cfg: MqarTaskConfig, length: number): number {
+  return cfg.lengthUnit === "pairs" ? length : Math.floor(length / cfg.tokensPerPair);
+}
 
-/** Multi-query associative recall (zoology); `length` is the sequence length. */
+/** Tokens T of a sequence of `length` (in the config's unit). */
+export function mqarContext(cfg: MqarTaskConfig, length: number): number {
+  return cfg.lengthUnit === "pairs" ? length * cfg.tokensPerPair : length;
+}
+
+/** Multi-query associative recall (zoology); `length` is the sequence length or the pairs (`lengthUnit`). */
 export const MQAR_TASK: Task<MqarTaskConfig> = {
   description: "multi-query associative recall: k1 v1 k2 v2 ... then queries of the keys",
   validate(cfg) {
+    if (cfg.lengthUnit !== "tokens" && cfg.lengthUnit !== "pairs") {
+      throw new RangeError(
+        `mqar: lengthUnit must be "tokens" or "pairs", got ${JSON.stringify(cfg.lengthUnit)}`,
+      );
+    }
     if (!Number.isInteger(cfg.tokensPerPair) || cfg.tokensPerPair < 4) {
       throw new RangeError(`mqar: tokensPerPair must be an integer ≥ 4, got ${cfg.tokensPerPair}`);
     }
@@ -65,25 +85,27 @@ export const MQAR_TASK: Task<MqarTaskConfig> = {
   validateEvalLength(cfg, length) {
     if (!Number.isInteger(length) || mqarPairs(cfg, length) < 1) {
       throw new RangeError(
-        `mqar: length must be an integer ≥ tokensPerPair = ${cfg.tokensPerPair}, got ${length}`,
+        cfg.lengthUnit === "pairs"
+          ? `mqar: length (key–value pairs) must be an integer ≥ 1, got ${length}`
+          : `mqar: length must be an integer ≥ tokensPerPair = ${cfg.tokensPerPair}, got ${length}`,
       );
     }
     makeMqarBatch([0, 0], {
       batch: 1,
       vocab: cfg.vocab,
-      context: length,
+      context: mqarContext(cfg, length),
       numPairs: mqarPairs(cfg, length),
       alpha: cfg.alpha,
     });
   },
   vocabSize: (cfg) => cfg.vocab,
-  trainContext: (cfg) => cfg.length,
-  evalContext: (_cfg, length) => length,
+  trainContext: (cfg) => mqarContext(cfg, cfg.length),
+  evalContext: (cfg, length) => mqarContext(cfg, length),
   trainBatch: (key, cfg, batch) =>
     makeMqarBatch(key, {
       batch,
       vocab: cfg.vocab,
-      context: cfg.length,
+      context: mqarContext(cfg, cfg.length),
       numPairs: mqarPairs(cfg, cfg.length),
       alpha: cfg.alpha,
     }),
@@ -91,7 +113,7 @@ export const MQAR_TASK: Task<MqarTaskConfig> = {
     makeMqarBatch(key, {
       batch: samples,
       vocab: cfg.vocab,
-      context: length,
+      context: mqarContext(cfg, length),
       numPairs: mqarPairs(cfg, length),
       alpha: cfg.alpha,
     }),

@@ -2,7 +2,15 @@ import assert from "node:assert/strict";
 import { readJson, writeFileAtomic, writeJsonAtomic } from "../lib/core/fs.ts";
 import { readCsv, writeCsv } from "../lib/study/csv.ts";
 import { aggregate } from "../lib/study/stats.ts";
-import { heatmap, lineChart, lineWithBands, OKABE_ITO, pointsWithErrorBars } from "../lib/study/charts.ts";
+import {
+  attentionMapPanel,
+  heatmap,
+  heatmapRow,
+  lineChart,
+  lineWithBands,
+  OKABE_ITO,
+  pointsWithErrorBars,
+} from "../lib/study/charts.ts";
 import { renderVegaLite, writeChart, writeIndexHtml } from "../lib/study/render.ts";
 
 const dirs: string[] = [];
@@ -349,4 +357,121 @@ Deno.test("pointsWithErrorBars: rows in the given order, fixed colours, rule and
     () => pointsWithErrorBars({ data, x: "combo", xLow: "low", xHigh: "high", y: "mean", title: "t" }),
     /column "combo" must hold numbers/,
   );
+});
+
+Deno.test("heatmapRow: panels side by side, each with its own colour scale and title; renders; bad panels throw", async () => {
+  const T = 9;
+  const softmaxLike = Array.from(
+    { length: T },
+    (_, i) => Array.from({ length: T }, (_, j) => (j <= i ? 1 / (i + 1) : 0)),
+  );
+  // A second operator on another scale (negative scores), and of another size.
+  const linearLike = Array.from(
+    { length: 6 },
+    (_, i) => Array.from({ length: 6 }, (_, j) => (j <= i ? 5 * (i - 2 * j) : NaN)),
+  );
+  const spec = heatmapRow({
+    title: "Layer 4 attention maps",
+    subtitle: "copy, length 4",
+    xTitle: "key position j",
+    yTitle: "query position i",
+    colorTitle: "weight",
+    panels: [
+      { title: "softmax attention", matrix: softmaxLike, domain: [0, 1] },
+      { title: "linear attention", matrix: linearLike, colorTitle: "score" },
+    ],
+  });
+  const panels = spec.hconcat as {
+    title: string;
+    data: { values: { value: number }[] };
+    encoding: { color: { title: string; scale: { domain?: number[] } }; x: { title: string } };
+  }[];
+  assert.equal(panels.length, 2);
+  assert.deepEqual(spec.resolve, { scale: { color: "independent" }, legend: { color: "independent" } });
+  assert.deepEqual(panels.map((p) => p.title), ["softmax attention", "linear attention"]);
+  assert.deepEqual(panels[0].encoding.color.scale.domain, [0, 1]);
+  assert.equal(panels[1].encoding.color.scale.domain, undefined);
+  assert.deepEqual(panels.map((p) => p.encoding.color.title), ["weight", "score"]);
+  assert.equal(panels[1].encoding.x.title, "key position j");
+  assert.equal(panels[0].data.values.length, T * T);
+  assert.equal(panels[1].data.values.length, 21, "NaN cells (above the diagonal) are left out");
+  assert.ok(!("$schema" in panels[0]) && !("config" in panels[0]), "panels are plain unit specs");
+  const { svg, png } = await renderVegaLite(spec);
+  for (
+    const text of [
+      "Layer 4 attention maps",
+      "softmax attention",
+      "linear attention",
+      "key position j",
+      "score",
+    ]
+  ) {
+    assert.ok(svg.includes(text), `SVG lacks "${text}"`);
+  }
+  assert.deepEqual([...png.subarray(0, 8)], PNG_SIGNATURE);
+  const [w] = svgSize(svg);
+  assert.ok(w > 2 * 9 * 20, `two panels side by side: svg width ${w}`);
+  const grid = heatmapRow({
+    title: "grid",
+    columns: 1,
+    panels: [{ title: "a", matrix: [[1]] }, { title: "b", matrix: [[2]] }],
+  });
+  assert.equal((grid.concat as unknown[]).length, 2);
+  assert.equal(grid.columns, 1);
+  assert.throws(() => heatmapRow({ title: "none", panels: [] }), /panels must not be empty/);
+  assert.throws(
+    () =>
+      heatmapRow({
+        title: "ragged",
+        panels: [{ title: "ok", matrix: [[1]] }, { title: "bad", matrix: [[1, 2], [3]] }],
+      }),
+    (e) => e instanceof RangeError && /panel 1 \(bad\).*rectangular/.test(e.message),
+  );
+});
+
+Deno.test("attentionMapPanel: blanks j > i, block-averages long maps, clips the colour range to quantiles", () => {
+  const T = 10;
+  // Row i: 1 on the diagonal, i·j/100 below it, one outlier of 1000 at (9, 0), and garbage above the diagonal.
+  const map = Array.from({ length: T * T }, (_, n) => {
+    const i = Math.floor(n / T), j = n % T;
+    return j > i ? 777 : i === 9 && j === 0 ? 1000 : i === j ? 1 : (i * j) / 100;
+  });
+  const full = attentionMapPanel({ T, map }, "layer 3", { clip: 0, subtitle: "seed 0", colorTitle: "score" });
+  assert.equal(full.title, "layer 3");
+  assert.equal(full.subtitle, "seed 0");
+  assert.equal(full.colorTitle, "score");
+  assert.equal(full.matrix.length, T);
+  for (let i = 0; i < T; i++) {
+    for (let j = 0; j < T; j++) {
+      if (j > i) assert.ok(Number.isNaN(full.matrix[i][j]), `(${i}, ${j}) is blank`);
+      else assert.equal(full.matrix[i][j], map[i * T + j]);
+    }
+  }
+  assert.deepEqual(
+    full.domain,
+    [0, 1000],
+    "clip 0: the whole causal range (777 above the diagonal is ignored)",
+  );
+  // Clipped at 20%: of the 55 causal entries (8 zeros, 36 more below the diagonal up to 9·8/100, ten ones on the
+  // diagonal, the outlier), the 80% quantile is the largest below the diagonal, and the 20% one is above zero.
+  const clipped = attentionMapPanel({ T, map }, "layer 3", { clip: 0.2 });
+  assert.equal(clipped.domain![1], 0.72);
+  assert.ok(clipped.domain![0] > 0, `clipped domain ${clipped.domain}`);
+  // The default 1%: the 99% quantile of 55 entries is the second largest, so the one outlier stops setting it.
+  assert.deepEqual(attentionMapPanel({ T, map }, "default clip").domain, [0, 1]);
+  // maxSide 4 → stride 3: 4×4 blocks, each the mean of the entries it covers (the last block row covers only i = 9).
+  const small = attentionMapPanel({ T, map }, "small", { maxSide: 4, clip: 0 });
+  assert.equal(small.matrix.length, 4);
+  assert.ok(Number.isNaN(small.matrix[0][1]) && Number.isNaN(small.matrix[2][3]));
+  const block00 = [0, 1, 2].flatMap((i) => [0, 1, 2].map((j) => map[i * T + j]));
+  assert.ok(Math.abs(small.matrix[0][0] - block00.reduce((a, b) => a + b, 0) / 9) < 1e-12);
+  assert.ok(Math.abs(small.matrix[3][0] - (1000 + 0.09 + 0.18) / 3) < 1e-9);
+  const flat = attentionMapPanel({ T: 2, map: [5, 0, 5, 5] }, "constant");
+  assert.equal(flat.domain, undefined, "a constant map keeps the default range");
+  assert.throws(() => attentionMapPanel({ T: 3, map: [1, 2] }, "short"), /T·T = 9 entries, got 2/);
+  assert.throws(
+    () => attentionMapPanel({ T, map }, "bad", { maxSide: 0 }),
+    /maxSide must be a positive integer/,
+  );
+  assert.throws(() => attentionMapPanel({ T, map }, "bad", { clip: 0.5 }), /clip must be in \[0, 0.5\)/);
 });

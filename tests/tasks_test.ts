@@ -8,6 +8,9 @@ import {
   makeCopyEvalBatch,
   makeCopyTrainBatch,
   makeMqarBatch,
+  MQAR_TASK,
+  mqarContext,
+  mqarPairs,
 } from "../tasks/mod.ts";
 
 /** Row b as its T+1 tokens: the inputs, then the last target. */
@@ -347,4 +350,39 @@ Deno.test("speed: a 64×220 copy batch and a 64×64 MQAR batch take a few ms at 
   );
   // Generous bounds so a loaded CI machine does not flake; typical numbers are printed above.
   assert.ok(copyMs < 10 && sortMs < 20 && mqarMs < 20);
+});
+
+Deno.test("MQAR task: lengthUnit tokens counts the sequence, pairs counts the key–value pairs", () => {
+  const tokens = { vocab: 512, length: 64, tokensPerPair: 8, alpha: 0.01, lengthUnit: "tokens" } as const;
+  const pairs = { ...tokens, length: 50, tokensPerPair: 4, lengthUnit: "pairs" } as const;
+  MQAR_TASK.validate(tokens);
+  MQAR_TASK.validate(pairs);
+  // tokens: T = length, ⌊T / tokensPerPair⌋ pairs; pairs: K = length, T = K · tokensPerPair.
+  assert.deepEqual([mqarContext(tokens, 100), mqarPairs(tokens, 100)], [100, 12]);
+  assert.deepEqual([mqarContext(pairs, 100), mqarPairs(pairs, 100)], [400, 100]);
+  assert.equal(MQAR_TASK.trainContext(pairs), 200);
+  assert.equal(MQAR_TASK.evalContext(pairs, 100), 400);
+  const count = (mask: Float32Array, B: number) => mask.reduce((a, m) => a + m, 0) / B;
+  const train = MQAR_TASK.trainBatch(key(20), pairs, 3);
+  assert.equal(train.T, 200);
+  assert.equal(count(train.mask, 3), 50);
+  const ev = MQAR_TASK.evalRows(key(21), pairs, 100, 2);
+  assert.equal(ev.T, 400);
+  assert.equal(count(ev.mask, 2), 100);
+  const evTokens = MQAR_TASK.evalRows(key(21), tokens, 100, 2);
+  assert.equal(evTokens.T, 100);
+  assert.equal(count(evTokens.mask, 2), 12);
+  const bad: [unknown, RegExp][] = [
+    [{ ...pairs, lengthUnit: "chars" }, /lengthUnit must be "tokens" or "pairs", got "chars"/],
+    [{ ...pairs, length: 0 }, /length \(key–value pairs\) must be an integer ≥ 1, got 0/],
+    [{ ...pairs, vocab: 100 }, /vocab too small/], // 50 keys need vocab/2 − 1 ≥ 50
+    [{ ...tokens, length: 7 }, /length must be an integer ≥ tokensPerPair = 8, got 7/],
+  ];
+  for (const [cfg, re] of bad) {
+    assert.throws(
+      () => MQAR_TASK.validate(cfg as typeof pairs),
+      (e: unknown) => e instanceof RangeError && re.test(e.message),
+      String(re),
+    );
+  }
 });

@@ -4,6 +4,7 @@
  * turns it into SVG and PNG.
  * @module
  */
+import { attentionMapToRows } from "../ops/attention_map.ts";
 import { type CsvRow, type CsvValue, unionColumns } from "./csv.ts";
 
 /** A Vega-Lite spec as plain JSON (https://vega.github.io/vega-lite/docs/spec.html). */
@@ -366,7 +367,8 @@ export function heatmap(o: HeatmapOptions): VegaLiteSpec {
   }
   const cell = Math.min(24, 420 / Math.max(rows, cols));
   const colorScale: Record<string, unknown> = { scheme: o.scheme ?? "viridis" };
-  if (o.domain) colorScale.domain = [...o.domain];
+  // Cells outside a fixed range take the end colours (not colours extrapolated past the scheme).
+  if (o.domain) Object.assign(colorScale, { domain: [...o.domain], clamp: true });
   return {
     $schema: VEGA_LITE_SCHEMA,
     title: o.subtitle ? { text: o.title, subtitle: o.subtitle } : o.title,
@@ -583,5 +585,154 @@ export function pointsWithErrorBars(o: PointsWithErrorBarsOptions): VegaLiteSpec
     facet,
     spec: inner,
     config: structuredClone(CHART_CONFIG),
+  };
+}
+
+/** One panel of {@link heatmapRow}: a matrix with its own title (and, optionally, its own colour range). */
+export interface HeatmapPanel {
+  /** (rows, cols) values; non-finite entries are left blank. Panels may differ in size. */
+  matrix: readonly (readonly number[])[] | readonly ArrayLike<number>[];
+  /** The panel's title, e.g. "linear attention, P 32". */
+  title: string;
+  subtitle?: string;
+  /** Fixed colour range of this panel, e.g. [0, 1] for softmax weights; default: the panel's data range. */
+  domain?: readonly [number, number];
+  /** Legend title of this panel; default the row's `colorTitle`. */
+  colorTitle?: string;
+}
+
+/** Options of {@link heatmapRow}. */
+export interface HeatmapRowOptions {
+  panels: readonly HeatmapPanel[];
+  title: string;
+  subtitle?: string;
+  /** Axis titles shared by the panels, e.g. "key position j" and "query position i". */
+  xTitle?: string;
+  yTitle?: string;
+  /** Legend title; default "value". */
+  colorTitle?: string;
+  /** Vega sequential scheme; default "viridis". */
+  scheme?: string;
+  /** Panels per row; default all in one row. */
+  columns?: number;
+}
+
+/**
+ * Vega-Lite spec: heatmaps side by side (e.g. the attention maps of two layers, or of one layer under two inits),
+ * each a {@link heatmap} with its own title and its own colour scale and legend (maps of different operators live
+ * on different scales: softmax weights in [0, 1], linear-attention scores unbounded).
+ *
+ * @throws {RangeError} when there are no panels, or a panel's matrix is empty or ragged.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { heatmapRow } from "./charts.ts";
+ * const T = 5;
+ * const causal = (f: (i: number, j: number) => number) =>
+ *   Array.from({ length: T }, (_, i) => Array.from({ length: T }, (_, j) => (j <= i ? f(i, j) : NaN)));
+ * const spec = heatmapRow({
+ *   title: "Layer 4 attention maps",
+ *   xTitle: "key position j",
+ *   yTitle: "query position i",
+ *   panels: [
+ *     { title: "softmax attention", matrix: causal((i) => 1 / (i + 1)), domain: [0, 1] },
+ *     { title: "linear attention", matrix: causal((i, j) => i * j - 3) },
+ *   ],
+ * });
+ * assert.equal((spec.hconcat as unknown[]).length, 2);
+ * ```
+ */
+export function heatmapRow(o: HeatmapRowOptions): VegaLiteSpec {
+  if (o.panels.length === 0) throw new RangeError("heatmapRow: panels must not be empty");
+  const panels = o.panels.map((p, i) => {
+    let spec: VegaLiteSpec;
+    try {
+      spec = heatmap({
+        matrix: p.matrix,
+        title: p.title,
+        subtitle: p.subtitle,
+        xTitle: o.xTitle,
+        yTitle: o.yTitle,
+        colorTitle: p.colorTitle ?? o.colorTitle,
+        scheme: o.scheme,
+        domain: p.domain,
+      });
+    } catch (e) {
+      throw new RangeError(`heatmapRow: panel ${i} (${p.title}): ${(e as Error).message}`);
+    }
+    const { $schema: _s, config: _c, ...panel } = spec;
+    return panel;
+  });
+  const title = o.subtitle ? { text: o.title, subtitle: o.subtitle } : o.title;
+  const columns = o.columns ?? panels.length;
+  const resolve = { scale: { color: "independent" }, legend: { color: "independent" } };
+  const config = { ...structuredClone(CHART_CONFIG), view: { stroke: null }, concat: { spacing: 28 } };
+  if (columns >= panels.length) {
+    return { $schema: VEGA_LITE_SCHEMA, title, hconcat: panels, resolve, config };
+  }
+  return { $schema: VEGA_LITE_SCHEMA, title, concat: panels, columns, resolve, config };
+}
+
+/** Options of {@link attentionMapPanel}. */
+export interface AttentionMapPanelOptions {
+  subtitle?: string;
+  /** Largest side drawn: longer maps are averaged in s×s blocks, s = ⌈T / maxSide⌉ (default 128). */
+  maxSide?: number;
+  /**
+   * Colour range from the `clip` and 1 − `clip` quantiles of the causal entries (default 0.01), so that a few
+   * extreme entries (often the diagonal) do not wash out the rest; cells beyond it take the end colours. 0: the
+   * full range.
+   */
+  clip?: number;
+  colorTitle?: string;
+}
+
+/**
+ * A heatmap panel ({@link heatmapRow}) of one causal T×T attention map, e.g. a `LayerMap` of a run's result
+ * (row-major, row i = query position): entries above the diagonal (j > i, outside every causal layer's reach)
+ * are left blank, long maps are block-averaged to at most `maxSide` cells a side, and the colour range is clipped
+ * to quantiles of the causal entries.
+ *
+ * @throws {RangeError} when `map` does not hold T·T entries, or `maxSide` or `clip` is out of range.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { attentionMapPanel, heatmapRow } from "./charts.ts";
+ * const T = 300; // a softmax layer that looks one step back, downsampled to 100×100
+ * const map = Array.from({ length: T * T }, (_, n) => (n % T === Math.floor(n / T) - 1 ? 1 : 0));
+ * const panel = attentionMapPanel({ T, map }, "softmax attention", { maxSide: 100, clip: 0 });
+ * assert.equal(panel.matrix.length, 100);
+ * assert.ok(Number.isNaN(panel.matrix[0][1])); // above the diagonal: blank
+ * assert.deepEqual(panel.domain, [0, 2 / 9]); // a 3×3 block on the diagonal holds two of the nine ones
+ * const spec = heatmapRow({ title: "Layer 4", panels: [panel], xTitle: "key", yTitle: "query" });
+ * assert.equal((spec.hconcat as unknown[]).length, 1);
+ * ```
+ */
+export function attentionMapPanel(
+  m: { T: number; map: ArrayLike<number> },
+  title: string,
+  o: AttentionMapPanelOptions = {},
+): HeatmapPanel {
+  const maxSide = o.maxSide ?? 128;
+  const clip = o.clip ?? 0.01;
+  if (!Number.isInteger(maxSide) || maxSide < 1) {
+    throw new RangeError(`attentionMapPanel: maxSide must be a positive integer, got ${maxSide}`);
+  }
+  if (!(clip >= 0 && clip < 0.5)) {
+    throw new RangeError(`attentionMapPanel: clip must be in [0, 0.5), got ${clip}`);
+  }
+  const stride = Math.ceil(m.T / maxSide);
+  const rows = attentionMapToRows(m.map, m.T, stride).map((row, r) => row.map((v, c) => (c > r ? NaN : v)));
+  const causal = rows.flatMap((row) => row.filter((v) => Number.isFinite(v))).sort((a, b) => a - b);
+  const at = (q: number) =>
+    causal[Math.min(causal.length - 1, Math.max(0, Math.round(q * (causal.length - 1))))];
+  let domain: [number, number] = [at(clip), at(1 - clip)];
+  if (!(domain[1] > domain[0])) domain = [causal[0], causal[causal.length - 1]];
+  return {
+    matrix: rows,
+    title,
+    ...(o.subtitle !== undefined ? { subtitle: o.subtitle } : {}),
+    ...(domain[1] > domain[0] ? { domain } : {}),
+    ...(o.colorTitle !== undefined ? { colorTitle: o.colorTitle } : {}),
   };
 }

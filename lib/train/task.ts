@@ -11,7 +11,7 @@ import type { TaskBatch } from "./train.ts";
 /** A task's config: plain JSON data (numbers, strings, booleans), as it appears in a run spec. */
 export type TaskConfig = Readonly<Record<string, number | string | boolean>>;
 
-/** One task kind. `length` means what the task says (string length for copy, sequence length for MQAR). */
+/** One task kind. `length` means what the task says (string length for copy; for MQAR the sequence length or the key–value pairs, as its `lengthUnit` says). */
 export interface Task<C extends TaskConfig = TaskConfig> {
   /** One line for help texts. */
   description: string;
