@@ -237,7 +237,7 @@ export {
   trainSpecOf,
   type TrainValues,
 } from "./lib/study/presets.ts";
-export { bestBy } from "./lib/study/stats.ts";
+export { bestBy, firstReaching } from "./lib/study/stats.ts";
 export {
   adapterMemoryBudget,
   estimateTrainingMemory,
