@@ -265,7 +265,7 @@ export {
   trainSpecOf,
   type TrainValues,
 } from "./lib/study/presets.ts";
-export { bestBy } from "./lib/study/stats.ts";
+export { bestBy, firstReaching } from "./lib/study/stats.ts";
 export type { Task, TaskConfig, TaskTable } from "./lib/train/task.ts";
 export {
   type DefaultInitSpec,

@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import { readJson, writeFileAtomic, writeJsonAtomic } from "../lib/core/fs.ts";
 import { readCsv, writeCsv } from "../lib/study/csv.ts";
-import { aggregate } from "../lib/study/stats.ts";
+import { aggregate, firstReaching } from "../lib/study/stats.ts";
 import {
   attentionMapPanel,
   heatmap,
+  heatmapGrid,
   heatmapRow,
   lineChart,
   lineWithBands,
@@ -474,4 +475,86 @@ Deno.test("attentionMapPanel: blanks j > i, block-averages long maps, clips the 
     /maxSide must be a positive integer/,
   );
   assert.throws(() => attentionMapPanel({ T, map }, "bad", { clip: 0.5 }), /clip must be in \[0, 0.5\)/);
+});
+
+Deno.test("heatmap guides and size; heatmapGrid puts every panel's cells, guides and colour scale in one chart", async () => {
+  const T = 14;
+  const map = (k: number) =>
+    Array.from(
+      { length: T },
+      (_, i) => Array.from({ length: T }, (_, j) => (j <= i ? (i * T + j + k) / 300 : 0)),
+    );
+  // One heatmap with a guide: rect cells plus a rule at that column and one at that row.
+  const one = heatmap({ matrix: map(0), title: "t", guides: [{ at: 7, label: "|" }], size: 140 });
+  const layers = one.layer as { mark: { type: string }; data: { values: Record<string, number>[] } }[];
+  assert.deepEqual(layers.map((l) => l.mark.type), ["rect", "rule", "rule"]);
+  assert.equal(layers[0].data.values.length, T * T);
+  assert.deepEqual(layers[1].data.values, [{ col: 7, guide: "|" }]);
+  assert.deepEqual(layers[2].data.values, [{ row: 7, guide: "|" }]);
+  assert.equal(one.width, 140, "14 cells of 10 whole pixels");
+  assert.equal(heatmap({ matrix: map(0), title: "t", size: 150 }).width, 140, "cells stay whole pixels");
+  assert.throws(() => heatmap({ matrix: map(0), title: "t", guides: [{ at: -1, label: "x" }] }), /guide "x"/);
+  assert.throws(() => heatmap({ matrix: map(0), title: "t", size: 0 }), /size must be a positive/);
+
+  const spec = heatmapGrid({
+    panels: [0, 1, 2, 3].map((k) => ({ matrix: map(k), title: `layer ${k + 1}` })),
+    columns: 2,
+    title: "Attention maps",
+    xTitle: "key position j",
+    yTitle: "query position i",
+    guides: [{ at: 7, label: "delimiter" }],
+    colorScale: "independent",
+  });
+  const panels = spec.concat as { title: { text: string }; layer: typeof layers; width: number }[];
+  assert.equal(spec.columns, 2);
+  assert.deepEqual(panels.map((p) => p.title.text), ["layer 1", "layer 2", "layer 3", "layer 4"]);
+  assert.deepEqual(spec.resolve, { scale: { color: "independent" } });
+  panels.forEach((p, k) => {
+    const cells = p.layer[0].data.values;
+    assert.equal(cells.length, T * T);
+    assert.equal(cells.find((c) => c.row === 5 && c.col === 3)!.value, (5 * T + 3 + k) / 300);
+  });
+  assert.throws(
+    () =>
+      heatmapGrid({
+        panels: [{ matrix: map(0), title: "a" }],
+        title: "t",
+        domain: [0, 1],
+        colorScale: "independent",
+      }),
+    /fixed domain needs colorScale shared/,
+  );
+  assert.throws(() => heatmapGrid({ panels: [], title: "t" }), /panels must be non-empty/);
+  assert.throws(
+    () => heatmapGrid({ panels: [{ matrix: [[1, 2], [3]], title: "bad" }], title: "t" }),
+    /panel 0 \(bad\): matrix must be rectangular/,
+  );
+  const { svg, png } = await renderVegaLite(spec);
+  for (const text of ["Attention maps", "layer 4", "key position j", "query position i"]) {
+    assert.ok(svg.includes(text), `SVG lacks "${text}"`);
+  }
+  assert.deepEqual([...png.subarray(0, 8)], PNG_SIGNATURE);
+});
+
+Deno.test("firstReaching: first x with y ≥ threshold per group, null if never, and the last y", () => {
+  const rows = [
+    { run: "a", len: "50", step: "300", acc: "0.95" },
+    { run: "a", len: "50", step: "100", acc: "0.2" },
+    { run: "a", len: "50", step: "200", acc: "0.9" },
+    { run: "a", len: "100", step: "100", acc: "0.1" },
+    { run: "a", len: "100", step: "200", acc: "" },
+    { run: "b", len: "50", step: "100", acc: "0.91" },
+  ];
+  assert.deepEqual(firstReaching(rows, ["run", "len"], "step", "acc", 0.9), [
+    { run: "a", len: "50", first: 200, last: 0.95 },
+    { run: "a", len: "100", first: null, last: 0.1 },
+    { run: "b", len: "50", first: 100, last: 0.91 },
+  ]);
+  const agg = aggregate(firstReaching(rows, ["run", "len"], "step", "acc", 0.9), ["len"], "first");
+  assert.deepEqual(agg.map((g) => [g.len, g.mean, g.n]), [["50", 150, 2], ["100", null, 0]]);
+  assert.throws(() => firstReaching(rows, ["step"], "step", "acc", 0.9), /by must not name/);
+  assert.throws(
+    () => firstReaching([{ run: "a", step: 1, acc: "high" }], ["run"], "step", "acc", 0.9),
+    /must hold numbers/,
+  );
 });

@@ -1,7 +1,7 @@
 /**
  * Vega-Lite chart builders with one shared look (colourblind-safe Okabe–Ito palette, viridis for heatmaps, DejaVu
- * Sans): {@link lineWithBands}, {@link lineChart}, {@link heatmap}. Each returns a plain JSON spec; `render.ts`
- * turns it into SVG and PNG.
+ * Sans): {@link lineWithBands}, {@link lineChart}, {@link heatmap}, {@link heatmapGrid}. Each returns a plain JSON
+ * spec; `render.ts` turns it into SVG and PNG.
  * @module
  */
 import { attentionMapToRows } from "../ops/attention_map.ts";
@@ -310,6 +310,11 @@ export interface HeatmapOptions {
   /** Tick labels (e.g. the tokens); default the indices, thinned to at most ~12 ticks. */
   xLabels?: readonly string[];
   yLabels?: readonly string[];
+  /** Dashed lines through the middle of these rows and columns, e.g. the delimiter of a copy example in an
+   * attention map; index `at` of both axes (a line is drawn only where the matrix has that row or column). */
+  guides?: readonly { at: number; label: string }[];
+  /** The longer side of the plot in pixels, at most (cells stay square and ≤ 24 px); default 420. */
+  size?: number;
 }
 
 /** Tick positions 0, s, 2s, … with s a 1-2-5 step giving at most ~12 ticks; every index when labels are given. */
@@ -336,7 +341,8 @@ function axisFor(n: number, labels: readonly string[] | undefined, where: string
 
 /**
  * Vega-Lite spec: a matrix as coloured cells (rect marks, sequential scheme), e.g. an attention map. Cells are
- * square, at most 24 px, the plot at most ~420 px.
+ * square, whole pixels where they fit, at most 24 px; the plot at most `size` (420) px; `guides` mark rows and
+ * columns with dashed lines.
  *
  * @throws {RangeError} when `matrix` is empty or ragged, or labels do not match its size.
  * @example
@@ -350,47 +356,135 @@ function axisFor(n: number, labels: readonly string[] | undefined, where: string
  * ```
  */
 export function heatmap(o: HeatmapOptions): VegaLiteSpec {
+  return {
+    $schema: VEGA_LITE_SCHEMA,
+    title: o.subtitle ? { text: o.title, subtitle: o.subtitle } : o.title,
+    ...heatmapView("heatmap", o),
+    config: { ...structuredClone(CHART_CONFIG), view: { stroke: null } },
+  };
+}
+
+/** The view of one heatmap (data, size, marks, encodings), without schema, title or config. */
+function heatmapView(where: string, o: Omit<HeatmapOptions, "title">): VegaLiteSpec {
   const rows = o.matrix.length;
   const cols = rows > 0 ? o.matrix[0].length : 0;
   if (rows === 0 || cols === 0) {
-    throw new RangeError(`heatmap: matrix must be non-empty, found ${rows}×${cols}`);
+    throw new RangeError(`${where}: matrix must be non-empty, found ${rows}×${cols}`);
   }
   const values: { row: number; col: number; value: number }[] = [];
   for (let i = 0; i < rows; i++) {
     const r = o.matrix[i];
     if (r.length !== cols) {
       throw new RangeError(
-        `heatmap: matrix must be rectangular: row 0 has ${cols} entries, row ${i} has ${r.length}`,
+        `${where}: matrix must be rectangular: row 0 has ${cols} entries, row ${i} has ${r.length}`,
       );
     }
     for (let j = 0; j < cols; j++) if (Number.isFinite(r[j])) values.push({ row: i, col: j, value: r[j] });
   }
-  const cell = Math.min(24, 420 / Math.max(rows, cols));
+  const size = o.size ?? 420;
+  if (!(size > 0)) throw new RangeError(`${where}: size must be a positive number of pixels, got ${o.size}`);
+  // Whole-pixel cells where they fit: cell edges on fractional pixels leave antialiased seams between cells.
+  const fit = size / Math.max(rows, cols);
+  const cell = Math.min(24, fit >= 1 ? Math.floor(fit) : fit);
   const colorScale: Record<string, unknown> = { scheme: o.scheme ?? "viridis" };
   // Cells outside a fixed range take the end colours (not colours extrapolated past the scheme).
   if (o.domain) Object.assign(colorScale, { domain: [...o.domain], clamp: true });
-  return {
-    $schema: VEGA_LITE_SCHEMA,
-    title: o.subtitle ? { text: o.title, subtitle: o.subtitle } : o.title,
-    data: { values },
-    width: Math.round(cols * cell),
-    height: Math.round(rows * cell),
-    mark: { type: "rect" },
+  const x = {
+    field: "col",
+    type: "ordinal",
+    title: o.xTitle ?? "column",
+    axis: axisFor(cols, o.xLabels, "columns", "xLabels"),
+  };
+  const y = {
+    field: "row",
+    type: "ordinal",
+    title: o.yTitle ?? "row",
+    axis: axisFor(rows, o.yLabels, "rows", "yLabels"),
+  };
+  const rect = {
+    // No ARIA labels per cell: they would triple the SVG of a 100×100 map.
+    mark: { type: "rect", aria: false },
     encoding: {
-      x: {
-        field: "col",
-        type: "ordinal",
-        title: o.xTitle ?? "column",
-        axis: axisFor(cols, o.xLabels, "columns", "xLabels"),
-      },
-      y: {
-        field: "row",
-        type: "ordinal",
-        title: o.yTitle ?? "row",
-        axis: axisFor(rows, o.yLabels, "rows", "yLabels"),
-      },
+      x,
+      y,
       color: { field: "value", type: "quantitative", title: o.colorTitle ?? "value", scale: colorScale },
     },
+  };
+  const view = { width: Math.round(cols * cell), height: Math.round(rows * cell) };
+  const guides = o.guides ?? [];
+  for (const g of guides) {
+    if (!Number.isInteger(g.at) || g.at < 0) {
+      throw new RangeError(`${where}: guide "${g.label}" must be at a row/column index ≥ 0, got ${g.at}`);
+    }
+  }
+  if (guides.length === 0) return { data: { values }, ...view, ...rect };
+  // Rules share the rect's band scales: a rule at band `at` runs through the middle of that row or column.
+  const rule = (field: "col" | "row", n: number) => ({
+    data: { values: guides.filter((g) => g.at < n).map((g) => ({ [field]: g.at, guide: g.label })) },
+    mark: { type: "rule", color: "white", strokeDash: [4, 3], strokeWidth: 1, opacity: 0.9 },
+    encoding: { [field === "col" ? "x" : "y"]: field === "col" ? x : y },
+  });
+  return { ...view, layer: [{ data: { values }, ...rect }, rule("col", cols), rule("row", rows)] };
+}
+
+/** Options of {@link heatmapGrid}: many heatmaps side by side, e.g. the attention map of every layer. */
+export interface HeatmapGridOptions
+  extends Omit<HeatmapOptions, "matrix" | "title" | "subtitle" | "xLabels" | "yLabels"> {
+  /** The panels in reading order, each with its title (e.g. "mimetic, layer 2"). */
+  panels: readonly { matrix: HeatmapOptions["matrix"]; title: string }[];
+  title: string;
+  subtitle?: string;
+  /** Panels per row; default min(panels, 4). */
+  columns?: number;
+  /** `shared`: one colour scale and legend for every panel (default); `independent`: each panel its own (for maps
+   * whose magnitudes differ from panel to panel, as Mamba layers' do). */
+  colorScale?: "shared" | "independent";
+  /** Each panel's longer side in pixels, at most; default 220. */
+  size?: number;
+}
+
+/**
+ * Vega-Lite spec: heatmaps side by side (a `concat` of rect views, `columns` per row), with shared axis titles and
+ * optional guides on every panel. One chart, so a reader compares panels at a glance.
+ *
+ * @throws {RangeError} when there are no panels, a matrix is empty or ragged, or `domain` is set with an
+ * independent colour scale.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { heatmapGrid } from "./charts.ts";
+ * const T = 6;
+ * const causal = (sharp: number) =>
+ *   Array.from({ length: T }, (_, i) => Array.from({ length: T }, (_, j) => (j <= i ? Math.exp(-sharp * (i - j)) : 0)));
+ * const spec = heatmapGrid({
+ *   panels: [1, 2, 3].map((l) => ({ matrix: causal(l), title: `layer ${l}` })),
+ *   title: "Attention maps", xTitle: "key position j", yTitle: "query position i",
+ *   guides: [{ at: 2, label: "delimiter" }], colorScale: "independent",
+ * });
+ * assert.equal((spec.concat as unknown[]).length, 3);
+ * ```
+ */
+export function heatmapGrid(o: HeatmapGridOptions): VegaLiteSpec {
+  if (o.panels.length === 0) throw new RangeError("heatmapGrid: panels must be non-empty");
+  const independent = o.colorScale === "independent";
+  if (independent && o.domain) {
+    throw new RangeError("heatmapGrid: a fixed domain needs colorScale shared (one scale for every panel)");
+  }
+  const { panels, title, subtitle, columns, colorScale: _c, ...shared } = o;
+  return {
+    $schema: VEGA_LITE_SCHEMA,
+    title: subtitle ? { text: title, subtitle } : title,
+    columns: columns ?? Math.min(panels.length, 4),
+    concat: panels.map((p, i) => ({
+      title: { text: p.title, fontSize: 12, fontWeight: "normal", anchor: "middle" },
+      ...heatmapView(`heatmapGrid: panel ${i} (${p.title})`, {
+        ...shared,
+        matrix: p.matrix,
+        size: o.size ?? 220,
+      }),
+    })),
+    resolve: { scale: { color: independent ? "independent" : "shared" } },
+    spacing: 16,
     config: { ...structuredClone(CHART_CONFIG), view: { stroke: null } },
   };
 }

@@ -102,3 +102,67 @@ export function bestBy(
   }
   return (r) => best.get(groupOf(r))?.value === JSON.stringify(r[candidate] ?? null);
 }
+
+/**
+ * When a curve first reaches a level: per group of `by` (e.g. a run and a length), the smallest `x` (e.g. the
+ * training step) whose `y` (e.g. the accuracy) is ≥ `threshold`, as column `first` (null if it never does), and
+ * the group's `y` at its largest `x` as column `last`. Groups come out in order of first appearance; rows with an
+ * empty `x` or `y` are skipped. Pair it with {@link aggregate} over seeds (which skips the nulls: its `n` counts
+ * the seeds that reached the level).
+ *
+ * @throws {RangeError} when `by` names `x`, `y`, `first` or `last`, or an `x` or `y` is not a number.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { firstReaching } from "./stats.ts";
+ * const rows = [
+ *   { run: "a", step: 100, acc: 0.2 }, { run: "a", step: 200, acc: 0.95 }, { run: "a", step: 300, acc: 0.99 },
+ *   { run: "b", step: 100, acc: 0.1 }, { run: "b", step: 200, acc: 0.3 }, { run: "b", step: 300, acc: 0.5 },
+ * ];
+ * assert.deepEqual(firstReaching(rows, ["run"], "step", "acc", 0.9), [
+ *   { run: "a", first: 200, last: 0.99 },
+ *   { run: "b", first: null, last: 0.5 },
+ * ]);
+ * ```
+ */
+export function firstReaching(
+  rows: readonly CsvRow[],
+  by: readonly string[],
+  x: string,
+  y: string,
+  threshold: number,
+): CsvRow[] {
+  const clash = by.filter((b) => [x, y, "first", "last"].includes(b));
+  if (clash.length > 0) {
+    throw new RangeError(
+      `firstReaching: by must not name "${x}", "${y}", "first" or "last", found [${clash.join(", ")}]`,
+    );
+  }
+  const num = (v: CsvRow[string], column: string, i: number): number | null => {
+    if (v === null || v === undefined || v === "") return null;
+    const n = typeof v === "number" ? v : typeof v === "string" ? Number(v.trim()) : NaN;
+    if (Number.isNaN(n) && v !== "NaN" && !(typeof v === "number")) {
+      throw new RangeError(
+        `firstReaching: column "${column}" must hold numbers, found ${JSON.stringify(v)} in row ${i}`,
+      );
+    }
+    return n;
+  };
+  const groups = new Map<string, { keys: CsvRow; points: [number, number][] }>();
+  rows.forEach((row, i) => {
+    const id = JSON.stringify(by.map((b) => row[b] ?? null));
+    let g = groups.get(id);
+    if (!g) groups.set(id, g = { keys: Object.fromEntries(by.map((b) => [b, row[b] ?? null])), points: [] });
+    const [px, py] = [num(row[x], x, i), num(row[y], y, i)];
+    if (px !== null && py !== null) g.points.push([px, py]);
+  });
+  return [...groups.values()].map(({ keys, points }) => {
+    points.sort((a, b) => a[0] - b[0]);
+    const hit = points.find(([, v]) => v >= threshold);
+    return {
+      ...keys,
+      first: hit ? hit[0] : null,
+      last: points.length > 0 ? points[points.length - 1][1] : null,
+    };
+  });
+}
