@@ -39,11 +39,15 @@ export {
   type DType,
   empty,
   full,
+  hostLeaves,
+  type HostTensor,
+  isHostTensor,
   keep,
   leaves,
   mapTree,
   readTensors,
   type Shape,
+  stackRuns,
   Tensor,
   tensor,
   tidy,
@@ -128,21 +132,29 @@ export {
 export {
   applyBlocks,
   applyLM,
+  type HostRun,
   initLM,
+  initLMRuns,
   layerAttentionMap,
   type LMBatch,
   type LMConfig,
   type LMConsts,
   lmLoss,
   type LMParams,
+  type RunInit,
 } from "./lib/nn/lm.ts";
 export { type Mixer, type MixerConfig, type MixerKind, mixerOf, MIXERS } from "./lib/nn/mixers.ts";
 export {
+  checkpointDigest,
   loadPretrained,
   type LoadPretrainedOptions,
+  type PretrainedConfig,
   PretrainedError,
+  type PretrainedHost,
   type PretrainedModel,
   type PretrainedModelType,
+  readPretrainedConfig,
+  readPretrainedHost,
   savePretrained,
   tokenIdsForSymbols,
 } from "./lib/nn/pretrained.ts";
@@ -204,10 +216,12 @@ export {
   validateSpec,
 } from "./lib/study/spec.ts";
 export {
+  type AnalysisResult,
   type ClaimInfo,
   type CurvePoint,
   type LayerMap,
   type LengthAccuracy,
+  readAnalysis,
   readResult,
   readResults,
   ResultsFolder,
@@ -224,6 +238,7 @@ export {
   type ScaleName,
   SCALES,
   type Study,
+  type StudyAnalysis,
   type StudyDefinition,
   type StudyOutcome,
   type StudyValues,
@@ -253,6 +268,8 @@ export {
   type InitSpec,
   MIMETIC_ALL,
   type MimeticInitSpec,
+  type PretrainedInitSpec,
+  type TeacherLayerInitSpec,
 } from "./lib/nn/inits.ts";
 
 // Tasks (data only)

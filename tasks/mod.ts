@@ -18,4 +18,11 @@ export {
   makeCopyTrainBatch,
 } from "./copy.ts";
 export { makeMqarBatch, type MqarBatch, type MqarConfig } from "./mqar.ts";
-export { COPY_TASK, type CopyTaskConfig, MQAR_TASK, type MqarTaskConfig, TASKS } from "./registry.ts";
+export {
+  COPY_TASK,
+  type CopyTaskConfig,
+  MQAR_TASK,
+  type MqarTaskConfig,
+  SYMBOL_ALPHABET,
+  TASKS,
+} from "./registry.ts";

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { readJson, writeFileAtomic, writeJsonAtomic } from "../lib/core/fs.ts";
 import { readCsv, writeCsv } from "../lib/study/csv.ts";
 import { aggregate } from "../lib/study/stats.ts";
-import { heatmap, lineChart, lineWithBands } from "../lib/study/charts.ts";
+import { heatmap, heatmapPanels, lineChart, lineWithBands } from "../lib/study/charts.ts";
 import { renderVegaLite, writeChart, writeIndexHtml } from "../lib/study/render.ts";
 
 const dirs: string[] = [];
@@ -251,4 +251,40 @@ Deno.test("writeIndexHtml references the charts, their specs and the CSVs, escap
   ) assert.ok(html.includes(s), `index.html lacks ${s}`);
   assert.ok(!html.includes('<img src="not_yet.svg"'));
   assert.deepEqual(names(dir), ["copy_acc.svg", "index.html", "runs.csv"]);
+});
+
+Deno.test("heatmapPanels: one panel per matrix on a shared colour scale, in order; bad matrices refused; renders", async () => {
+  const T = 6;
+  const decay = (r: number) =>
+    Array.from({ length: T }, (_, i) => Array.from({ length: T }, (_, j) => (j <= i ? r ** (i - j) : NaN)));
+  const spec = heatmapPanels({
+    panels: [{ label: "T_31", matrix: decay(0.99) }, { label: "T_0", matrix: decay(0.3) }],
+    title: "Average attention masks",
+    xTitle: "key",
+    yTitle: "query",
+    domain: [0, 1],
+  });
+  const values =
+    (spec.data as { values: { panel: string; row: number; col: number; value: number }[] }).values;
+  assert.equal(values.length, 2 * (T * (T + 1)) / 2, "non-finite cells are left out");
+  assert.deepEqual((spec.facet as { sort: string[] }).sort, ["T_31", "T_0"]);
+  const cell = values.find((v) => v.panel === "T_0" && v.row === 3 && v.col === 1)!;
+  assert.ok(Math.abs(cell.value - 0.3 ** 2) < 1e-12);
+  assert.deepEqual(
+    (spec.spec as { encoding: { color: { scale: { domain: number[] } } } }).encoding.color.scale.domain,
+    [0, 1],
+  );
+  assert.throws(() => heatmapPanels({ panels: [], title: "none" }), /panels must not be empty/);
+  assert.throws(
+    () =>
+      heatmapPanels({
+        panels: [{ label: "a", matrix: decay(1) }, { label: "b", matrix: [[1]] }],
+        title: "t",
+      }),
+    /panel "b" is not 6×6 like panel "a"/,
+  );
+  const dir = tmp();
+  await writeChart(dir, "masks", spec);
+  assert.ok(names(dir).includes("masks.png") && names(dir).includes("masks.svg"));
+  assert.ok(Deno.readTextFileSync(`${dir}/masks.svg`).includes("T_31"));
 });
