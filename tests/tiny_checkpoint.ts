@@ -3,6 +3,11 @@
  * random Mamba LM saved by `savePretrained` (the Hugging Face layout transformers reads), with a byte-level BPE
  * `tokenizer.json` in the style of GPT-NeoX's: special tokens first, then every printable ASCII character as a token
  * of its own at a scrambled id, plus space-prefixed and multi-character tokens that must not be picked.
+ *
+ * As a script, a random checkpoint of a real model's shape, for timing a figure's quick scale without the weights
+ * (its accuracies mean nothing):
+ *
+ *   deno run -A tests/tiny_checkpoint.ts mamba-130m|mamba-370m DIR
  */
 import { key } from "../lib/core/random.ts";
 import { disposeTree } from "../lib/core/tensor.ts";
@@ -43,10 +48,17 @@ export function tinyTokenizer(omit: string[] = []): Record<string, unknown> {
  */
 export async function writeTinyCheckpoint(
   dir: string,
-  o: { layers: number; dModel: number; dState?: number; seed?: number; mimeticLayers?: number[] },
+  o: {
+    layers: number;
+    dModel: number;
+    dState?: number;
+    vocab?: number;
+    seed?: number;
+    mimeticLayers?: number[];
+  },
 ): Promise<LMConfig> {
   const cfg: LMConfig = {
-    vocab: TINY_VOCAB,
+    vocab: Math.max(o.vocab ?? TINY_VOCAB, TINY_VOCAB),
     dModel: o.dModel,
     normEps: 1e-5,
     layers: Array.from({ length: o.layers }, () => ({ ...MAMBA1_DEFAULTS, dState: o.dState ?? 4 })),
@@ -62,4 +74,26 @@ export async function writeTinyCheckpoint(
   disposeTree([params, consts]);
   Deno.writeTextFileSync(`${dir}/tokenizer.json`, JSON.stringify(tinyTokenizer()));
   return cfg;
+}
+
+/** The shapes of the state-spaces checkpoints the figures use (config.json of the -hf folders). */
+const REAL_SHAPES: Record<string, { layers: number; dModel: number; dState: number; vocab: number }> = {
+  "mamba-130m": { layers: 24, dModel: 768, dState: 16, vocab: 50280 },
+  "mamba-370m": { layers: 48, dModel: 1024, dState: 16, vocab: 50280 },
+};
+
+if (import.meta.main) {
+  const { initGpu } = await import("../lib/core/runtime.ts");
+  const [name, dir] = Deno.args;
+  const shape = REAL_SHAPES[name];
+  if (!shape || !dir) {
+    console.error(`usage: deno run -A tests/tiny_checkpoint.ts ${Object.keys(REAL_SHAPES).join("|")} DIR`);
+    Deno.exit(2);
+  }
+  await initGpu();
+  const t0 = performance.now();
+  await writeTinyCheckpoint(dir, shape);
+  console.error(
+    `${dir}: random ${name}-shaped checkpoint in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+  );
 }
