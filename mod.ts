@@ -42,11 +42,15 @@ export {
   type DType,
   empty,
   full,
+  hostLeaves,
+  type HostTensor,
+  isHostTensor,
   keep,
   leaves,
   mapTree,
   readTensors,
   type Shape,
+  stackRuns,
   Tensor,
   tensor,
   tidy,
@@ -131,13 +135,16 @@ export {
 export {
   applyBlocks,
   applyLM,
+  type HostRun,
   initLM,
+  initLMRuns,
   layerAttentionMap,
   type LMBatch,
   type LMConfig,
   type LMConsts,
   lmLoss,
   type LMParams,
+  type RunInit,
 } from "./lib/nn/lm.ts";
 export {
   type BackwardStep,
@@ -151,11 +158,16 @@ export {
   type TensorSize,
 } from "./lib/nn/mixers.ts";
 export {
+  checkpointDigest,
   loadPretrained,
   type LoadPretrainedOptions,
+  type PretrainedConfig,
   PretrainedError,
+  type PretrainedHost,
   type PretrainedModel,
   type PretrainedModelType,
+  readPretrainedConfig,
+  readPretrainedHost,
   savePretrained,
   tokenIdsForSymbols,
 } from "./lib/nn/pretrained.ts";
@@ -232,10 +244,12 @@ export {
   validateSpec,
 } from "./lib/study/spec.ts";
 export {
+  type AnalysisResult,
   type ClaimInfo,
   type CurvePoint,
   type LayerMap,
   type LengthAccuracy,
+  readAnalysis,
   readResult,
   readResults,
   ResultsFolder,
@@ -252,6 +266,7 @@ export {
   type ScaleName,
   SCALES,
   type Study,
+  type StudyAnalysis,
   type StudyDefinition,
   type StudyOutcome,
   type StudyValues,
@@ -275,6 +290,8 @@ export {
   type InitSpec,
   MIMETIC_ALL,
   type MimeticInitSpec,
+  type PretrainedInitSpec,
+  type TeacherLayerInitSpec,
 } from "./lib/nn/inits.ts";
 
 // Tasks (data only)

@@ -25,5 +25,6 @@ export {
   mqarContext,
   mqarPairs,
   type MqarTaskConfig,
+  SYMBOL_ALPHABET,
   TASKS,
 } from "./registry.ts";

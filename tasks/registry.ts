@@ -7,6 +7,18 @@ import type { Task } from "../lib/train/task.ts";
 import { type CopyVariant, copyVocab, makeCopyEvalBatch, makeCopyTrainBatch } from "./copy.ts";
 import { makeMqarBatch } from "./mqar.ts";
 
+/**
+ * The printable ASCII characters (94, no space) in the order tokens take them as symbols: letters a..z, A..Z,
+ * digits, then punctuation. Each is one byte, so every byte-level BPE vocabulary (GPT-2, GPT-NeoX: the Mamba
+ * checkpoints) has it as a token of its own.
+ */
+export const SYMBOL_ALPHABET: string = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789" +
+  "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
+
+/** The copy task's markers as characters, in id order after the letters: BOS, delimiter, EOS, pad. */
+const COPY_MARKS = ["$", "|", ".", "*"];
+const COPY_LETTERS = SYMBOL_ALPHABET.slice(0, 62).split("");
+
 /** Copy-task config: the variant (copy, stack-order copy, sort), letters V, training context T, string lengths. */
 export interface CopyTaskConfig {
   [key: string]: number | string | boolean;
@@ -36,6 +48,15 @@ export const COPY_TASK: Task<CopyTaskConfig> = {
   trainBatch: (key, cfg, batch) => makeCopyTrainBatch(key, { ...cfg, batch }),
   evalRows: (key, cfg, length, samples) =>
     makeCopyEvalBatch(key, { variant: cfg.variant, batch: samples, length, vocab: cfg.vocab }),
+  // Letters a..z (then A..Z, 0..9), then `$ | . *`: the strings read as text (`$abc|abc.`).
+  symbols(cfg) {
+    if (cfg.vocab > COPY_LETTERS.length) {
+      throw new RangeError(
+        `copy task: symbols exist for vocab ≤ ${COPY_LETTERS.length} letters (a..z, A..Z, 0..9), got ${cfg.vocab}`,
+      );
+    }
+    return [...COPY_LETTERS.slice(0, cfg.vocab), ...COPY_MARKS];
+  },
 };
 
 /**
@@ -117,6 +138,15 @@ export const MQAR_TASK: Task<MqarTaskConfig> = {
       numPairs: mqarPairs(cfg, length),
       alpha: cfg.alpha,
     }),
+  // Token id i is the i-th character of SYMBOL_ALPHABET: keys are lower-case letters first, values later ones.
+  symbols(cfg) {
+    if (cfg.vocab > SYMBOL_ALPHABET.length) {
+      throw new RangeError(
+        `mqar: symbols exist for vocab ≤ ${SYMBOL_ALPHABET.length} (printable ASCII), got ${cfg.vocab}`,
+      );
+    }
+    return SYMBOL_ALPHABET.slice(0, cfg.vocab).split("");
+  },
 };
 
 /** Every task, by kind: `copy` (with its variants) and `mqar`. */

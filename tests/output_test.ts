@@ -6,6 +6,7 @@ import {
   attentionMapPanel,
   heatmap,
   heatmapGrid,
+  heatmapPanels,
   heatmapRow,
   lineChart,
   lineWithBands,
@@ -557,4 +558,40 @@ Deno.test("firstReaching: first x with y ≥ threshold per group, null if never,
     () => firstReaching([{ run: "a", step: 1, acc: "high" }], ["run"], "step", "acc", 0.9),
     /must hold numbers/,
   );
+});
+
+Deno.test("heatmapPanels: one panel per matrix on a shared colour scale, in order; bad matrices refused; renders", async () => {
+  const T = 6;
+  const decay = (r: number) =>
+    Array.from({ length: T }, (_, i) => Array.from({ length: T }, (_, j) => (j <= i ? r ** (i - j) : NaN)));
+  const spec = heatmapPanels({
+    panels: [{ label: "T_31", matrix: decay(0.99) }, { label: "T_0", matrix: decay(0.3) }],
+    title: "Average attention masks",
+    xTitle: "key",
+    yTitle: "query",
+    domain: [0, 1],
+  });
+  const values =
+    (spec.data as { values: { panel: string; row: number; col: number; value: number }[] }).values;
+  assert.equal(values.length, 2 * (T * (T + 1)) / 2, "non-finite cells are left out");
+  assert.deepEqual((spec.facet as { sort: string[] }).sort, ["T_31", "T_0"]);
+  const cell = values.find((v) => v.panel === "T_0" && v.row === 3 && v.col === 1)!;
+  assert.ok(Math.abs(cell.value - 0.3 ** 2) < 1e-12);
+  assert.deepEqual(
+    (spec.spec as { encoding: { color: { scale: { domain: number[] } } } }).encoding.color.scale.domain,
+    [0, 1],
+  );
+  assert.throws(() => heatmapPanels({ panels: [], title: "none" }), /panels must not be empty/);
+  assert.throws(
+    () =>
+      heatmapPanels({
+        panels: [{ label: "a", matrix: decay(1) }, { label: "b", matrix: [[1]] }],
+        title: "t",
+      }),
+    /panel "b" is not 6×6 like panel "a"/,
+  );
+  const dir = tmp();
+  await writeChart(dir, "masks", spec);
+  assert.ok(names(dir).includes("masks.png") && names(dir).includes("masks.svg"));
+  assert.ok(Deno.readTextFileSync(`${dir}/masks.svg`).includes("T_31"));
 });

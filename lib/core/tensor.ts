@@ -276,6 +276,75 @@ export function mapTree<T>(tree: unknown, fn: (leaf: Tensor, path: string) => T,
   return tree;
 }
 
+/** A host-side tensor: one run's f32 elements (no run axis) and their shape; e.g. a parameter read from a file. */
+export interface HostTensor {
+  shape: number[];
+  data: Float32Array;
+}
+
+/** Whether a value is a {@link HostTensor}. */
+export function isHostTensor(x: unknown): x is HostTensor {
+  const t = x as HostTensor;
+  return typeof x === "object" && x !== null && t.data instanceof Float32Array && Array.isArray(t.shape);
+}
+
+/** The host tensors of a tree by path, the paths {@link mapTree} gives (`layers[0].mixer.conv.weight`). */
+export function hostLeaves(tree: unknown): Map<string, HostTensor> {
+  const out = new Map<string, HostTensor>();
+  const walk = (t: unknown, path: string) => {
+    if (isHostTensor(t)) out.set(path, t);
+    else if (Array.isArray(t)) t.forEach((x, i) => walk(x, `${path}[${i}]`));
+    else if (t && typeof t === "object") {
+      for (const k of Object.keys(t).sort()) {
+        walk((t as Record<string, unknown>)[k], path ? `${path}.${k}` : k);
+      }
+    }
+  };
+  walk(tree, "");
+  return out;
+}
+
+/**
+ * One (K, ...shape) f32 tensor from K per-run sources, in run order: host data (one run's elements), or run `run`
+ * of a tensor that has the run axis first (copied on the GPU, in order with the work recorded so far).
+ * @throws {RangeError} when a source's size is not that of one run of `shape`.
+ * @example
+ * ```ts
+ * import { initGpu } from "./runtime.ts";
+ * import { stackRuns, tensor } from "./tensor.ts";
+ * await initGpu();
+ * const drawn = tensor([1, 2, 3, 4], [2, 2]); // two runs of shape [2]
+ * const t = stackRuns([2], [new Float32Array([9, 9]), { tensor: drawn, run: 1 }]);
+ * console.log(await t.toArray()); // [9, 9, 3, 4]
+ * ```
+ */
+export function stackRuns(
+  shape: Shape,
+  sources: readonly (Float32Array | { tensor: Tensor; run: number })[],
+): Tensor {
+  const n = sizeOf(shape);
+  const out = empty([sources.length, ...shape]);
+  sources.forEach((s, k) => {
+    if (s instanceof Float32Array) {
+      if (s.length !== n) {
+        throw new RangeError(
+          `stackRuns: run ${k} has ${s.length} elements, expected ${n} ([${shape.join(", ")}])`,
+        );
+      }
+      if (n > 0) writeBuffer(out.buffer, s, k * n * 4);
+    } else {
+      const runs = s.tensor.shape[0];
+      if (s.tensor.dtype !== "f32" || s.tensor.size !== runs * n || !(s.run >= 0 && s.run < runs)) {
+        throw new RangeError(
+          `stackRuns: run ${k}: ${s.tensor} has no run ${s.run} of shape [${shape.join(", ")}]`,
+        );
+      }
+      if (n > 0) copyBuffer(s.tensor.buffer, out.buffer, n * 4, s.run * n * 4, k * n * 4);
+    }
+  });
+  return out;
+}
+
 /** Disposes every tensor in a tree. */
 export function disposeTree(tree: unknown): void {
   for (const t of leaves(tree)) t.dispose();

@@ -8,7 +8,16 @@
  */
 import { constant, DEFAULT_INIT, drawParam, gaussian, type Mimetic, upload } from "./init.ts";
 import type { Key } from "../core/random.ts";
-import { type Tensor, tidy } from "../core/tensor.ts";
+import {
+  disposeTree,
+  hostLeaves,
+  type HostTensor,
+  isHostTensor,
+  mapTree,
+  stackRuns,
+  Tensor,
+  tidy,
+} from "../core/tensor.ts";
 import { activeTape } from "../core/tape.ts";
 import { add } from "../ops/elementwise.ts";
 import { matmul } from "../ops/matmul.ts";
@@ -99,6 +108,104 @@ export function initLM(
     },
     consts,
   };
+}
+
+/**
+ * One run's parameters and constants on the host: trees shaped like {@link LMParams} and {@link LMConsts} with
+ * {@link HostTensor} leaves (no run axis), e.g. a pretrained checkpoint read by `readPretrainedHost`.
+ */
+export interface HostRun {
+  params: unknown;
+  consts: unknown;
+}
+
+/** How one run of {@link initLMRuns} starts: drawn from its key (mimetic components per layer), or given. */
+export type RunInit =
+  | { key: Key; mimetic?: (layer: number) => Mimetic }
+  | { preset: HostRun };
+
+/**
+ * Initialises K runs of a language model, each either drawn from its key (as {@link initLM}: a run's draws depend
+ * only on its own key, never on the other runs) or set to given values (`preset`, complete: every tensor). Runs
+ * without a preset are drawn together; preset runs are not drawn at all. With no preset this is `initLM`.
+ * @throws {RangeError} naming the run and tensor when a preset lacks a tensor the model has, has one it lacks, or
+ * has one of another shape.
+ * @example
+ * ```ts ignore
+ * const pre = await readPretrainedHost(dir, { symbols });
+ * const { params, consts } = initLMRuns(pre.cfg, [{ key: key(0) }, { preset: pre }]); // run 1: the checkpoint
+ * ```
+ */
+export function initLMRuns(cfg: LMConfig, runs: readonly RunInit[]): { params: LMParams; consts: LMConsts } {
+  if (runs.length === 0) throw new RangeError("initLMRuns: at least one run is needed");
+  const drawnAt: number[] = [];
+  runs.forEach((r, k) => "key" in r && drawnAt.push(k));
+  const drawnIndex = new Map(drawnAt.map((k, j) => [k, j]));
+  const mimeticOf = (j: number, layer: number) =>
+    (runs[drawnAt[j]] as { mimetic?: (layer: number) => Mimetic }).mimetic?.(layer) ?? DEFAULT_INIT;
+  const keys = drawnAt.map((k) => (runs[k] as { key: Key }).key);
+  if (drawnAt.length === runs.length) return initLM(keys, cfg, mimeticOf);
+  validateLMConfig(cfg);
+  const drawn = drawnAt.length > 0 ? initLM(keys, cfg, mimeticOf) : null;
+  const presets = runs.map((r) =>
+    "preset" in r ? { params: hostLeaves(r.preset.params), consts: hostLeaves(r.preset.consts) } : null
+  );
+  const firstPreset = runs.findIndex((r) => "preset" in r);
+  const build = (part: "params" | "consts"): unknown => {
+    // The structure: the drawn runs' tree, else the first preset's.
+    const structure = drawn ? drawn[part] : (runs[firstPreset] as { preset: HostRun }).preset[part];
+    const drawnLeaves = new Map<string, Tensor>();
+    if (drawn) mapTree(drawn[part], (t, path) => drawnLeaves.set(path, t));
+    const shapes = drawn
+      ? new Map([...drawnLeaves].map(([p, t]) => [p, t.shape.slice(1)]))
+      : new Map([...presets[firstPreset]![part]].map(([p, h]) => [p, h.shape]));
+    presets.forEach((p, k) => {
+      if (!p) return;
+      for (const path of p[part].keys()) {
+        if (!shapes.has(path)) {
+          throw new RangeError(`initLMRuns: run ${k}'s preset has ${part} ${path}, which this model lacks`);
+        }
+      }
+    });
+    const leaf = (path: string) => {
+      const shape = shapes.get(path)!;
+      return stackRuns(
+        shape,
+        runs.map((_, k) => {
+          const p = presets[k];
+          if (!p) return { tensor: drawnLeaves.get(path)!, run: drawnIndex.get(k)! };
+          const h: HostTensor | undefined = p[part].get(path);
+          if (!h) throw new RangeError(`initLMRuns: run ${k}'s preset lacks ${part} ${path} [${shape}]`);
+          if (h.shape.length !== shape.length || h.shape.some((d, i) => d !== shape[i])) {
+            throw new RangeError(
+              `initLMRuns: run ${k}'s preset has ${part} ${path} of shape [${h.shape}], the model [${shape}]`,
+            );
+          }
+          return h.data;
+        }),
+      );
+    };
+    return mapHostOrTensorTree(structure, leaf);
+  };
+  try {
+    return { params: build("params") as LMParams, consts: build("consts") as LMConsts };
+  } finally {
+    if (drawn) disposeTree([drawn.params, drawn.consts]);
+  }
+}
+
+/** A tree of the same structure with each leaf (a Tensor or a HostTensor) replaced by `fn(path)`. */
+function mapHostOrTensorTree(tree: unknown, fn: (path: string) => Tensor, path = ""): unknown {
+  if (tree instanceof Tensor || isHostTensor(tree)) return fn(path);
+  if (Array.isArray(tree)) return tree.map((x, i) => mapHostOrTensorTree(x, fn, `${path}[${i}]`));
+  if (tree && typeof tree === "object") {
+    const out: Record<string, unknown> = {};
+    for (const k of Object.keys(tree).sort()) {
+      out[k] = mapHostOrTensorTree((tree as Record<string, unknown>)[k], fn, path ? `${path}.${k}` : k);
+    }
+    return out;
+  }
+  return tree;
 }
 
 /**

@@ -5,6 +5,9 @@
  * `backbone.layers.0.mixer.in_proj.weight`. {@link loadPretrained} reads such a folder into
  * `{ cfg, params, consts }` for `applyLM` (K copies on the run axis); {@link savePretrained} writes one run of a
  * model trained here so that transformers' `from_pretrained` opens it. Nothing is downloaded: the folder is local.
+ * For planning and for runs that start from a checkpoint: {@link readPretrainedConfig} reads only config.json (and
+ * tokenizer.json), {@link readPretrainedHost} reads the tensors onto the host without the GPU, and
+ * {@link checkpointDigest} hashes the files that decide what loads.
  *
  * Glossary: K runs, D model width (`hidden_size`), E = expand·D inner width, N state (`state_size`), R dt rank
  * (`time_step_rank`), W conv width (`conv_kernel`), H heads (`num_heads`), P head dim (`head_dim`), G groups
@@ -63,8 +66,9 @@ import {
   type SafetensorsFile,
   writeSafetensors,
 } from "../core/safetensors.ts";
+import { createHash } from "node:crypto";
 import { writeJsonAtomic } from "../core/fs.ts";
-import { readTensors, type Tensor, tensor } from "../core/tensor.ts";
+import { type HostTensor, readTensors, type Tensor, tensor } from "../core/tensor.ts";
 import type { BlockParams, LMConfig, LMConsts, LMParams } from "./lm.ts";
 import { type Mamba1Config, type Mamba1Consts, mamba1Dims, type Mamba1Params } from "./mamba1.ts";
 import {
@@ -106,12 +110,6 @@ export interface PretrainedModel {
   modelType: PretrainedModelType;
   /** With `symbols`: the pretrained token id of each symbol (our id i is their id `tokenIds[i]`); else null. */
   tokenIds: Int32Array | null;
-}
-
-/** A host-side tensor: one run's elements and shape (no run axis). */
-interface HostTensor {
-  shape: number[];
-  data: Float32Array;
 }
 
 type Json = Record<string, unknown>;
@@ -372,8 +370,21 @@ interface HostModel {
   };
 }
 
-/** Reads and checks a folder on the host: config, every tensor's name, shape and dtype. No GPU. */
-async function readHostModel(dir: string, gatedNorm: "group" | "all" | undefined): Promise<HostModel> {
+/** A folder's config.json, checked and turned into our model config (no tensor read). */
+interface FolderConfig {
+  modelType: PretrainedModelType;
+  V: number;
+  D: number;
+  L: number;
+  E: number;
+  eps: number;
+  convBias: boolean;
+  tied: boolean;
+  layerCfg: Mamba1Config | Mamba2Config;
+}
+
+/** Reads and checks a folder's config.json. No tensor is read, no GPU. */
+function readFolderConfig(dir: string, gatedNorm: "group" | "all" | undefined): FolderConfig {
   try {
     if (!Deno.statSync(dir).isDirectory) throw new PretrainedError(`${dir}: not a folder`);
   } catch (e) {
@@ -411,34 +422,7 @@ async function readHostModel(dir: string, gatedNorm: "group" | "all" | undefined
   if (json.intermediate_size !== undefined && json.intermediate_size !== E) {
     c.fail(`intermediate_size ${JSON.stringify(json.intermediate_size)} ≠ int(expand · hidden_size) = ${E}`);
   }
-  const src = await TensorSource.open(dir);
-  const cfgWhy = (what: string) => `${what} from config.json`;
-
-  const embName = src.has("backbone.embeddings.weight") || !src.has("backbone.embedding.weight")
-    ? "backbone.embeddings.weight"
-    : "backbone.embedding.weight";
-  const embedding = host(src.take(embName, [V, D], cfgWhy("vocab_size × hidden_size")), [V, D]);
-  const normF = host(src.take("backbone.norm_f.weight", [D], cfgWhy("hidden_size")), [D]);
-  if (src.has("lm_head.weight")) {
-    const head = src.take("lm_head.weight", [V, D], cfgWhy("vocab_size × hidden_size"));
-    if (head.some((v, i) => !Object.is(v, embedding.data[i]))) {
-      throw new PretrainedError(
-        `${
-          src.files.get("lm_head.weight")!.file
-        }: lm_head.weight differs from ${embName} (tie_word_embeddings ` +
-          `${tied}); our LM ties its head to the embedding, so this model cannot load without changing what it computes`,
-      );
-    }
-  } else if (!tied) {
-    throw new PretrainedError(
-      `${src.label}: missing tensor lm_head.weight; config.json says tie_word_embeddings is false, so the head ` +
-        "is its own tensor",
-    );
-  }
-
   let layerCfg: Mamba1Config | Mamba2Config;
-  const layers: HostModel["params"]["layers"] = [];
-  const zeros = (n: number) => new Float32Array(n);
   if (modelType === "mamba") {
     const rawRank = c.raw("time_step_rank");
     const R = rawRank === "auto" ? Math.ceil(D / 16) : c.int("time_step_rank");
@@ -456,45 +440,6 @@ async function readHostModel(dir: string, gatedNorm: "group" | "all" | undefined
       mamba1Dims(layerCfg, D);
     } catch (e) {
       c.fail((e as Error).message);
-    }
-    for (let i = 0; i < L; i++) {
-      const p = `backbone.layers.${i}.`;
-      const inProj = src.take(`${p}mixer.in_proj.weight`, [2 * E, D], cfgWhy("2·intermediate × hidden_size"));
-      const xProj = src.take(
-        `${p}mixer.x_proj.weight`,
-        [R + 2 * N, E],
-        cfgWhy("time_step_rank + 2·state_size"),
-      );
-      const convW = src.take(`${p}mixer.conv1d.weight`, [E, 1, W], cfgWhy("intermediate × 1 × conv_kernel"));
-      const convB = convBias ? src.take(`${p}mixer.conv1d.bias`, [E], cfgWhy("intermediate")) : zeros(E);
-      const mixer: HostOf<Mamba1Params> = {
-        inX: host(rowsT(inProj, D, 0, E), [D, E]),
-        inZ: host(rowsT(inProj, D, E, 2 * E), [D, E]),
-        conv: { weight: host(convW, [E, W]), bias: host(convB, [E]) },
-        xProjDt: host(rowsT(xProj, E, 0, R), [E, R]),
-        xProjB: host(rowsT(xProj, E, R, R + N), [E, N]),
-        xProjC: host(rowsT(xProj, E, R + N, R + 2 * N), [E, N]),
-        dtProjWeight: host(
-          rowsT(
-            src.take(`${p}mixer.dt_proj.weight`, [E, R], cfgWhy("intermediate × time_step_rank")),
-            R,
-            0,
-            E,
-          ),
-          [R, E],
-        ),
-        dtProjBias: host(src.take(`${p}mixer.dt_proj.bias`, [E], cfgWhy("intermediate")), [E]),
-        aLog: host(src.take(`${p}mixer.A_log`, [E, N], cfgWhy("intermediate × state_size")), [E, N]),
-        D: host(src.take(`${p}mixer.D`, [E], cfgWhy("intermediate")), [E]),
-        outProj: host(
-          rowsT(src.take(`${p}mixer.out_proj.weight`, [D, E], cfgWhy("hidden × intermediate")), E, 0, D),
-          [
-            E,
-            D,
-          ],
-        ),
-      };
-      layers.push({ norm: host(src.take(`${p}norm.weight`, [D], cfgWhy("hidden_size")), [D]), mixer });
     }
   } else {
     const P = c.int("head_dim"), G = c.int("n_groups"), H = c.int("num_heads");
@@ -535,6 +480,82 @@ async function readHostModel(dir: string, gatedNorm: "group" | "all" | undefined
     } catch (e) {
       c.fail((e as Error).message);
     }
+  }
+  return { modelType, V, D, L, E, eps, convBias, tied, layerCfg };
+}
+
+/** Reads and checks a folder on the host: config, every tensor's name, shape and dtype. No GPU. */
+async function readHostModel(dir: string, gatedNorm: "group" | "all" | undefined): Promise<HostModel> {
+  const { modelType, V, D, L, E, eps, convBias, tied, layerCfg } = readFolderConfig(dir, gatedNorm);
+  const src = await TensorSource.open(dir);
+  const cfgWhy = (what: string) => `${what} from config.json`;
+
+  const embName = src.has("backbone.embeddings.weight") || !src.has("backbone.embedding.weight")
+    ? "backbone.embeddings.weight"
+    : "backbone.embedding.weight";
+  const embedding = host(src.take(embName, [V, D], cfgWhy("vocab_size × hidden_size")), [V, D]);
+  const normF = host(src.take("backbone.norm_f.weight", [D], cfgWhy("hidden_size")), [D]);
+  if (src.has("lm_head.weight")) {
+    const head = src.take("lm_head.weight", [V, D], cfgWhy("vocab_size × hidden_size"));
+    if (head.some((v, i) => !Object.is(v, embedding.data[i]))) {
+      throw new PretrainedError(
+        `${
+          src.files.get("lm_head.weight")!.file
+        }: lm_head.weight differs from ${embName} (tie_word_embeddings ` +
+          `${tied}); our LM ties its head to the embedding, so this model cannot load without changing what it computes`,
+      );
+    }
+  } else if (!tied) {
+    throw new PretrainedError(
+      `${src.label}: missing tensor lm_head.weight; config.json says tie_word_embeddings is false, so the head ` +
+        "is its own tensor",
+    );
+  }
+  const layers: HostModel["params"]["layers"] = [];
+  const zeros = (n: number) => new Float32Array(n);
+  if (layerCfg.kind === "mamba1") {
+    const { N, R, W } = mamba1Dims(layerCfg, D);
+    for (let i = 0; i < L; i++) {
+      const p = `backbone.layers.${i}.`;
+      const inProj = src.take(`${p}mixer.in_proj.weight`, [2 * E, D], cfgWhy("2·intermediate × hidden_size"));
+      const xProj = src.take(
+        `${p}mixer.x_proj.weight`,
+        [R + 2 * N, E],
+        cfgWhy("time_step_rank + 2·state_size"),
+      );
+      const convW = src.take(`${p}mixer.conv1d.weight`, [E, 1, W], cfgWhy("intermediate × 1 × conv_kernel"));
+      const convB = convBias ? src.take(`${p}mixer.conv1d.bias`, [E], cfgWhy("intermediate")) : zeros(E);
+      const mixer: HostOf<Mamba1Params> = {
+        inX: host(rowsT(inProj, D, 0, E), [D, E]),
+        inZ: host(rowsT(inProj, D, E, 2 * E), [D, E]),
+        conv: { weight: host(convW, [E, W]), bias: host(convB, [E]) },
+        xProjDt: host(rowsT(xProj, E, 0, R), [E, R]),
+        xProjB: host(rowsT(xProj, E, R, R + N), [E, N]),
+        xProjC: host(rowsT(xProj, E, R + N, R + 2 * N), [E, N]),
+        dtProjWeight: host(
+          rowsT(
+            src.take(`${p}mixer.dt_proj.weight`, [E, R], cfgWhy("intermediate × time_step_rank")),
+            R,
+            0,
+            E,
+          ),
+          [R, E],
+        ),
+        dtProjBias: host(src.take(`${p}mixer.dt_proj.bias`, [E], cfgWhy("intermediate")), [E]),
+        aLog: host(src.take(`${p}mixer.A_log`, [E, N], cfgWhy("intermediate × state_size")), [E, N]),
+        D: host(src.take(`${p}mixer.D`, [E], cfgWhy("intermediate")), [E]),
+        outProj: host(
+          rowsT(src.take(`${p}mixer.out_proj.weight`, [D, E], cfgWhy("hidden × intermediate")), E, 0, D),
+          [
+            E,
+            D,
+          ],
+        ),
+      };
+      layers.push({ norm: host(src.take(`${p}norm.weight`, [D], cfgWhy("hidden_size")), [D]), mixer });
+    }
+  } else {
+    const { H, G, N, W } = mamba2Dims(layerCfg, D);
     const GN = G * N, C = E + 2 * GN;
     for (let i = 0; i < L; i++) {
       const p = `backbone.layers.${i}.`;
@@ -657,6 +678,166 @@ export function tokenIdsForSymbols(
   });
 }
 
+/** The pretrained token id of each symbol, checked against the model's vocabulary (the folder's tokenizer.json). */
+function symbolTokenIds(dir: string, symbols: readonly string[], V: number): Int32Array {
+  const path = `${dir}/tokenizer.json`;
+  const ids = tokenIdsForSymbols(
+    readJsonFile(path, "symbols need the folder's tokenizer.json"),
+    symbols,
+    path,
+  );
+  ids.forEach((id, i) => {
+    if (id >= V) {
+      throw new PretrainedError(
+        `${path}: symbol ${JSON.stringify(symbols[i])} is token ${id}, beyond the model's vocab_size ${V}`,
+      );
+    }
+  });
+  return ids;
+}
+
+/** What {@link readPretrainedConfig} returns: the model a folder holds, without its tensors. */
+export interface PretrainedConfig {
+  /** Our config of the model; with `symbols`, its vocab is the symbols'. */
+  cfg: LMConfig;
+  modelType: PretrainedModelType;
+  /** With `symbols`: the pretrained token id of each symbol; else null. */
+  tokenIds: Int32Array | null;
+}
+
+/**
+ * The config of a local Hugging Face folder as {@link loadPretrained} would load it, from `config.json` (and
+ * `tokenizer.json` with `symbols`) only: no tensor is read, no GPU. For planning runs on a pretrained model.
+ * @throws {PretrainedError} as {@link loadPretrained}, for what the config and tokenizer can tell.
+ * @example
+ * ```ts ignore
+ * const { cfg } = readPretrainedConfig("weights/mamba-130m-hf", { symbols: ["a", "b", "$", "|", ".", "*"] });
+ * console.log(cfg.layers.length, cfg.dModel, cfg.vocab); // 24 768 6
+ * ```
+ */
+export function readPretrainedConfig(
+  dir: string,
+  options: Pick<LoadPretrainedOptions, "symbols" | "gatedNorm"> = {},
+): PretrainedConfig {
+  const f = readFolderConfig(dir, options.gatedNorm);
+  const tokenIds = options.symbols ? symbolTokenIds(dir, options.symbols, f.V) : null;
+  return {
+    cfg: {
+      vocab: tokenIds ? tokenIds.length : f.V,
+      dModel: f.D,
+      normEps: f.eps,
+      layers: Array.from({ length: f.L }, () => ({ ...f.layerCfg })),
+    },
+    modelType: f.modelType,
+    tokenIds,
+  };
+}
+
+/** A checkpoint read onto the host: one run's parameters and constants, ready for `initLMRuns` or upload. */
+export interface PretrainedHost extends PretrainedConfig {
+  /** {@link LMParams} with {@link HostTensor} leaves (no run axis). */
+  params: unknown;
+  /** {@link LMConsts} with host leaves: the A scale s = 1 of every layer, [1, 1] (Mamba 1) or [1] (Mamba 2). */
+  consts: unknown;
+}
+
+/**
+ * Reads and checks a local Hugging Face folder on the host (no GPU): what {@link loadPretrained} uploads, as one
+ * run's {@link HostTensor}s. With `symbols`, the embedding keeps only the rows of the symbols' tokens.
+ * @throws {PretrainedError} (or `SafetensorsError`) with one line naming the file and field or tensor.
+ */
+export async function readPretrainedHost(
+  dir: string,
+  options: Pick<LoadPretrainedOptions, "symbols" | "gatedNorm"> = {},
+): Promise<PretrainedHost> {
+  const m = await readHostModel(dir, options.gatedNorm);
+  let tokenIds: Int32Array | null = null;
+  if (options.symbols) {
+    tokenIds = symbolTokenIds(dir, options.symbols, m.cfg.vocab);
+    const { data } = m.params.embedding, D = m.cfg.dModel;
+    const rows = new Float32Array(tokenIds.length * D);
+    tokenIds.forEach((id, i) => rows.set(data.subarray(id * D, (id + 1) * D), i * D));
+    m.params.embedding = host(rows, [tokenIds.length, D]);
+    m.cfg.vocab = tokenIds.length;
+  }
+  const consts = {
+    layers: m.cfg.layers.map((l) => ({
+      aScale: host(new Float32Array([1]), l.kind === "mamba1" ? [1, 1] : [1]),
+    })),
+  };
+  return { cfg: m.cfg, modelType: m.modelType, tokenIds, params: m.params, consts };
+}
+
+/** The files a folder's model is made of, in a fixed order: config, tensors (index and shards), tokenizer. */
+function checkpointFiles(dir: string): string[] {
+  const isFile = (name: string) => {
+    try {
+      return Deno.statSync(`${dir}/${name}`).isFile;
+    } catch {
+      return false;
+    }
+  };
+  const files = ["config.json"];
+  if (isFile("model.safetensors")) files.push("model.safetensors");
+  else if (isFile("model.safetensors.index.json")) {
+    const map = readJsonFile(`${dir}/model.safetensors.index.json`, "").weight_map;
+    const shards = typeof map === "object" && map !== null
+      ? [...new Set(Object.values(map as Record<string, unknown>).map(String))].sort()
+      : [];
+    files.push("model.safetensors.index.json", ...shards);
+  } else throw new PretrainedError(`${dir}/model.safetensors: not found`);
+  if (isFile("tokenizer.json")) files.push("tokenizer.json");
+  for (const f of files) {
+    if (!isFile(f)) throw new PretrainedError(`${dir}/${f}: not found`);
+  }
+  return files;
+}
+
+const fileDigests = new Map<string, string>();
+
+/** SHA-256 of a file, read in chunks; remembered per path, size and mtime (a changed file is hashed again). */
+function fileDigest(path: string): string {
+  const st = Deno.statSync(path);
+  const memo = [path, st.size, st.mtime?.getTime(), st.ctime?.getTime(), st.ino].join("\0");
+  const known = fileDigests.get(memo);
+  if (known) return known;
+  const hash = createHash("sha256");
+  const file = Deno.openSync(path, { read: true });
+  try {
+    const chunk = new Uint8Array(8 << 20);
+    for (let n = file.readSync(chunk); n !== null && n > 0; n = file.readSync(chunk)) {
+      hash.update(chunk.subarray(0, n));
+    }
+  } finally {
+    file.close();
+  }
+  const digest = hash.digest("hex");
+  fileDigests.set(memo, digest);
+  return digest;
+}
+
+/**
+ * A content hash of the model in a local Hugging Face folder: SHA-256 over the name and SHA-256 of each file that
+ * decides what loads (`config.json`, `model.safetensors` or the index and its shards, and `tokenizer.json` when
+ * present), so any changed byte of them changes it, and moving or renaming the folder does not. Synchronous (for
+ * planning a grid); each file's hash is remembered in the process until its size or mtime changes.
+ * @throws {PretrainedError} when the folder lacks `config.json` or the tensors.
+ * @example
+ * ```ts ignore
+ * const sha256 = checkpointDigest("weights/mamba-130m-hf"); // 64 hex digits
+ * ```
+ */
+export function checkpointDigest(dir: string): string {
+  try {
+    if (!Deno.statSync(dir).isDirectory) throw new PretrainedError(`${dir}: not a folder`);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw new PretrainedError(`${dir}: no such folder`);
+    throw e;
+  }
+  const lines = checkpointFiles(dir).map((f) => `${f} ${fileDigest(`${dir}/${f}`)}\n`);
+  return createHash("sha256").update(lines.join("")).digest("hex");
+}
+
 function uploadRuns(t: HostTensor, K: number): Tensor {
   const n = t.data.length;
   const data = new Float32Array(K * n);
@@ -701,37 +882,10 @@ export async function loadPretrained(
   if (!Number.isInteger(K) || K < 1) {
     throw new RangeError(`loadPretrained: runs must be an integer ≥ 1, got ${K}`);
   }
-  const m = await readHostModel(dir, options.gatedNorm);
-  let tokenIds: Int32Array | null = null;
-  if (options.symbols) {
-    const path = `${dir}/tokenizer.json`;
-    tokenIds = tokenIdsForSymbols(
-      readJsonFile(path, "symbols need the folder's tokenizer.json"),
-      options.symbols,
-      path,
-    );
-    const { data } = m.params.embedding, D = m.cfg.dModel, V = m.cfg.vocab;
-    const rows = new Float32Array(tokenIds.length * D);
-    tokenIds.forEach((id, i) => {
-      if (id >= V) {
-        throw new PretrainedError(
-          `${path}: symbol ${
-            JSON.stringify(options.symbols![i])
-          } is token ${id}, beyond the model's vocab_size ${V}`,
-        );
-      }
-      rows.set(data.subarray(id * D, (id + 1) * D), i * D);
-    });
-    m.params.embedding = host(rows, [tokenIds.length, D]);
-    m.cfg.vocab = tokenIds.length;
-  }
+  const m = await readPretrainedHost(dir, options);
   const params = uploadTree(m.params, K) as LMParams;
-  const consts: LMConsts = {
-    layers: m.cfg.layers.map((l) => ({
-      aScale: tensor(new Float32Array(K).fill(1), l.kind === "mamba1" ? [K, 1, 1] : [K, 1]),
-    })),
-  };
-  return { cfg: m.cfg, params, consts, modelType: m.modelType, tokenIds };
+  const consts = uploadTree(m.consts, K) as LMConsts;
+  return { cfg: m.cfg, params, consts, modelType: m.modelType, tokenIds: m.tokenIds };
 }
 
 /**

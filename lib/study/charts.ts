@@ -175,7 +175,12 @@ function lineSpec(where: string, o: LineChartOptions, band?: { yLow: string; yHi
     title: o.xTitle ?? o.x,
     // A log scale's nice domain runs to the next power of ten: ticks at 50..1000 would float in empty space.
     scale: xScale === "log" ? { type: "log", nice: false, padding: 10 } : { zero: false },
-    axis: xScale === "log" && xs.length > 0 && xs.length <= 12 ? { values: xs, format: "~g" } : {},
+    axis: xScale === "log" && xs.length > 0 && xs.length <= 12
+      ? { values: xs, format: "~g" }
+      // Integer x (lengths, layers, steps): no ticks between integers.
+      : xs.length > 0 && xs.every(Number.isInteger)
+      ? { tickMinStep: 1, format: "d" }
+      : {},
   };
   const yScaleSpec: Record<string, unknown> = yScale === "log" ? { type: "log" } : { zero: false };
   if (o.yDomain) yScaleSpec.domain = [...o.yDomain];
@@ -828,5 +833,103 @@ export function attentionMapPanel(
     ...(o.subtitle !== undefined ? { subtitle: o.subtitle } : {}),
     ...(domain[1] > domain[0] ? { domain } : {}),
     ...(o.colorTitle !== undefined ? { colorTitle: o.colorTitle } : {}),
+  };
+}
+
+/** Options of {@link heatmapPanels}: {@link heatmap}'s, for several matrices side by side. */
+export interface HeatmapPanelsOptions {
+  /** One panel per matrix, in order, titled by `label`; every matrix (rows, cols) of the same size. */
+  panels: readonly { label: string; matrix: readonly (readonly number[])[] | readonly ArrayLike<number>[] }[];
+  title: string;
+  subtitle?: string;
+  xTitle?: string;
+  yTitle?: string;
+  /** Legend title; default "value". */
+  colorTitle?: string;
+  /** Vega sequential scheme; default "viridis". */
+  scheme?: string;
+  /** One colour range for every panel, e.g. [0, 1]; default: the range of all of them. */
+  domain?: readonly [number, number];
+  /** Panels per row; default min(panels, 4). */
+  columns?: number;
+  /** Panel edge in pixels; default 150. */
+  panelSize?: number;
+}
+
+/**
+ * Vega-Lite spec: several matrices as small heatmaps on one shared colour scale (one panel each, e.g. the attention
+ * maps of several layers), `columns` per row. Row i of each matrix is drawn as row i from the top.
+ *
+ * @throws {RangeError} when there are no panels, a matrix is empty or ragged, or matrices differ in size.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { heatmapPanels } from "./charts.ts";
+ * const T = 5;
+ * const decay = (r: number) => Array.from({ length: T }, (_, i) => Array.from({ length: T }, (_, j) => (j <= i ? r ** (i - j) : 0)));
+ * const spec = heatmapPanels({
+ *   panels: [{ label: "layer 0", matrix: decay(0.5) }, { label: "layer 1", matrix: decay(1) }],
+ *   title: "Average attention mask", xTitle: "key", yTitle: "query", domain: [0, 1],
+ * });
+ * assert.equal((spec.data as { values: unknown[] }).values.length, 2 * T * T);
+ * ```
+ */
+export function heatmapPanels(o: HeatmapPanelsOptions): VegaLiteSpec {
+  if (o.panels.length === 0) throw new RangeError("heatmapPanels: panels must not be empty");
+  const rows = o.panels[0].matrix.length;
+  const cols = rows > 0 ? o.panels[0].matrix[0].length : 0;
+  if (rows === 0 || cols === 0) {
+    throw new RangeError(`heatmapPanels: panel "${o.panels[0].label}" is empty (${rows}×${cols})`);
+  }
+  const values: { panel: string; row: number; col: number; value: number }[] = [];
+  for (const { label, matrix } of o.panels) {
+    if (matrix.length !== rows || matrix.some((r) => r.length !== cols)) {
+      throw new RangeError(
+        `heatmapPanels: panel "${label}" is not ${rows}×${cols} like panel "${o.panels[0].label}"`,
+      );
+    }
+    for (let i = 0; i < rows; i++) {
+      for (let j = 0; j < cols; j++) {
+        const v = matrix[i][j];
+        if (Number.isFinite(v)) values.push({ panel: label, row: i, col: j, value: v });
+      }
+    }
+  }
+  const size = o.panelSize ?? 150;
+  const colorScale: Record<string, unknown> = { scheme: o.scheme ?? "viridis" };
+  if (o.domain) colorScale.domain = [...o.domain];
+  return {
+    $schema: VEGA_LITE_SCHEMA,
+    title: o.subtitle ? { text: o.title, subtitle: o.subtitle } : o.title,
+    data: { values },
+    facet: {
+      field: "panel",
+      type: "nominal",
+      title: null,
+      sort: o.panels.map((p) => p.label),
+      header: { labelFontSize: 12 },
+    },
+    columns: o.columns ?? Math.min(o.panels.length, 4),
+    spec: {
+      width: Math.round(size * Math.min(1, cols / Math.max(rows, cols))),
+      height: Math.round(size * Math.min(1, rows / Math.max(rows, cols))),
+      mark: { type: "rect" },
+      encoding: {
+        x: {
+          field: "col",
+          type: "ordinal",
+          title: o.xTitle ?? "column",
+          axis: { ...axisFor(cols, undefined, "columns", "xLabels"), labelFontSize: 9 },
+        },
+        y: {
+          field: "row",
+          type: "ordinal",
+          title: o.yTitle ?? "row",
+          axis: { ...axisFor(rows, undefined, "rows", "yLabels"), labelFontSize: 9 },
+        },
+        color: { field: "value", type: "quantitative", title: o.colorTitle ?? "value", scale: colorScale },
+      },
+    },
+    config: { ...structuredClone(CHART_CONFIG), view: { stroke: null } },
   };
 }

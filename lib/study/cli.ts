@@ -44,7 +44,10 @@ export function helpText(
 ): string {
   const lines = [usage, "", "Flags:"];
   for (const [name, s] of Object.entries(specs)) {
-    const def = "default" in s && s.default !== undefined ? ` (default: ${show(s.default)})` : "";
+    // An empty string default means "not given" (a flag a figure requires, or an optional path).
+    const def = "default" in s && s.default !== undefined && s.default !== ""
+      ? ` (default: ${show(s.default)})`
+      : "";
     const choices = "choices" in s && s.choices ? ` [${s.choices.join("|")}]` : "";
     lines.push(`  --${kebab(name)}${s.type === "boolean" ? "" : " <" + s.type + ">"}${choices}`);
     lines.push(`      ${s.help}${def}${notes[name] ? ` ${notes[name]}` : ""}`);

@@ -8,6 +8,8 @@
  * <out>/claims/<runId>.json       a worker's claim on a run, created exclusively (O_EXCL), its mtime the
  *                                 worker's heartbeat; removed when the run is done
  * <out>/checkpoints/<group>.ckpt  the checkpoint of a group of runs training together
+ * <out>/analyses/<name>.json      a figure's computation besides its runs (e.g. of a pretrained model), with
+ *                                 the hash of its inputs and a checksum
  * <out>/damaged/                  result and checkpoint files that failed their checks, set aside
  * <out>/runs.csv, summaries, charts, index.html   rebuilt from runs/ by whichever worker finishes last
  * ```
@@ -84,8 +86,10 @@ export class ResultsFolder {
   readonly claims: string;
   readonly checkpoints: string;
   readonly damaged: string;
+  readonly analyses: string;
   constructor(readonly root: string) {
     this.runs = join(root, "runs");
+    this.analyses = join(root, "analyses");
     this.claims = join(root, "claims");
     this.checkpoints = join(root, "checkpoints");
     this.damaged = join(root, "damaged");
@@ -106,6 +110,10 @@ export class ResultsFolder {
 
   checkpointPath(group: string): string {
     return join(this.checkpoints, `${group}.ckpt`);
+  }
+
+  analysisPath(name: string): string {
+    return join(this.analyses, `${name}.json`);
   }
 
   /** Moves a damaged file into `damaged/` (keeping it for inspection) and says where. */
@@ -332,5 +340,56 @@ export function releaseClaims(folder: ResultsFolder, ids: readonly string[], wor
       const info = JSON.parse(readTextOrNull(path) ?? "null") as ClaimInfo | null;
       if (info && info.worker === worker && info.pid === Deno.pid) Deno.removeSync(path);
     } catch { /* gone already */ }
+  }
+}
+
+/** What an analysis wrote: its value, and the hash of the inputs it was computed from. */
+export interface AnalysisResult {
+  format: "mimetic-analysis/1";
+  name: string;
+  /** SHA-256 of the canonical JSON of `inputs`. */
+  inputsId: string;
+  inputs: unknown;
+  value: unknown;
+  seconds: number;
+  device: string;
+  finishedAt: string;
+  /** SHA-256 of the canonical JSON of every other field. */
+  checksum: string;
+}
+
+/** The id of an analysis's inputs: SHA-256 of their canonical JSON. */
+export function analysisInputsId(inputs: unknown): string {
+  return sha256(canonicalJson(inputs, "inputs"));
+}
+
+/** Writes an analysis atomically, with its checksum. */
+export function writeAnalysis(
+  folder: ResultsFolder,
+  a: Omit<AnalysisResult, "checksum" | "format" | "inputsId">,
+): void {
+  const body = { format: "mimetic-analysis/1" as const, ...a, inputsId: analysisInputsId(a.inputs) };
+  Deno.mkdirSync(folder.analyses, { recursive: true });
+  writeFileAtomic(
+    folder.analysisPath(a.name),
+    JSON.stringify({ ...body, checksum: sha256(canonicalJson(body)) }) + "\n",
+  );
+}
+
+/**
+ * The stored analysis `name` when it was computed from these inputs; null when there is none, or it is from other
+ * inputs, or it is damaged (bad JSON, wrong format, checksum mismatch).
+ */
+export function readAnalysis(folder: ResultsFolder, name: string, inputs: unknown): AnalysisResult | null {
+  const text = readTextOrNull(folder.analysisPath(name));
+  if (text === null) return null;
+  try {
+    const a = JSON.parse(text) as AnalysisResult;
+    if (!a || a.format !== "mimetic-analysis/1" || a.name !== name) return null;
+    const { checksum, ...rest } = a;
+    if (sha256(canonicalJson(rest)) !== checksum) return null;
+    return a.inputsId === analysisInputsId(inputs) ? a : null;
+  } catch {
+    return null;
   }
 }

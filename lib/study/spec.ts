@@ -134,7 +134,7 @@ export function validateSpec(spec: RunSpec, tasks: TaskTable): void {
       throw new RangeError(`layer ${i}: ${(e as Error).message}`);
     }
   });
-  initRule(spec.init).validate(spec.init as never, model.layers.length);
+  initRule(spec.init).validate(spec.init as never, model);
   const task = tasks[spec.task.kind];
   if (!task) {
     throw new RangeError(

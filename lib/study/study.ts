@@ -17,7 +17,7 @@
  * @module
  */
 import { join, resolve } from "node:path";
-import { initGpu, probeAdapter } from "../core/runtime.ts";
+import { gpuInfo, initGpu, probeAdapter } from "../core/runtime.ts";
 import { GpuUnavailableError } from "../core/runtime.ts";
 import type { TaskTable } from "../train/task.ts";
 import type { VegaLiteSpec } from "./charts.ts";
@@ -25,7 +25,14 @@ import { type Flags, type FlagSpec, helpText, kebab, parseFlags, runMain, UsageE
 import { type CsvRow, writeCsv } from "./csv.ts";
 import { fmtSeconds } from "./progress.ts";
 import { writeChart, writeIndexHtml } from "./render.ts";
-import { readResults, ResultsFolder, type RunResult } from "./results.ts";
+import {
+  analysisInputsId,
+  readAnalysis,
+  readResults,
+  ResultsFolder,
+  type RunResult,
+  writeAnalysis,
+} from "./results.ts";
 import { flattenSpec, runId, type RunSpec, validateSpec } from "./spec.ts";
 import { type PlannedRun, runWorker } from "./sweep.ts";
 
@@ -45,7 +52,8 @@ export const COMMON_FLAGS = {
   fresh: {
     type: "boolean",
     help:
-      "delete the earlier results, claims and checkpoints in --out first (never while other workers use it)",
+      "delete the earlier results, claims, checkpoints and analyses in --out first (never while other workers " +
+      "use it)",
   },
   shard: {
     type: "string",
@@ -97,6 +105,21 @@ export interface GridRun {
   labels: Record<string, string | number | boolean>;
 }
 
+/**
+ * A computation a figure needs besides its runs, e.g. an analysis of a pretrained model that is not trained: done
+ * once per results folder, on the GPU, before the sweep, and stored in `<out>/analyses/<name>.json` with the hash
+ * of its inputs. A worker computes it when the file is missing or was computed from other inputs; `--report` and
+ * `--list` never compute it (the report then gets `undefined`).
+ */
+export interface StudyAnalysis {
+  /** Its name (letters, digits, `_`, `-`): the file name and the key of `ReportContext.analysis`. */
+  name: string;
+  /** Plain data that decides the value (hashed like a run spec: other inputs, another computation). */
+  inputs: unknown;
+  /** Computes the value, plain JSON data (finite numbers). Runs after `initGpu`. */
+  compute(): Promise<unknown>;
+}
+
 /** One row per run and final evaluation length: the run's labels, its metrics and its key spec values. */
 export type ResultRow = Record<string, string | number | boolean | null>;
 
@@ -121,6 +144,8 @@ export interface ReportContext<V> {
   chart(name: string, spec: VegaLiteSpec, caption: string): Promise<void>;
   /** Adds a paragraph to the index page. */
   note(text: string): void;
+  /** The value of the study's analysis `name` computed from its current inputs, or undefined if not computed. */
+  analysis(name: string): unknown;
 }
 
 /** A figure's declaration. */
@@ -139,6 +164,8 @@ export interface StudyDefinition<F extends Record<string, FlagSpec>> {
   scales: Record<ScaleName, Partial<StudyValues<F>> & ScaleTuning>;
   /** The grid of runs. Throw a UsageError (or RangeError) for flag combinations that make no sense. */
   plan(values: StudyValues<F>): GridRun[];
+  /** Computations besides the runs, e.g. of a pretrained model (see {@link StudyAnalysis}). */
+  analyses?(values: StudyValues<F>): StudyAnalysis[];
   /** Writes summaries and charts from the results (called after every worker's sweep, on what is done). */
   report(ctx: ReportContext<StudyValues<F>>): Promise<void> | void;
 }
@@ -255,6 +282,7 @@ async function writeReport<F extends Record<string, FlagSpec>>(
   scale: ScaleName,
   values: StudyValues<F>,
   grid: readonly PlannedRun[],
+  analyses: readonly StudyAnalysis[],
 ): Promise<number> {
   const folder = new ResultsFolder(out);
   const byId = readResults(folder);
@@ -306,6 +334,10 @@ async function writeReport<F extends Record<string, FlagSpec>>(
       charts.push({ name, caption });
     },
     note: (text) => void notes.push(text),
+    analysis: (name) => {
+      const a = analyses.find((x) => x.name === name);
+      return a ? readAnalysis(folder, name, a.inputs)?.value : undefined;
+    },
   };
   if (results.length > 0) await def.report(ctx);
   const status = results.length === grid.length
@@ -394,10 +426,19 @@ export async function runStudy<F extends Record<string, FlagSpec>>(
     seen.set(id, g);
     planned.push({ id, spec: g.spec, labels: g.labels });
   }
+  const analyses = def.analyses?.(values as StudyValues<F>) ?? [];
+  const names = new Set<string>();
+  for (const a of analyses) {
+    if (!/^[A-Za-z0-9_-]+$/.test(a.name) || names.has(a.name)) {
+      throw new Error(`study ${def.name}: analysis name ${JSON.stringify(a.name)} is not a new file name`);
+    }
+    names.add(a.name);
+    analysisInputsId(a.inputs); // plain data, or a RangeError naming the field
+  }
   checkOut(out);
   const folder = new ResultsFolder(out);
   if (common.fresh) {
-    for (const d of [folder.runs, folder.claims, folder.checkpoints]) {
+    for (const d of [folder.runs, folder.claims, folder.checkpoints, folder.analyses]) {
       try {
         Deno.removeSync(d, { recursive: true });
       } catch (e) {
@@ -421,6 +462,21 @@ export async function runStudy<F extends Record<string, FlagSpec>>(
         shard ? ` (share ${shard.index}/${shard.count})` : ""
       }; results in ${out}`,
     );
+    for (const a of analyses) {
+      if (readAnalysis(folder, a.name, a.inputs)) continue;
+      const start = performance.now();
+      const value = await a.compute();
+      const seconds = (performance.now() - start) / 1000;
+      writeAnalysis(folder, {
+        name: a.name,
+        inputs: a.inputs,
+        value,
+        seconds,
+        device: gpuInfo().description,
+        finishedAt: new Date().toISOString(),
+      });
+      console.error(`${def.name}: analysis ${a.name} computed in ${fmtSeconds(seconds)}`);
+    }
     const tuning = preset as ScaleTuning;
     const report = await runWorker(planned, {
       out,
@@ -436,7 +492,7 @@ export async function runStudy<F extends Record<string, FlagSpec>>(
     });
     trained = report.trained;
   }
-  const done = await writeReport(def, out, scale, values as StudyValues<F>, planned);
+  const done = await writeReport(def, out, scale, values as StudyValues<F>, planned, analyses);
   console.error(
     `${def.name}: ${done}/${planned.length} runs done (${trained} trained here) in ${
       fmtSeconds((performance.now() - t0) / 1000)

@@ -81,14 +81,18 @@ export interface WorkerReport {
 
 const log = (line: string) => console.error(line);
 
-/** The runs of one group, as the trainer sees them. */
+/** The runs of one group, as the trainer sees them (an init that starts from weights gives them per run). */
 function trainRuns(group: readonly PlannedRun[]): TrainRun[] {
-  return group.map(({ spec }) => ({
-    seed: spec.seed,
-    lr: spec.train.lr,
-    weightDecay: spec.train.weightDecay,
-    mimetic: (layer: number) => initRule(spec.init).layer(spec.init as never, layer),
-  }));
+  return group.map(({ spec }) => {
+    const rule = initRule(spec.init);
+    return {
+      seed: spec.seed,
+      lr: spec.train.lr,
+      weightDecay: spec.train.weightDecay,
+      mimetic: (layer: number) => rule.layer(spec.init as never, layer),
+      initial: rule.params ? () => rule.params!(spec.init as never, spec.model) : undefined,
+    };
+  });
 }
 
 function taskOf(tasks: TaskTable, spec: RunSpec): { task: Task<TaskConfig>; cfg: TaskConfig } {

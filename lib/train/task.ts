@@ -29,6 +29,11 @@ export interface Task<C extends TaskConfig = TaskConfig> {
   trainBatch(key: Key, cfg: C, batch: number): TaskBatch;
   /** `samples` evaluation rows at `length`, whose mask marks the scored positions. */
   evalRows(key: Key, cfg: C, length: number, samples: number): EvalRows;
+  /**
+   * One printable character per token id, in id order (vocabSize of them): how the task's tokens map onto a
+   * pretrained tokenizer's single-character tokens. Throws a RangeError when the config has too many tokens.
+   */
+  symbols?(cfg: C): string[];
 }
 
 /** A table of tasks by kind. */

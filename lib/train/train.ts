@@ -9,14 +9,14 @@
 import { valueAndGrad } from "../ops/autodiff.ts";
 import { CheckpointError, loadCheckpoint, restoreCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import type { Mimetic } from "../nn/init.ts";
-import { initLM, type LMConfig, type LMConsts, lmLoss, type LMParams } from "../nn/lm.ts";
+import { type HostRun, initLMRuns, type LMConfig, type LMConsts, lmLoss, type LMParams } from "../nn/lm.ts";
 import { adamwInit, type AdamWState, adamwStep, disposeAdamW, lrSchedule } from "./optim.ts";
 import { foldIn, type Key, key, split } from "../core/random.ts";
 import { disposeTree, keep, readTensors, type Tensor, tensor, tidy } from "../core/tensor.ts";
 import { flush, gpuInfo } from "../core/runtime.ts";
 import { adapterMemory, trainingFitMessage } from "./memory.ts";
 
-/** One run: its seed, peak learning rate, weight decay, and mimetic components per layer. */
+/** One run: its seed, peak learning rate, weight decay, and its init (mimetic components per layer, or weights). */
 export interface TrainRun {
   seed: number;
   lr: number;
@@ -24,6 +24,12 @@ export interface TrainRun {
   weightDecay?: number;
   /** Mimetic components of layer i (DEFAULT_INIT for the default init). */
   mimetic: (layer: number) => Mimetic;
+  /**
+   * The run's initial parameters and constants instead of its seed's draws (e.g. a pretrained checkpoint, read on
+   * the host); the seed still keys the run's data. What they are is not in the checkpoint fingerprint: say it in
+   * the options' `fingerprint` (the study layer passes run ids, which cover the init).
+   */
+  initial?: () => Promise<HostRun>;
 }
 
 /** A batch from a task: (B, T) row-major int32 ids and targets, f32 loss mask. */
@@ -178,7 +184,11 @@ export async function trainLM(
   validate(opts, runs);
   const K = runs.length;
   const keys = runs.map((r) => runKeys(r.seed));
-  const { params, consts } = initLM(keys.map((k) => k.init), cfg, (k, layer) => runs[k].mimetic(layer));
+  const presets = await Promise.all(runs.map((r) => r.initial?.() ?? null));
+  const { params, consts } = initLMRuns(
+    cfg,
+    runs.map((r, k) => presets[k] ? { preset: presets[k]! } : { key: keys[k].init, mimetic: r.mimetic }),
+  );
   keep([params, consts]);
   const opt: AdamWState = adamwInit(params, { noDecay: opts.noDecay });
   const schedules = runs.map((r) => lrSchedule({ peak: r.lr, warmup: opts.warmup, total: opts.steps }));
