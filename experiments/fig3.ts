@@ -155,11 +155,11 @@ const study = defineStudy({
       checkpointEvery: 0,
     },
     quick: {
-      // 2 layers of width 128 instead of 24 of 1024, 1500 steps, 2 seeds, one lr (3e-3: fig7's quick calibration
+      // 2 layers of width 128 instead of 24 of 1024, 800 steps, 2 seeds, one lr (3e-3: fig7's quick calibration
       // for short training); 24 Mamba 2 inits × 2 seeds train as one group of 48 runs, 16 Mamba 1 × 2 as one of 32.
       seeds: 2,
       lrs: [3e-3],
-      steps: 1500,
+      steps: 800,
       batch: 32,
       dModel: 128,
       layers: 2,

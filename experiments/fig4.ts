@@ -195,11 +195,11 @@ const study = defineStudy({
     },
     quick: {
       // Eight trainings (per task: default + mimetic together on the run axis, K 4; the hybrid, K 2) of an
-      // 8-layer D 128 model, 1000 steps each: about 5 min on one H200 (estimate; see the README). One lr, 2e-3,
+      // 8-layer D 128 model, 800 steps each: about 4 min on one H200 (estimate; see the README). One lr, 2e-3,
       // between the paper's 1e-3 and fig7's quick 3e-3 (these runs are 5× shorter than the paper's), not tuned.
       seeds: 2,
       lrs: [2e-3],
-      steps: 1000,
+      steps: 800,
       batch: 32,
       layers: 8,
       targetLayer: 3,

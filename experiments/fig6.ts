@@ -130,13 +130,13 @@ const study = defineStudy({
       checkpointEvery: 0,
     },
     quick: {
-      // 18 groups (2 mixers × 3 V × 3 L) of 4 runs (2 inits × 2 seeds); width 128, 2 layers, 1000 steps, one lr
+      // 18 groups (2 mixers × 3 V × 3 L) of 4 runs (2 inits × 2 seeds); width 128, 2 layers, 600 steps, one lr
       // (3e-3: fig7's quick calibration for short training).
       vocabs: [8, 64, 512],
       trainLens: [25, 50, 100],
       seeds: 2,
       lrs: [3e-3],
-      steps: 1000,
+      steps: 600,
       batch: 32,
       dModel: 128,
       layers: 2,
