@@ -49,12 +49,14 @@ var<workgroup> sDB: array<vec4<f32>, WC * PSTR>;  // [j][tt][n / 4]: dB summed o
 // x itself, hidden from the compiler (p.KB < 2^31, so the xor is with 0): Kahan's compensation (t - s) - y is 0 to
 // an optimiser that treats float adds as associative, and Mesa's does (measured: the compensation came out 0).
 fn opaque(x: VE) -> VE { return bitcast<VE>(bitcast<{{VU}}>(x) ^ {{VU}}(p.KB >> 31u)); }
-// Kahan summation of dA (over all T): the value s and its compensation c, which carries the lost low bits.
-fn kahan(s: ptr<function, VE>, c: ptr<function, VE>, y0: VE) {
-  let y = y0 - *c;
-  let t = opaque(*s + y);
-  *c = (t - *s) - y;
-  *s = t;
+// Kahan summation of dA (over all T): the value s and its compensation c, which carries the lost low bits. Values
+// in and out rather than pointers: naga's SPIR-V backend (the Vulkan path) panics on pointers to array elements
+// passed to a function ("Expression [..] is not cached"), which its GLSL backend accepts.
+struct Kahan { s: VE, c: VE }
+fn kahan(s: VE, c: VE, y0: VE) -> Kahan {
+  let y = y0 - c;
+  let t = opaque(s + y);
+  return Kahan(t, (t - s) - y);
 }
 fn hdot(a: VE, b: VE) -> f32 { return {{HDOT}}; }
 
@@ -167,7 +169,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         pbd = fma(dh$n, VE(b$q.$c), pbd);
         let bcarry$n = carry[$n] * b$q.$c;
         gs = fma(A2[$n], bcarry$n, gs);
-        kahan(&dA[$n], &dAc[$n], ncdu * bcarry$n);
+        let k1$n = kahan(dA[$n], dAc[$n], ncdu * bcarry$n); dA[$n] = k1$n.s; dAc[$n] = k1$n.c;
         db$q.$c = hdot(du, dh$n);
         carry[$n] = exp2(dl * A2[$n]) * dh$n;
         //@end
@@ -188,7 +190,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             //@unroll_n
             if (s * NR + $nu < p.N) {
               let r$n = carry[$n] * load_HS(((row * p.E + gj * RE) * p.NC + cp) * p.N + s * NR + $nu, p.NC * p.N);
-              kahan(&dA[$n], &dAc[$n], wt * r$n);
+              let k2$n = kahan(dA[$n], dAc[$n], wt * r$n); dA[$n] = k2$n.s; dAc[$n] = k2$n.c;
               nb = fma(A2[$n], r$n, nb);
             }
             //@end

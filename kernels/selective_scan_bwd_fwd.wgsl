@@ -50,12 +50,14 @@ var<workgroup> sDC: array<vec4<f32>, WC * PSTR>;  // [j][tt][n / 4]: dC summed o
 // x itself, hidden from the compiler (p.KB < 2^31, so the xor is with 0): Kahan's compensation (t - s) - y is 0 to
 // an optimiser that treats float adds as associative, and Mesa's does (measured: the compensation came out 0).
 fn opaque(x: VE) -> VE { return bitcast<VE>(bitcast<{{VU}}>(x) ^ {{VU}}(p.KB >> 31u)); }
-// Kahan summation of dA (over all T): the value s and its compensation c, which carries the lost low bits.
-fn kahan(s: ptr<function, VE>, c: ptr<function, VE>, y0: VE) {
-  let y = y0 - *c;
-  let t = opaque(*s + y);
-  *c = (t - *s) - y;
-  *s = t;
+// Kahan summation of dA (over all T): the value s and its compensation c, which carries the lost low bits. Values
+// in and out rather than pointers: naga's SPIR-V backend (the Vulkan path) panics on pointers to array elements
+// passed to a function ("Expression [..] is not cached"), which its GLSL backend accepts.
+struct Kahan { s: VE, c: VE }
+fn kahan(s: VE, c: VE, y0: VE) -> Kahan {
+  let y = y0 - c;
+  let t = opaque(s + y);
+  return Kahan(t, (t - s) - y);
 }
 fn hdot(a: VE, b: VE) -> f32 { return {{HDOT}}; }
 fn sigmoid_(x: VE) -> VE { return 1.0 / (1.0 + exp(-x)); }
@@ -162,7 +164,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let chp$n = hp$n * c$q.$c;
         if (HAS_Z) { y = fma(h[$n], VE(c$q.$c), y); }
         f = fma(A2[$n], chp$n, f);
-        kahan(&dA[$n], &dAc[$n], cg * chp$n);
+        let k1$n = kahan(dA[$n], dAc[$n], cg * chp$n); dA[$n] = k1$n.s; dAc[$n] = k1$n.c;
         dc$q.$c = hdot(g, h[$n]);
         //@end
         //@unroll_q
