@@ -21,9 +21,9 @@ import {
   type InitSpec,
   lineChart,
   lineWithBands,
-  MAMBA1_DEFAULTS,
-  MAMBA2_DEFAULTS,
-  MIMETIC_ALL,
+  mambaMixer,
+  MIMETIC_COMPONENTS,
+  mimeticInit,
   type MixerConfig,
   type RunResult,
   seedsOf,
@@ -32,8 +32,6 @@ import {
   trainSpecOf,
   UsageError,
 } from "../mod.ts";
-
-const COMPONENTS = ["A", "delta", "qk", "conv"] as const;
 
 /** A causal map's rows, keys j > i (never attended) left out of the heatmap (NaN): they are not zeros to colour. */
 const causalRows = (map: readonly number[], T: number) =>
@@ -76,7 +74,7 @@ const study = defineStudy({
     },
     mimetic: {
       type: "strings",
-      choices: ["paper", ...COMPONENTS],
+      choices: ["paper", ...MIMETIC_COMPONENTS],
       default: ["paper"],
       help: "mimetic components, when --inits has mimetic; paper: Mamba 1 A,delta,qk, Mamba 2 all four",
     },
@@ -228,25 +226,17 @@ const study = defineStudy({
         `--attention-heads ${v.attentionHeads} must divide --d-model ${v.dModel} when --attention-head-dim is 0`,
       );
     }
-    if (v.mimetic.includes("paper") && v.mimetic.length > 1) {
-      throw new UsageError(
-        `--mimetic: "paper" stands for the paper's components; list either it or components`,
-      );
-    }
-    const on = (c: (typeof COMPONENTS)[number]) =>
-      v.mimetic.includes("paper") ? c !== "conv" || v.mixer === "mamba2" : v.mimetic.includes(c);
-    const mimetic: InitSpec = {
-      ...MIMETIC_ALL,
+    const kind = v.mixer as "mamba1" | "mamba2";
+    const mimetic: InitSpec = mimeticInit(v.mimetic, kind, {
       c: v.c,
-      A: on("A"),
-      delta: on("delta"),
-      qk: on("qk"),
-      conv: on("conv"),
       convScope: v.convScope as "xBC" | "x",
-    };
-    const mamba: MixerConfig = v.mixer === "mamba1"
-      ? { ...MAMBA1_DEFAULTS, dState: v.stateSize, expand: v.expand }
-      : { ...MAMBA2_DEFAULTS, dState: v.stateSize, headDim: v.headDim, expand: v.expand };
+      flag: "--mimetic",
+    });
+    const mamba: MixerConfig = mambaMixer(kind, {
+      dState: v.stateSize,
+      headDim: v.headDim,
+      expand: v.expand,
+    });
     const attention: MixerConfig = {
       ...ATTENTION_DEFAULTS,
       variant: v.attentionVariant as "softmax" | "linear",

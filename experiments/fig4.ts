@@ -28,9 +28,9 @@ import {
   evalSpecOf,
   heatmapRow,
   lineWithBands,
-  MAMBA1_DEFAULTS,
-  MAMBA2_DEFAULTS,
-  MIMETIC_ALL,
+  mambaMixer,
+  MIMETIC_COMPONENTS,
+  mimeticInit,
   type MixerConfig,
   type ResultRow,
   type RunResult,
@@ -44,7 +44,6 @@ import {
 
 const TASK_NAMES = ["copy", "stack", "mqar", "sort"] as const;
 const ARMS = ["default", "mimetic", "attention"] as const;
-const COMPONENTS = ["A", "delta", "qk", "conv"] as const;
 const ARM_TITLES: Record<string, string> = {
   default: "default init",
   mimetic: "mimetic layer",
@@ -112,7 +111,7 @@ const study = defineStudy({
     },
     components: {
       type: "strings",
-      choices: ["paper", ...COMPONENTS],
+      choices: ["paper", ...MIMETIC_COMPONENTS],
       default: ["paper"],
       help: "mimetic components (paper: A,delta,qk for Mamba 1, and conv for Mamba 2)",
     },
@@ -247,17 +246,13 @@ const study = defineStudy({
         })`,
       );
     }
-    if (v.components.includes("paper") && v.components.length > 1) {
-      throw new UsageError(`--components: "paper" stands for the paper's set; list it alone or not at all`);
-    }
-    const on = new Set<string>(
-      v.components.includes("paper")
-        ? ["A", "delta", "qk", ...(v.mixer === "mamba2" ? ["conv"] : [])]
-        : v.components,
-    );
-    const mamba: MixerConfig = v.mixer === "mamba1"
-      ? { ...MAMBA1_DEFAULTS, dState: v.dState, expand: v.expand }
-      : { ...MAMBA2_DEFAULTS, dState: v.dState, headDim: v.headDim, expand: v.expand };
+    const kind = v.mixer as "mamba1" | "mamba2";
+    const mimetic = mimeticInit(v.components, kind, {
+      c: v.c,
+      layers: [v.targetLayer],
+      flag: "--components",
+    });
+    const mamba: MixerConfig = mambaMixer(kind, { dState: v.dState, headDim: v.headDim, expand: v.expand });
     const attention: MixerConfig = {
       ...ATTENTION_DEFAULTS,
       variant: "softmax",
@@ -269,18 +264,7 @@ const study = defineStudy({
         { length: v.layers },
         (_, i) => (arm === "attention" && i === v.targetLayer ? attention : mamba),
       );
-    const initOf = (arm: string) =>
-      arm === "mimetic"
-        ? {
-          ...MIMETIC_ALL,
-          c: v.c,
-          A: on.has("A"),
-          delta: on.has("delta"),
-          qk: on.has("qk"),
-          conv: on.has("conv"),
-          layers: [v.targetLayer],
-        }
-        : { kind: "default" as const };
+    const initOf = (arm: string) => arm === "mimetic" ? mimetic : { kind: "default" as const };
     const taskOf = (task: string): RunSpec["task"] =>
       task === "mqar"
         ? {

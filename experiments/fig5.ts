@@ -27,9 +27,9 @@ import {
   type GridRun,
   heatmapRow,
   lineWithBands,
-  MAMBA1_DEFAULTS,
-  MAMBA2_DEFAULTS,
-  MIMETIC_ALL,
+  mambaMixer,
+  MIMETIC_COMPONENTS,
+  mimeticInit,
   type MixerConfig,
   type RunResult,
   type RunSpec,
@@ -40,7 +40,6 @@ import {
   UsageError,
 } from "../mod.ts";
 
-const COMPONENTS = ["A", "delta", "qk", "conv"] as const;
 const LINEAR = "linear attention";
 
 const study = defineStudy({
@@ -108,7 +107,7 @@ const study = defineStudy({
     expand: { type: "number", integer: true, min: 1, default: 2, help: "inner width E = expand·D" },
     components: {
       type: "strings",
-      choices: ["paper", ...COMPONENTS],
+      choices: ["paper", ...MIMETIC_COMPONENTS],
       default: ["paper"],
       help: "mimetic components (paper: A,delta,qk for Mamba 1, and conv for Mamba 2)",
     },
@@ -242,9 +241,6 @@ const study = defineStudy({
         })`,
       );
     }
-    if (v.components.includes("paper") && v.components.length > 1) {
-      throw new UsageError(`--components: "paper" stands for the paper's set; list it alone or not at all`);
-    }
     if (v.mapHeadDim > 0 && !v.headDims.includes(v.mapHeadDim)) {
       throw new UsageError(
         `--map-head-dim ${v.mapHeadDim} is not one of --head-dims ${v.headDims.join(",")}`,
@@ -255,26 +251,16 @@ const study = defineStudy({
         `--map-state-size ${v.mapStateSize} is not one of --state-sizes ${v.stateSizes.join(",")}`,
       );
     }
-    const on = new Set<string>(
-      v.components.includes("paper")
-        ? ["A", "delta", "qk", ...(v.mixer === "mamba2" ? ["conv"] : [])]
-        : v.components,
-    );
+    const kind = v.mixer as "mamba1" | "mamba2";
     const mamba = (N: number): MixerConfig =>
-      v.mixer === "mamba1"
-        ? { ...MAMBA1_DEFAULTS, dState: N, expand: v.expand }
-        : { ...MAMBA2_DEFAULTS, dState: N, headDim: v.headDim, expand: v.expand };
+      mambaMixer(kind, { dState: N, headDim: v.headDim, expand: v.expand });
     const withTarget = (target: MixerConfig, others: MixerConfig) =>
       Array.from({ length: v.layers }, (_, i) => (i === v.targetLayer ? target : others));
-    const mimetic = {
-      ...MIMETIC_ALL,
+    const mimetic = mimeticInit(v.components, kind, {
       c: v.c,
-      A: on.has("A"),
-      delta: on.has("delta"),
-      qk: on.has("qk"),
-      conv: on.has("conv"),
       layers: [v.targetLayer],
-    };
+      flag: "--components",
+    });
     const common = (lr: number, seed: number): Omit<RunSpec, "model" | "init"> => ({
       task: {
         kind: "copy",

@@ -240,7 +240,7 @@ Deno.test("fig4: bad flags exit 2 with a one-line message naming the flag, befor
     [["--tasks", "copy,copy"], /--tasks: copy is listed twice/],
     [["--tasks", "reverse"], /--tasks: expected values from copy, stack, mqar, sort, got "reverse"/],
     [["--mixer", "mamba3"], /--mixer: expected one of mamba1, mamba2, got "mamba3"/],
-    [["--components", "paper,A"], /--components: "paper" stands for the paper's set/],
+    [["--components", "paper,A"], /--components: "paper" stands for the paper's components/],
     [["--mqar-unit", "bytes"], /--mqar-unit: expected one of pairs, tokens/],
     [["--mixer", "mamba2", "--head-dim", "7"], /headDim 7 must divide/],
     [["--mqar-vocab", "20"], /mqar: vocab too small/],

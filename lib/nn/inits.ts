@@ -291,3 +291,55 @@ export const MIMETIC_ALL: MimeticInitSpec = {
   convScope: "xBC",
   layers: "all",
 };
+
+/** The four mimetic components, by their field names in {@link MimeticInitSpec}. */
+export const MIMETIC_COMPONENTS = ["A", "delta", "qk", "conv"] as const;
+/** One mimetic component. */
+export type MimeticComponent = (typeof MIMETIC_COMPONENTS)[number];
+
+/**
+ * The paper's choice of components for a mixer (section 3): Mamba 1 takes A ≈ 1, Δ ≈ 1 and W_Cᵀ W_B ≈ I; Mamba 2
+ * also the identity conv (for Mamba 1 it was somewhat harmful in the paper's Fig. 3).
+ */
+export function paperComponents(mixer: "mamba1" | "mamba2"): MimeticComponent[] {
+  return mixer === "mamba1" ? ["A", "delta", "qk"] : ["A", "delta", "qk", "conv"];
+}
+
+/**
+ * A mimetic init spec from a list of components as a user gives them (a figure's flag): component names, or the
+ * one word `paper` for {@link paperComponents} of `mixer`.
+ * @throws {RangeError} when `paper` is listed with components, or a name is not a component (naming `flag`).
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { mimeticInit } from "./inits.ts";
+ * const spec = mimeticInit(["paper"], "mamba1", { c: 8, layers: [3] });
+ * assert.deepEqual([spec.A, spec.delta, spec.qk, spec.conv, spec.layers], [true, true, true, false, [3]]);
+ * ```
+ */
+export function mimeticInit(
+  components: readonly string[],
+  mixer: "mamba1" | "mamba2",
+  o: { c: number; convScope?: "xBC" | "x"; layers?: "all" | number[]; flag?: string },
+): MimeticInitSpec {
+  const flag = o.flag ?? "components";
+  if (components.includes("paper") && components.length > 1) {
+    throw new RangeError(`${flag}: "paper" stands for the paper's components; list either it or components`);
+  }
+  for (const c of components) {
+    if (c !== "paper" && !(MIMETIC_COMPONENTS as readonly string[]).includes(c)) {
+      throw new RangeError(`${flag}: expected paper or components from ${MIMETIC_COMPONENTS.join(", ")}, got "${c}"`);
+    }
+  }
+  const on = new Set<string>(components.includes("paper") ? paperComponents(mixer) : components);
+  return {
+    ...MIMETIC_ALL,
+    c: o.c,
+    A: on.has("A"),
+    delta: on.has("delta"),
+    qk: on.has("qk"),
+    conv: on.has("conv"),
+    convScope: o.convScope ?? "xBC",
+    layers: o.layers ?? "all",
+  };
+}

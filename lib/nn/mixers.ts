@@ -23,6 +23,7 @@ import type { MemoryDims, MixerMemory } from "./memory_schedule.ts";
 import {
   applyMamba1,
   initMamba1,
+  MAMBA1_DEFAULTS,
   type Mamba1Config,
   type Mamba1Consts,
   mamba1Dims,
@@ -33,6 +34,7 @@ import {
 import {
   applyMamba2,
   initMamba2,
+  MAMBA2_DEFAULTS,
   type Mamba2Config,
   type Mamba2Consts,
   mamba2Dims,
@@ -126,4 +128,17 @@ export function mixerOf<C extends MixerConfig>(cfg: C): Mixer<C> {
     );
   }
   return m as unknown as Mixer<C>;
+}
+
+/**
+ * A Mamba mixer's config from the sizes a figure varies: mamba_ssm's defaults with state size N, inner width
+ * expand·D and (Mamba 2) head dim P.
+ */
+export function mambaMixer(
+  kind: "mamba1" | "mamba2",
+  o: { dState: number; headDim: number; expand: number },
+): Mamba1Config | Mamba2Config {
+  return kind === "mamba1"
+    ? { ...MAMBA1_DEFAULTS, dState: o.dState, expand: o.expand }
+    : { ...MAMBA2_DEFAULTS, dState: o.dState, headDim: o.headDim, expand: o.expand };
 }
