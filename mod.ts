@@ -148,12 +148,12 @@ export {
 } from "./lib/nn/lm.ts";
 export {
   type BackwardStep,
+  mambaMixer,
   type MemoryDims,
   type Mixer,
   type MixerConfig,
   type MixerKind,
   type MixerMemory,
-  mambaMixer,
   mixerOf,
   MIXERS,
   type TensorSize,

@@ -153,7 +153,13 @@ Deno.test({
 Deno.test("weight-based init specs are checked without reading the folder; the tasks' symbols are single characters", () => {
   const symbols = TASKS.copy.symbols!({ variant: "copy", vocab: 26, context: 60, minLen: 1, maxLen: 5 });
   assert.equal(symbols.join(""), "abcdefghijklmnopqrstuvwxyz$|.*");
-  const mqar = TASKS.mqar.symbols!({ vocab: 94, length: 64, tokensPerPair: 8, alpha: 0.01, lengthUnit: "tokens" });
+  const mqar = TASKS.mqar.symbols!({
+    vocab: 94,
+    length: 64,
+    tokensPerPair: 8,
+    alpha: 0.01,
+    lengthUnit: "tokens",
+  });
   assert.equal(new Set(mqar).size, 94);
   assert.ok(mqar.every((s) => s.length === 1 && s.charCodeAt(0) > 32 && s.charCodeAt(0) < 127));
   assert.equal(mqar.join(""), SYMBOL_ALPHABET);

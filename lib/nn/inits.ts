@@ -328,7 +328,9 @@ export function mimeticInit(
   }
   for (const c of components) {
     if (c !== "paper" && !(MIMETIC_COMPONENTS as readonly string[]).includes(c)) {
-      throw new RangeError(`${flag}: expected paper or components from ${MIMETIC_COMPONENTS.join(", ")}, got "${c}"`);
+      throw new RangeError(
+        `${flag}: expected paper or components from ${MIMETIC_COMPONENTS.join(", ")}, got "${c}"`,
+      );
     }
   }
   const on = new Set<string>(components.includes("paper") ? paperComponents(mixer) : components);
