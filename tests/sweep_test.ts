@@ -14,6 +14,9 @@ import { MAMBA1_DEFAULTS } from "../lib/nn/mamba1.ts";
 import { MAMBA2_DEFAULTS } from "../lib/nn/mamba2.ts";
 import { ATTENTION_DEFAULTS } from "../lib/nn/attention.ts";
 import { MIMETIC_ALL } from "../lib/nn/inits.ts";
+import { checkRunsFit } from "../lib/study/sweep.ts";
+import { estimateEvalMemory, estimateTrainingMemory } from "../lib/train/memory.ts";
+import { TASKS } from "../tasks/registry.ts";
 import { noGpu } from "./harness.ts";
 import { comparableRuns, FIG7, messageLines, runScript, spawnScript, tinyFig7 } from "./cli_util.ts";
 
@@ -353,4 +356,28 @@ Deno.test({
     assert.deepEqual(comparableRuns(out), expected);
     assert.equal([...Deno.readDirSync(join(out, "damaged"))].length, 2);
   },
+});
+
+Deno.test("checkRunsFit: a run whose training step or one evaluation row does not fit is refused, by its labels", () => {
+  const spec = sampleSpec();
+  spec.eval.lengths = [4, 2000];
+  const run = { id: runId(spec), spec, labels: { task: "copy", init: "mimetic", len: 8 } };
+  const train = estimateTrainingMemory(spec.model, 1, spec.train.batch, 48).peakBytes;
+  const evalRow = estimateEvalMemory(spec.model, 1, 1, 2 * 2000 + 2).peakBytes;
+  assert.ok(evalRow > train, "the test needs an evaluation row larger than the training step");
+  const big = 2 ** 40;
+  checkRunsFit([run, run], TASKS, big, big); // fits: no throw
+  assert.throws(
+    () => checkRunsFit([run], TASKS, train - 1, big),
+    (e: unknown) =>
+      e instanceof RangeError &&
+      /^run \(copy mimetic 8\): needs .* for 1 run at batch 4 × T 48 .*: lower --batch$/.test(e.message),
+  );
+  assert.throws(
+    () => checkRunsFit([run], TASKS, Math.floor((train + evalRow) / 2), big),
+    (e: unknown) =>
+      e instanceof RangeError &&
+      /^run \(copy mimetic 8\), length 2000: evaluation needs .* at one row × T 4002/
+        .test(e.message),
+  );
 });

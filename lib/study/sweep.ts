@@ -179,6 +179,9 @@ export async function runWorker(runs: readonly PlannedRun[], o: WorkerOptions): 
     seenDamaged.add(d.path);
     log(`${o.label}: ${d.path} is damaged (${d.reason}); set aside as ${d.movedTo}, its run is redone`);
   };
+  // Refuse up front a run that cannot fit even alone, before any group of this share trains.
+  const finished = readResults(folder, onDamaged);
+  checkRunsFit(mine.filter((r) => !finished.has(r.id)), o.tasks, budget, maxBinding);
   let trained = 0, groups = 0, waiting = false;
   const report = (results: Map<string, unknown>) => {
     const done = mine.filter((r) => results.has(r.id)).length;
@@ -257,6 +260,56 @@ function claimGroup(
   const candidates = available.filter((r) => packKey(r.spec) === key).slice(0, size);
   const got = claim(candidates);
   return got.length > 0 ? got : null;
+}
+
+/**
+ * Throws a one-line RangeError, naming the run by its labels, when one of `runs` could not train or be evaluated
+ * on this adapter even alone: its training step needs more than `budget` bytes (or binds one tensor larger than
+ * `maxBinding`; the message names the memory and says to lower `--batch`), or one evaluation row at one of its
+ * lengths does not fit. A sweep calls it before training anything, so that a grid whose longest run cannot fit
+ * is refused at once rather than after hours of the runs that do.
+ * @throws {RangeError} e.g. `run (copy default 2000): needs 3.1 GiB for 1 run at batch 64 × T 4002 (activations
+ * 2.9 GiB); the adapter has ~1.0 GiB: lower --batch`.
+ */
+export function checkRunsFit(
+  runs: readonly PlannedRun[],
+  tasks: TaskTable,
+  budget: number,
+  maxBinding: number,
+): void {
+  const seen = new Set<string>();
+  for (const r of runs) {
+    const { task, cfg } = taskOf(tasks, r.spec);
+    const T = task.trainContext(cfg);
+    const e = r.spec.eval;
+    const evalLengths = [...new Set([...e.lengths, ...e.curve.lengths])];
+    const shape = JSON.stringify([
+      r.spec.model,
+      r.spec.train.batch,
+      T,
+      evalLengths.map((L) => task.evalContext(cfg, L)),
+    ]);
+    if (seen.has(shape)) continue;
+    seen.add(shape);
+    const name = `run (${Object.values(r.labels).join(" ")})`;
+    const why = trainingFitMessage(r.spec.model, {
+      runs: 1,
+      batch: r.spec.train.batch,
+      T,
+      budgetBytes: budget,
+      maxBindingBytes: maxBinding,
+      flag: "--batch",
+    });
+    if (why) throw new RangeError(`${name}: ${why}`);
+    for (const L of evalLengths) {
+      try {
+        evalChunkRows(r.spec.model, 1, task.evalContext(cfg, L), budget, maxBinding);
+      } catch (err) {
+        if (err instanceof RangeError) throw new RangeError(`${name}, length ${L}: ${err.message}`);
+        throw err;
+      }
+    }
+  }
 }
 
 /** How many runs of this spec's shape train together. */
