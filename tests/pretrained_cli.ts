@@ -6,11 +6,14 @@
  *
  * prints the model's kind and sizes.
  */
-import { initGpu, loadPretrained, runMain, UsageError } from "../mod.ts";
+import { initGpu, loadPretrained, readPretrainedHost, runMain, UsageError } from "../mod.ts";
 
 await runMain("pretrained_cli", async () => {
   const [dir] = Deno.args;
   if (!dir) throw new UsageError("usage: deno run -A tests/pretrained_cli.ts <folder>");
+  // The whole folder is read and checked on the host before the GPU starts, so a bad one fails with our line
+  // only (a driver may print lines of its own as the GPU starts); then the model is loaded onto the GPU.
+  await readPretrainedHost(dir);
   await initGpu();
   const m = await loadPretrained(dir);
   const kinds = [...new Set(m.cfg.layers.map((l) => l.kind))].join(", ");
