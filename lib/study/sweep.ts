@@ -254,12 +254,20 @@ function claimGroup(
       if (got.length > 0) return got;
     }
   }
-  const first = available[0];
-  const key = packKey(first.spec);
-  const size = groupSizeFor(first.spec, o, budget, maxBinding);
-  const candidates = available.filter((r) => packKey(r.spec) === key).slice(0, size);
-  const got = claim(candidates);
-  return got.length > 0 ? got : null;
+  // A group of the first runs still free; when another worker wins all of them first (two workers started
+  // together race for the same group), the next runs, rather than waiting on runs that are already taken.
+  let free = available;
+  while (free.length > 0) {
+    const first = free[0];
+    const key = packKey(first.spec);
+    const size = groupSizeFor(first.spec, o, budget, maxBinding);
+    const candidates = free.filter((r) => packKey(r.spec) === key).slice(0, size);
+    const got = claim(candidates);
+    if (got.length > 0) return got;
+    const lost = new Set(candidates.map((r) => r.id));
+    free = free.filter((r) => !lost.has(r.id));
+  }
+  return null;
 }
 
 /**
