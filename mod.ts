@@ -274,9 +274,13 @@ export {
   TIME_COLUMNS,
 } from "./lib/study/study.ts";
 export {
+  accuracyColumn,
   curveSteps,
   evalSpecOf,
+  lengthAt,
+  plural,
   seedsOf,
+  times,
   TRAIN_FLAGS,
   trainSpecOf,
   type TrainValues,

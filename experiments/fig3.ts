@@ -21,6 +21,7 @@ import {
   type InitSpec,
   MAMBA1_DEFAULTS,
   MAMBA2_DEFAULTS,
+  plural,
   pointsWithErrorBars,
   seedsOf,
   TASKS,
@@ -66,9 +67,6 @@ const readingsOf = (mixer: string, scopes: readonly string[]) => (mixer === "mam
 /** A panel of the charts: a mixer under one reading of the identity conv (Mamba 1 has one). */
 const panelName = (mixer: string, reading: string) =>
   mixer === "mamba1" ? MIXER_NAMES.mamba1 : `${MIXER_NAMES[mixer]}\n${READING_NAMES[reading]}`;
-
-/** "1 seed", "2 seeds". */
-const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
 /** Identity conv off in grey, on in blue, in both charts. */
 const CONV_COLORS: Record<string, string> = { off: "#555555", on: "#0072B2" };

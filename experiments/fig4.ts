@@ -18,6 +18,7 @@
  * @module
  */
 import {
+  accuracyColumn,
   aggregate,
   ATTENTION_DEFAULTS,
   attentionMapPanel,
@@ -54,8 +55,8 @@ const MAP_TITLES: Record<string, string> = {
   mimetic: "Mamba layer, mimetic init",
   attention: "softmax attention layer (hybrid)",
 };
-/** Copy family: string accuracy (every answer character right); MQAR: accuracy per query. */
-const metricOf = (task: string) => (task === "mqar" ? "token_acc" : "exact_acc");
+/** The accuracy each task reports (its table entry's metric; stack-order copy and sort are copy tasks). */
+const metricOf = (task: string) => accuracyColumn(TASKS[task === "mqar" ? "mqar" : "copy"]);
 
 const study = defineStudy({
   name: "fig4",

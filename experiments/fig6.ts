@@ -15,12 +15,15 @@ import {
   evalSpecOf,
   type GridRun,
   type InitSpec,
+  lengthAt,
   lineWithBands,
   MAMBA1_DEFAULTS,
   MAMBA2_DEFAULTS,
   MIMETIC_ALL,
+  plural,
   seedsOf,
   TASKS,
+  times,
   TRAIN_FLAGS,
   trainSpecOf,
   UsageError,
@@ -30,15 +33,6 @@ const MIXER_NAMES: Record<string, string> = { mamba1: "Mamba 1", mamba2: "Mamba 
 
 /** The training context of training length L: the flag's T, or 2L + 2 where an example of length L needs more. */
 const contextFor = (context: number, L: number) => Math.max(context, 2 * L + 2);
-
-/** The evaluated length at multiple f of training length L. */
-const lengthAt = (f: number, L: number) => Math.max(1, Math.round(f * L));
-
-/** "1 seed", "2 seeds". */
-const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
-
-/** "2×", "1.5×". */
-const times = (f: number) => `${f}×`;
 
 const study = defineStudy({
   name: "fig6",

@@ -10,6 +10,7 @@
  * @module
  */
 import {
+  accuracyColumn,
   aggregate,
   bestBy,
   copyVocab,
@@ -18,14 +19,17 @@ import {
   evalSpecOf,
   type GridRun,
   type InitSpec,
+  lengthAt,
   lineWithBands,
   MAMBA1_DEFAULTS,
   MAMBA2_DEFAULTS,
   MIMETIC_ALL,
   type MixerConfig,
+  plural,
   type RunSpec,
   seedsOf,
   TASKS,
+  times,
   TRAIN_FLAGS,
   trainSpecOf,
   UsageError,
@@ -34,17 +38,8 @@ import {
 const MIXER_NAMES: Record<string, string> = { mamba1: "Mamba 1", mamba2: "Mamba 2" };
 const TASK_NAMES: Record<string, string> = { copy: "copy", mqar: "MQAR" };
 
-/** Copy: string accuracy (every answer character right); MQAR: accuracy per query. */
-const metricOf = (task: string) => (task === "mqar" ? "token_acc" : "exact_acc");
-
-/** The evaluated length at multiple f of training length L. */
-const lengthAt = (f: number, L: number) => Math.max(1, Math.round(f * L));
-
-/** "1 seed", "2 seeds". */
-const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
-
-/** "2×", "1.5×". */
-const times = (f: number) => `${f}×`;
+/** The accuracy a task reports (copy: string accuracy; MQAR: accuracy per query), from its table entry. */
+const metricOf = (task: string) => accuracyColumn(TASKS[task as keyof typeof TASKS]);
 
 const study = defineStudy({
   name: "fig8",

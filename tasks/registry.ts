@@ -32,6 +32,7 @@ export interface CopyTaskConfig {
 /** The copy family (Jelassi et al.): `$ s | s' .` rows, packed for training, one example per row for evaluation. */
 export const COPY_TASK: Task<CopyTaskConfig> = {
   description: "copy (or stack-order copy, or sort) strings: $ s | s' .",
+  metric: "exact", // a string counts when all of it is copied right
   validate(cfg) {
     // The generators check every field; one tiny draw runs their checks without a separate copy of the rules.
     makeCopyTrainBatch([0, 0], { ...cfg, batch: 1, minLen: cfg.minLen, maxLen: cfg.maxLen });
@@ -92,6 +93,7 @@ export function mqarContext(cfg: MqarTaskConfig, length: number): number {
 /** Multi-query associative recall (zoology); `length` is the sequence length or the pairs (`lengthUnit`). */
 export const MQAR_TASK: Task<MqarTaskConfig> = {
   description: "multi-query associative recall: k1 v1 k2 v2 ... then queries of the keys",
+  metric: "token", // each query counts: accuracy per recalled value
   validate(cfg) {
     if (cfg.lengthUnit !== "tokens" && cfg.lengthUnit !== "pairs") {
       throw new RangeError(

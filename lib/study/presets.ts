@@ -1,11 +1,13 @@
 /**
  * Flags and spec parts most figures share: the training pipeline of Jelassi et al. (AdamW, warmup then linear
  * decay, clip 1.0), the lr sweep and the seeds, and the evaluation samples. A figure spreads {@link TRAIN_FLAGS}
- * into its own flags and builds each run's `train` with {@link trainSpecOf}.
+ * into its own flags and builds each run's `train` with {@link trainSpecOf}. Also the small words of figures:
+ * lengths at multiples of the training length, a task's accuracy column, counts and multiples as text.
  * @module
  */
 import type { FlagSpec } from "./cli.ts";
 import type { EvalSpec, TrainSpec } from "./spec.ts";
+import type { Task } from "../train/task.ts";
 
 /** Training and evaluation flags (values without a default come from the figure's scales). */
 export const TRAIN_FLAGS = {
@@ -102,4 +104,46 @@ export function curveSteps(steps: number, every: number): number[] {
   for (let s = every; s < steps; s += every) out.push(s);
   out.push(steps);
   return out;
+}
+
+/**
+ * The length evaluated at `factor` times the training length L, rounded (at least 1): the lengths of "accuracy at
+ * 1×, 2×, 4× L".
+ * @example
+ * ```ts
+ * import { lengthAt } from "./presets.ts";
+ * console.log([1, 1.5, 2].map((f) => lengthAt(f, 25))); // [25, 38, 50]
+ * ```
+ */
+export function lengthAt(factor: number, L: number): number {
+  return Math.max(1, Math.round(factor * L));
+}
+
+/**
+ * The runs.csv column of the accuracy a task reports ({@link Task}'s `metric`): `exact_acc` or `token_acc`.
+ * @example
+ * ```ts
+ * import { accuracyColumn } from "./presets.ts";
+ * console.log(accuracyColumn({ metric: "token" })); // "token_acc"
+ * ```
+ */
+export function accuracyColumn(task: Pick<Task, "metric">): "exact_acc" | "token_acc" {
+  return task.metric === "token" ? "token_acc" : "exact_acc";
+}
+
+/**
+ * "1 seed", "2 seeds": a count and its noun, for titles and notes.
+ * @example
+ * ```ts
+ * import { plural } from "./presets.ts";
+ * console.log(plural(1, "layer"), plural(4, "layer")); // "1 layer" "4 layers"
+ * ```
+ */
+export function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
+/** "2×", "1.5×": a length multiple as charts and notes write it. */
+export function times(factor: number): string {
+  return `${factor}×`;
 }

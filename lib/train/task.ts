@@ -15,6 +15,11 @@ export type TaskConfig = Readonly<Record<string, number | string | boolean>>;
 export interface Task<C extends TaskConfig = TaskConfig> {
   /** One line for help texts. */
   description: string;
+  /**
+   * The accuracy a figure reports for the task: `exact` (a row counts when every scored token is right, e.g. a
+   * whole copied string) or `token` (each scored token counts, e.g. each MQAR query). Results carry both.
+   */
+  metric: "exact" | "token";
   /** Checks a config, throwing a RangeError that names the field, what was expected and what was found. */
   validate(cfg: C): void;
   /** Checks an evaluation length, throwing a RangeError naming it. */
