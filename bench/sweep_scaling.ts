@@ -72,6 +72,13 @@ async function sweepOn(
   log: string,
   o: { monitor: number; devices: string },
 ): Promise<number> {
+  // A fresh folder, emptied here rather than by each worker's --fresh (a worker starting late would delete what
+  // the others had already claimed and written).
+  try {
+    Deno.removeSync(out, { recursive: true });
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
   const file = await Deno.open(log, { write: true, create: true, truncate: true });
   const start = performance.now();
   const child = new Deno.Command(Deno.execPath(), {
@@ -85,7 +92,6 @@ async function sweepOn(
       "--",
       ...argv,
       `--out=${out}`,
-      "--fresh",
     ],
     stdout: "piped",
     stderr: "piped",

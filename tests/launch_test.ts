@@ -1,7 +1,8 @@
 /**
  * `deno task sweep` (lib/study/launch.ts): one worker per GPU, each seeing only its own /dev/nvidiaN (tried on
  * stand-in device files: a worker must read its own and find /dev/null over the others), N plain workers on one
- * folder giving the same runs.csv as one worker, and the script's bad flags reported once with exit 2.
+ * folder giving the same runs.csv as one worker (also after a --fresh, applied once), and the script's bad flags
+ * reported once with exit 2.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -63,6 +64,24 @@ Deno.test({
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /\[w0\] fig7: training runs/);
     assert.match(r.stderr, /\[w1\] fig7: training runs/);
+    assert.deepEqual(comparableRuns(out), comparableRuns(ref));
+    // --fresh empties the folder once, before the workers start (not once per worker): every run is trained
+    // again, exactly once between the two.
+    const again = await runScript(LAUNCH, [
+      "--workers",
+      "2",
+      "--",
+      FIG7,
+      ...tinyFig7(out, { seeds: 2, extra: ["--group-size=2"] }),
+      "--fresh",
+    ]);
+    assert.equal(again.code, 0, again.stderr);
+    const trainedHere = [...again.stderr.matchAll(/runs done \((\d+) trained here\)/g)].map((m) =>
+      Number(m[1])
+    );
+    assert.equal(trainedHere.length, 2, again.stderr);
+    assert.equal(trainedHere[0] + trainedHere[1], 8, again.stderr);
+    assert.doesNotMatch(again.stderr, /\[w[01]\] .*--fresh/);
     assert.deepEqual(comparableRuns(out), comparableRuns(ref));
     const bad = await runScript(LAUNCH, [
       "--workers",

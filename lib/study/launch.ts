@@ -11,7 +11,8 @@
  * Slurm's `ConstrainDevices=yes` does for each task of a job array (see `slurm/`). It needs root (or user
  * namespaces, tried with `--map-root-user` otherwise).
  *
- * The script's flags are checked first (`--list`: no GPU), so bad input gives its one line once, not once per worker.
+ * The script's flags are checked first (`--list`: no GPU), so bad input gives its one line once, not once per worker;
+ * the script's `--fresh` is applied then, once, and not given to the workers.
  * Each worker's output lines are prefixed with its name; `--monitor S` samples `nvidia-smi` every S seconds into
  * `<out>/gpu_usage.csv`. The exit status is the workers' worst.
  * @module
@@ -172,9 +173,13 @@ export async function launch(args: string[]): Promise<number> {
   }
   const deno = Deno.execPath();
   const isScript = /\.(ts|js|mjs)$/.test(script);
-  const base = isScript ? [deno, "run", "-A", script, ...scriptArgs] : [script, ...scriptArgs];
+  // `--fresh` empties the folder once, in the check below, before any worker starts: given to every worker, one
+  // starting late would delete what the others had already claimed and written.
+  const workerArgs = isScript ? scriptArgs.filter((a) => a !== "--fresh") : scriptArgs;
+  const base = isScript ? [deno, "run", "-A", script, ...workerArgs] : [script, ...scriptArgs];
   if (isScript) {
-    // The script's own checks, once: bad flags give their one line here, before any worker starts.
+    // The script's own checks, once (and its --fresh): bad flags give their one line here, before any worker
+    // starts.
     const check = await new Deno.Command(deno, {
       args: ["run", "-A", script, ...scriptArgs, "--list"],
       stdout: "null",
