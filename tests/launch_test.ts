@@ -95,3 +95,17 @@ Deno.test({
     assert.deepEqual(messageLines(bad.stderr), ["fig7: --steps: expected a value ≥ 1, got 0"]);
   },
 });
+
+Deno.test("slurm/sweep.sbatch refuses --fresh (each task would apply it) with one line and exit 2", async () => {
+  const sbatch = new URL("../slurm/sweep.sbatch", import.meta.url).pathname;
+  const out = await new Deno.Command("bash", {
+    args: [sbatch, FIG7, "--scale=smoke", "--fresh", `--out=${join(tmp, "never")}`],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 2, stderr);
+  assert.equal(messageLines(stderr).length, 1, stderr);
+  assert.match(stderr, /^sweep\.sbatch: --fresh would run in every task .*--fresh --list/);
+  assert.throws(() => Deno.statSync(join(tmp, "never")), Deno.errors.NotFound);
+});
