@@ -72,8 +72,7 @@ async function sweepOn(
   log: string,
   o: { monitor: number; devices: string },
 ): Promise<number> {
-  // A fresh folder, emptied here rather than by each worker's --fresh (a worker starting late would delete what
-  // the others had already claimed and written).
+  // Each measurement starts from an empty folder: no run of an earlier measurement counts as done.
   try {
     Deno.removeSync(out, { recursive: true });
   } catch (e) {
@@ -195,15 +194,18 @@ if (import.meta.main) {
     if (run.length === 0) {
       throw new UsageError(`--gpu-counts ${counts.join(",")}: this host has ${nodes.length} GPU(s)`);
     }
-    const projectScripts = (own.project ?? []).map((f) => {
+    // The figures to project and their step counts at the projected scale, read before anything runs.
+    const projects: { script: string; name: string; steps: number }[] = [];
+    for (const f of own.project ?? []) {
       const script = /\.(ts|js)$/.test(f) ? resolve(f) : join(ROOT, `experiments/${f}.ts`);
       try {
         Deno.statSync(script);
       } catch {
         throw new UsageError(`--project: ${script} not found`);
       }
-      return script;
-    });
+      const name = script.replace(/^.*\//, "").replace(/\.(ts|js)$/, "");
+      projects.push({ script, name, steps: await stepsAt(script, o.probeScale) });
+    }
     const outRoot = isAbsolute(o.out) ? o.out : resolve(o.out);
     try {
       Deno.mkdirSync(outRoot, { recursive: true });
@@ -272,9 +274,7 @@ if (import.meta.main) {
     ];
 
     const top = rows[rows.length - 1];
-    for (const script of projectScripts) {
-      const name = script.replace(/^.*\//, "").replace(/\.(ts|js)$/, "");
-      const steps = await stepsAt(script, o.probeScale);
+    for (const { script, name, steps } of projects) {
       const probe = join(outRoot, `probe_${name}`);
       const probeArgv = [script, `--scale=${o.probeScale}`, `--steps=${o.probeSteps}`];
       console.error(`sweep_scaling: probe of ${name} at ${o.probeScale} scale, ${o.probeSteps} steps`);
