@@ -275,6 +275,7 @@ export {
 } from "./lib/study/study.ts";
 export {
   accuracyColumn,
+  checkpointFromFlag,
   curveSteps,
   evalSpecOf,
   lengthAt,

@@ -17,7 +17,7 @@ import {
   aggregate,
   areaUnderCurve,
   bestBy,
-  checkpointDigest,
+  checkpointFromFlag,
   copyVocab,
   defineStudy,
   evalSpecOf,
@@ -27,8 +27,6 @@ import {
   lineWithBands,
   type LMConfig,
   MIMETIC_ALL,
-  PretrainedError,
-  readPretrainedConfig,
   type ResultRow,
   type RunSpec,
   seedsOf,
@@ -41,19 +39,6 @@ import {
 const WEIGHTS_HELP =
   "a local Hugging Face folder of state-spaces/mamba-130m-hf with config.json, model.safetensors and " +
   "tokenizer.json; nothing is downloaded";
-
-/** The checkpoint's config for a task's symbols, with flag-named one-line errors. */
-function pretrainedFor(dir: string, symbols: string[]): { cfg: LMConfig; sha256: string } {
-  if (dir === "") throw new UsageError(`--weights DIR is needed: ${WEIGHTS_HELP}`);
-  try {
-    return { cfg: readPretrainedConfig(dir, { symbols }).cfg, sha256: checkpointDigest(dir) };
-  } catch (e) {
-    if (e instanceof PretrainedError) {
-      throw new UsageError(`--weights: ${e.message} (expected ${WEIGHTS_HELP})`);
-    }
-    throw e;
-  }
-}
 
 /** The paper's mimetic components for the checkpoint's mixer: Mamba 1 A, Δ, W_CᵀW_B; Mamba 2 all four. */
 function mimeticFor(cfg: LMConfig, c: number): InitSpec {
@@ -197,7 +182,7 @@ const study = defineStudy({
     return tasks.flatMap(({ name, task, lengths }) => {
       const { kind, ...taskCfg } = task;
       const symbols = TASKS[kind as "copy" | "mqar"].symbols!(taskCfg as never);
-      const { cfg, sha256 } = pretrainedFor(v.weights, symbols);
+      const { cfg, sha256 } = checkpointFromFlag("weights", v.weights, symbols, WEIGHTS_HELP);
       if (name === "copy" && cfg.vocab !== copyVocab(v.vocab).size) {
         throw new Error("fig10: copy symbols ≠ vocab");
       }

@@ -19,7 +19,7 @@ import {
   aggregate,
   areaUnderCurve,
   bestBy,
-  checkpointDigest,
+  checkpointFromFlag,
   correlation,
   defineStudy,
   disposeTree,
@@ -37,8 +37,6 @@ import {
   type Mamba1Params,
   type Mamba2Params,
   MIMETIC_ALL,
-  PretrainedError,
-  readPretrainedConfig,
   readTensors,
   seedsOf,
   TASKS,
@@ -51,19 +49,6 @@ import {
 const TEACHER_HELP =
   "a local Hugging Face folder of state-spaces/mamba-370m-hf with config.json, model.safetensors and " +
   "tokenizer.json; nothing is downloaded";
-
-/** The teacher's config for the copy symbols and its content hash, with flag-named one-line errors. */
-function teacherOf(dir: string, symbols: string[]): { cfg: LMConfig; sha256: string } {
-  if (dir === "") throw new UsageError(`--teacher DIR is needed: ${TEACHER_HELP}`);
-  try {
-    return { cfg: readPretrainedConfig(dir, { symbols }).cfg, sha256: checkpointDigest(dir) };
-  } catch (e) {
-    if (e instanceof PretrainedError) {
-      throw new UsageError(`--teacher: ${e.message} (expected ${TEACHER_HELP})`);
-    }
-    throw e;
-  }
-}
 
 /** "all", or a comma-separated list of layer indices below `L`. */
 function parseLayers(text: string, L: number, flag: string): number[] {
@@ -254,7 +239,7 @@ const study = defineStudy({
   plan(v) {
     const taskCfg = copyTaskOf(v);
     const symbols = TASKS.copy.symbols!(taskCfg);
-    const { cfg: teacher, sha256 } = teacherOf(v.teacher, symbols);
+    const { cfg: teacher, sha256 } = checkpointFromFlag("teacher", v.teacher, symbols, TEACHER_HELP);
     const layers = parseLayers(v.teacherLayers, teacher.layers.length, "--teacher-layers");
     if (v.mapLayers !== "auto") parseLayers(v.mapLayers, teacher.layers.length, "--map-layers");
     if (v.baselines.includes("none") && v.baselines.length > 1) {
@@ -295,7 +280,7 @@ const study = defineStudy({
   analyses(v) {
     const taskCfg = copyTaskOf(v);
     const symbols = TASKS.copy.symbols!(taskCfg);
-    const { sha256 } = teacherOf(v.teacher, symbols);
+    const { sha256 } = checkpointFromFlag("teacher", v.teacher, symbols, TEACHER_HELP);
     // The copy example: row 0 of the evaluation rows at mapLength (the same key as the runs' evaluation).
     const rows = TASKS.copy.evalRows(foldIn(key(v.evalSeed), v.mapLength), taskCfg, v.mapLength, 1);
     const ids = rows.inputs.slice(0, rows.T);

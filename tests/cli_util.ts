@@ -44,6 +44,15 @@ export function spawnScript(script: string, args: string[]): Deno.ChildProcess {
   }).spawn();
 }
 
+/** Whether this process may make mount namespaces (`unshare --mount`), which pinning a worker to a GPU needs. */
+export const canUnshare: boolean = (() => {
+  try {
+    return new Deno.Command("unshare", { args: ["--mount", "true"], stderr: "null" }).outputSync().success;
+  } catch {
+    return false;
+  }
+})();
+
 /** Lines of stderr that are not the driver's noise. */
 export function messageLines(stderr: string): string[] {
   return stderr.trim().split("\n").filter((l) => l.trim() !== "" && !/XDG_RUNTIME_DIR/.test(l));

@@ -7,19 +7,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { noGpu } from "./harness.ts";
-import { comparableRuns, FIG7, messageLines, runScript, tinyFig7 } from "./cli_util.ts";
+import { canUnshare, comparableRuns, FIG7, messageLines, runScript, tinyFig7 } from "./cli_util.ts";
 
 const LAUNCH = new URL("../lib/study/launch.ts", import.meta.url).pathname;
 const tmp = Deno.makeTempDirSync({ prefix: "mimetic_launch_test_" });
 globalThis.addEventListener("unload", () => Deno.removeSync(tmp, { recursive: true }));
-
-const canUnshare = (() => {
-  try {
-    return new Deno.Command("unshare", { args: ["--mount", "true"], stderr: "null" }).outputSync().success;
-  } catch {
-    return false;
-  }
-})();
 
 Deno.test({
   name: "--gpus all: each worker sees only its own GPU node; the others are /dev/null",

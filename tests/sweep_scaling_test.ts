@@ -7,20 +7,12 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { noGpu } from "./harness.ts";
-import { FIG7, messageLines, runScript, tinyFig7 } from "./cli_util.ts";
+import { canUnshare, FIG7, messageLines, runScript, tinyFig7 } from "./cli_util.ts";
 import { readCsv } from "../lib/study/csv.ts";
 
 const BENCH = new URL("../bench/sweep_scaling.ts", import.meta.url).pathname;
 const tmp = Deno.makeTempDirSync({ prefix: "mimetic_scaling_test_" });
 globalThis.addEventListener("unload", () => Deno.removeSync(tmp, { recursive: true }));
-
-const canUnshare = (() => {
-  try {
-    return new Deno.Command("unshare", { args: ["--mount", "true"], stderr: "null" }).outputSync().success;
-  } catch {
-    return false;
-  }
-})();
 
 function standInGpus(n: number): string {
   const dev = Deno.makeTempDirSync({ dir: tmp, prefix: "dev_" });

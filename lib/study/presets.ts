@@ -5,7 +5,9 @@
  * lengths at multiples of the training length, a task's accuracy column, counts and multiples as text.
  * @module
  */
-import type { FlagSpec } from "./cli.ts";
+import { type FlagSpec, UsageError } from "./cli.ts";
+import { checkpointDigest, PretrainedError, readPretrainedConfig } from "../nn/pretrained.ts";
+import type { LMConfig } from "../nn/lm.ts";
 import type { EvalSpec, TrainSpec } from "./spec.ts";
 import type { Task } from "../train/task.ts";
 
@@ -146,4 +148,28 @@ export function plural(n: number, word: string): string {
 /** "2×", "1.5×": a length multiple as charts and notes write it. */
 export function times(factor: number): string {
   return `${factor}×`;
+}
+
+/**
+ * The checkpoint folder a flag names (`--weights DIR`): its model config for the task's `symbols` and its content
+ * hash (for the run specs), read without tensors or GPU. A missing or bad folder is a UsageError naming the flag,
+ * what was wrong, and `expected` (what the folder must hold), in one line.
+ * @example
+ * ```ts ignore
+ * const { cfg, sha256 } = checkpointFromFlag("weights", v.weights, symbols, "a Hugging Face Mamba folder");
+ * ```
+ */
+export function checkpointFromFlag(
+  flag: string,
+  dir: string,
+  symbols: string[],
+  expected: string,
+): { cfg: LMConfig; sha256: string } {
+  if (dir === "") throw new UsageError(`--${flag} DIR is needed: ${expected}`);
+  try {
+    return { cfg: readPretrainedConfig(dir, { symbols }).cfg, sha256: checkpointDigest(dir) };
+  } catch (e) {
+    if (e instanceof PretrainedError) throw new UsageError(`--${flag}: ${e.message} (expected ${expected})`);
+    throw e;
+  }
 }
