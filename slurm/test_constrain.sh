@@ -23,10 +23,8 @@ eval "$(slurm/local_cluster.sh env)"
 dev="${MIMETIC_SLURM_DIR:-/tmp/mimetic-slurm}/dev"
 logs=$(mktemp -d /tmp/mimetic-constrain.XXXXXX)
 
-# Prints "nvidia0 allowed", "nvidia1 denied", ... and the GPU variables Slurm set. The sleep makes the two array
-# tasks overlap, so they must hold different GPUs.
-probe='sleep 3
-for d in '"$dev"'/nvidia0 '"$dev"'/nvidia1; do
+# Prints "nvidia0 allowed", "nvidia1 denied", ... and the GPU variables Slurm set.
+probe='for d in '"$dev"'/nvidia0 '"$dev"'/nvidia1; do
   err=$( (exec 3<"$d") 2>&1 )
   case "$err" in
   *"No such device or address"*) echo "$(basename "$d") allowed" ;;
@@ -35,8 +33,17 @@ for d in '"$dev"'/nvidia0 '"$dev"'/nvidia1; do
   esac
 done
 echo "SLURM_JOB_GPUS=${SLURM_JOB_GPUS:-} CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-}"'
+# The array's two tasks wait for each other (up to 60 s) before probing, so that both hold a GPU at once, whatever
+# order the scheduler starts them in (on a 2-CPU node the plain job below may run between them); each says whether
+# it saw the other.
+barrier='touch '"$logs"'/up_$SLURM_ARRAY_TASK_ID
+for i in $(seq 120); do
+  if [ -e '"$logs"'/up_0 ] && [ -e '"$logs"'/up_1 ]; then echo together; break; fi
+  sleep 0.5
+done
+'
 
-sbatch --wait --array=0-1 --gres=gpu:1 --output="$logs/gpu1_%a.out" --wrap "$probe" >/dev/null &
+sbatch --wait --array=0-1 --gres=gpu:1 --output="$logs/gpu1_%a.out" --wrap "$barrier$probe" >/dev/null &
 array=$!
 sbatch --wait --output="$logs/nogres.out" --wrap "$probe" >/dev/null &
 plain=$!
@@ -68,6 +75,7 @@ check "the array's jobs ended with exit code 0" [ "$array_status" -eq 0 ]
 check "the plain job ended with exit code 0" [ "$plain_status" -eq 0 ]
 check "task 0 (--gres=gpu:1) can open 1 of the 2 GPUs" one_of_two "$logs/gpu1_0.out"
 check "task 1 (--gres=gpu:1) can open 1 of the 2 GPUs" one_of_two "$logs/gpu1_1.out"
+check "the two tasks ran at once" grep -q '^together$' "$logs/gpu1_0.out"
 check "the two tasks, running at once, hold different GPUs (${mine0% *} / ${mine1% *})" distinct
 check "a job without --gres can open neither GPU" [ "$(denied "$logs/nogres.out")" = 2 ]
 [ "$failed" -eq 0 ] && echo "ConstrainDevices confines each task to its GPU; logs in $logs"
