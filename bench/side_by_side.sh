@@ -4,6 +4,7 @@
 #   bash bench/side_by_side.sh                        # on the GPU machine
 #   MAMBA_REPO=/path/to/mamba_ssm bash bench/side_by_side.sh   # also PyTorch with mamba_ssm's Triton SSD
 #   SIDE_TINY=1 bash bench/side_by_side.sh            # tiny shapes: checks the whole path on a CPU adapter
+#   SIDE_TRITON_CASES="d1024,fig7 K1" ...               # Triton only for these cases (each shape autotunes ~100 s)
 #
 # Writes results/side_by_side/ (or $SIDE_OUT): mimetic.json, mimetic.log, torch.jsonl, table.md, and prints the
 # table. Shapes: Mamba 2, 2 layers, D 1024, N 128, P 64, B 64 × T 128; the fig7 quick model (D 256, N 64, P 64,
@@ -28,7 +29,9 @@ env "${tiny[@]}" LM_BENCH=side LM_BENCH_JSON="$out/mimetic.json" $deno_bin run -
 echo "== PyTorch (bench/torch_lm_step.py --suite side)"
 rm -f "$out/torch.jsonl"
 if python3 -c "import torch" 2>/dev/null; then
-  python3 bench/torch_lm_step.py --suite side "${torch_tiny[@]}" --out "$out/torch.jsonl" || \
+  triton_cases=()
+  if [[ -n "${SIDE_TRITON_CASES:-}" ]]; then triton_cases=(--triton-cases "$SIDE_TRITON_CASES"); fi
+  python3 bench/torch_lm_step.py --suite side "${torch_tiny[@]}" "${triton_cases[@]}" --out "$out/torch.jsonl" || \
     echo "(PyTorch side failed with $?; the table shows what it wrote)"
 else
   echo "(no PyTorch here: python3 -c 'import torch' fails; the table has mimetic's columns only)"

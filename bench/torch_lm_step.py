@@ -253,6 +253,9 @@ def main():
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--scan", choices=["chunked", "triton", "all"], default="all",
                     help="all: chunked, and triton when MAMBA_REPO's copy imports")
+    ap.add_argument("--triton-cases", default=None,
+                    help="with --scan all: time the Triton scan only for these case names (comma-separated; "
+                         "each new shape costs Triton's autotuning, ~100 s); default every case")
     ap.add_argument("--device", default=None, help="cuda (default when available) or cpu")
     ap.add_argument("--out", default=None, help="append the JSON lines to this file")
     ap.add_argument("--dry-run", action="store_true", help="print the cases and exit (needs no torch)")
@@ -286,8 +289,13 @@ def main():
           ", ".join(f"{k} {v:.1e}" for k, v in errs.items()), file=sys.stderr)
     if a.check:
         return 0
-    for c in cases:
-        for scan in scans:
+    triton_cases = None if a.triton_cases is None else {n.strip() for n in a.triton_cases.split(",") if n.strip()}
+    # Every case with the chunked scan first, then the Triton ones: a run cut short by a time limit still has the
+    # whole chunked column.
+    for scan in scans:
+        for c in cases:
+            if scan == "triton" and triton_cases is not None and c["name"] not in triton_cases:
+                continue
             args = argparse.Namespace(**{**vars(a), **c})
             try:
                 r = time_case(torch, args, scan, scan_fn)

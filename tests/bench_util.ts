@@ -8,16 +8,23 @@ import { initGpu, sync } from "../lib/core/runtime.ts";
 export const H100 = { flops: 67e12, bandwidth: 3e12 };
 
 /**
- * Seconds per repetition of `record` (which only records GPU work). Picks a repetition count n (at least `reps`)
- * so that a window lasts about `windowSeconds`, times n and 4n repetitions, each ended by one wait for the GPU, and
- * takes the difference, so the fixed cost of the wait (~ms, and noisy) cancels. The result includes the CPU's
- * recording of the dispatches when that, not the GPU, is the bottleneck.
+ * Seconds per repetition of `record` (which only records GPU work). First keeps the GPU busy with it for
+ * `rampSeconds` (the H200 idles at 345 MHz and needs a fraction of a second of load to reach its clock), then picks a
+ * repetition count n (at least `reps`) so that a window lasts about `windowSeconds`, and times `trials` pairs of n
+ * and 4n repetitions, each ended by one wait for the GPU. The difference of the two medians cancels the fixed cost
+ * of the wait (~ms, and noisy). The difference is trusted only when it is at least half of the plain 4n average
+ * (a fixed cost above half of a window means a hiccup, not a cost); otherwise the plain average is returned,
+ * which can only overstate the time. (One timing of n and 4n, without the ramp or medians, gave products above the
+ * GPU's peak on the H200, from windows whose clock changed in between.) The result includes the CPU's recording of
+ * the dispatches when that, not the GPU, is the bottleneck.
  */
 export async function timeGpu(
   record: () => void,
   reps = 3,
   warmup = 2,
   windowSeconds = 0.15,
+  trials = 3,
+  rampSeconds = 0.25,
 ): Promise<number> {
   await initGpu();
   for (let i = 0; i < warmup; i++) record();
@@ -28,13 +35,23 @@ export async function timeGpu(
     await sync();
     return (performance.now() - t0) / 1000;
   };
-  const estimate = (await run(2)) / 2;
+  let estimate = (await run(2)) / 2;
+  for (let ramped = 2 * estimate; ramped < rampSeconds;) {
+    const n = Math.max(1, Math.min(1000, Math.ceil(0.05 / Math.max(estimate, 1e-6))));
+    const t = await run(n);
+    estimate = t / n;
+    ramped += t;
+  }
   const n = Math.max(reps, Math.min(5000, Math.ceil(windowSeconds / Math.max(estimate, 1e-6))));
-  const t1 = await run(n);
-  const t4 = await run(4 * n);
-  const diff = (t4 - t1) / (3 * n);
-  // On a noisy machine the difference can come out non-positive; fall back to the plain average then.
-  return diff > 0 ? diff : t4 / (4 * n);
+  const t1s: number[] = [], t4s: number[] = [];
+  for (let i = 0; i < Math.max(1, trials); i++) {
+    t1s.push(await run(n));
+    t4s.push(await run(4 * n));
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const t1 = median(t1s), t4 = median(t4s);
+  const diff = (t4 - t1) / (3 * n), average = t4 / (4 * n);
+  return diff >= 0.5 * average && diff <= average ? diff : average;
 }
 
 /**

@@ -14,6 +14,7 @@ import {
   copyVocab,
   estimateEvalMemory,
   estimateTrainingMemory,
+  evalChunkRows,
   MIMETIC_ALL,
   readCsv,
   runId,
@@ -21,6 +22,8 @@ import {
 } from "../mod.ts";
 
 const script = new URL("../experiments/fig9.ts", import.meta.url).pathname;
+/** The H200's maxBufferSize through Vulkan (measured: "exceeds the device's maxBufferSize 4292870144"). */
+const H200_MAX_BUFFER = 4292870144;
 type Values = Parameters<typeof fig9.definition.plan>[0];
 
 /** The merged flag values of a scale (flag defaults, then the scale's values, then `over`). */
@@ -103,6 +106,11 @@ Deno.test("fig9 grid: tasks × lengths × inits, rows per step under --batch-tok
         const train = estimateTrainingMemory(m, 1, rows, T);
         assert.ok(train.peakBytes < 0.9 * 140.4 * GiB, `${scale} ${task} ${L}: ${train.peakBytes / GiB} GiB`);
         assert.ok(train.largestTensorBytes <= 2 * GiB, `${scale} ${task} ${L}: ${train.largestTensor}`);
+        // and no tensor, split bindings or not, above the H200's maxBufferSize (4 GiB less 2 MiB, Vulkan)
+        assert.ok(
+          train.largestBufferBytes <= H200_MAX_BUFFER,
+          `${scale} ${task} ${L}: ${train.largestBuffer} takes ${train.largestBufferBytes} bytes`,
+        );
         for (const n of g.spec.eval.lengths) {
           const evalT = task === "mqar" ? n * v.tokensPerPair : 2 * n + 2;
           assert.ok(estimateEvalMemory(m, 1, 1, evalT).largestTensorBytes <= 2 * GiB);
@@ -110,6 +118,13 @@ Deno.test("fig9 grid: tasks × lengths × inits, rows per step under --batch-tok
       }
     }
   }
+  // The evaluation that ended the first H200 run of this figure: MQAR logits of 2 runs × 64 rows × T 1800 × V 8192
+  // are 7.5 GB, past the H200's 4 GiB maxBufferSize though far inside its memory. Evaluation chunks now keep
+  // every tensor under that limit.
+  const mqar = fig9.definition.plan(valuesAt("paper")).find((g) => g.labels.task === "mqar")!.spec.model;
+  assert.ok(estimateEvalMemory(mqar, 2, 64, 1800).largestBufferBytes > 4 * GiB);
+  const rows = evalChunkRows(mqar, 2, 1800, 0.9 * 140.4 * GiB, 2 * GiB, 64, 4 * GiB);
+  assert.ok(rows >= 1 && rows < 64 && estimateEvalMemory(mqar, 2, rows, 1800).largestBufferBytes <= 4 * GiB);
   // Lengths train shortest first within a task, so that the longest (the one that may not fit) comes last.
   const grid = fig9.definition.plan(valuesAt("quick", { copyLens: [1000, 250] }));
   assert.deepEqual(

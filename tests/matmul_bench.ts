@@ -6,15 +6,17 @@
  *
  *   deno bench -A tests/matmul_bench.ts                     # table + Deno.bench
  *   MATMUL_TUNE=1 deno run -A tests/matmul_bench.ts         # also sweep every tile configuration, and tune
+ *   MATMUL_TUNE=lm deno run -A tests/matmul_bench.ts        # tune only (no FMA ceiling, no square tile sweep)
  *
  * Tuning (MATMUL_TUNE=1): collects the products of one training step of the LMs that the LM step bench times
  * (their exact shapes: activations × weights, weight gradients over every token, per-run weights), times every
  * tile configuration on each, and writes the best per shape into kernels/matmul_tuning.json under this adapter's
- * description (other adapters' entries are kept), which `matmul` then consults (`tilesFromTable`), falling back to
+ * description (other adapters' entries are kept; rewritten after each shape, so a run cut short keeps what it
+ * measured), which `matmul` then consults (`tilesFromTable`), falling back to
  * the rule `chooseTiles`. Split-K stays chosen from each product's M, N, Kd (never the batch): tiles do not change
  * results, split-K does. On a CPU adapter it tunes a tiny model over the 4×4 tiles only (a check of the mechanism).
  */
-import { H100, report, timeGpu } from "./bench_util.ts";
+import { H100, rampClocks, report, timeGpu } from "./bench_util.ts";
 import { maxRelError, randomInputs } from "./harness.ts";
 import { dispatch, flush, gpuInfo, initGpu, sync, trimPool } from "../lib/core/runtime.ts";
 import {
@@ -36,9 +38,16 @@ import { disposeTree } from "../lib/core/tensor.ts";
 import { initLM, type LMConfig, lmLoss, type LMParams } from "../lib/nn/lm.ts";
 import { key, randint } from "../lib/core/random.ts";
 
+const tuneMode = Deno.env.get("MATMUL_TUNE") ?? "";
+if (!["", "0", "1", "lm"].includes(tuneMode)) {
+  console.error(
+    `matmul_bench: MATMUL_TUNE must be 1 (sweep and tune) or lm (tune only), got ${JSON.stringify(tuneMode)}`,
+  );
+  Deno.exit(2);
+}
+const tune = tuneMode === "1" || tuneMode === "lm";
 await initGpu();
 const cpu = gpuInfo().isCpu;
-const tune = Deno.env.get("MATMUL_TUNE") === "1";
 console.log(`device: ${gpuInfo().description}; H100 fp32 peak ${H100.flops / 1e12} TFLOP/s`);
 
 const ALL_TILES: MatmulTiles[] = [
@@ -97,9 +106,9 @@ if (!cpu) {
 const repsFor = (expectedSeconds: number) =>
   cpu ? 2 : Math.min(100, Math.max(4, Math.ceil(0.05 / expectedSeconds)));
 
-/** Seconds per repetition of `record` (timeGpu cancels the fixed cost of waiting for the GPU). */
+/** Seconds per repetition of `record` (timeGpu ramps the clock, then cancels the fixed cost of waiting). */
 async function timePerRep(record: () => void, n: number): Promise<number> {
-  return await timeGpu(record, n);
+  return await timeGpu(record, n, 2, 0.08);
 }
 
 async function timeMatmul(
@@ -159,9 +168,10 @@ for (const Es of cpu ? [32] : [512, 64]) {
 }
 report(`matmul (${gpuInfo().description})`, rows);
 
-if (tune) {
+if (tuneMode === "1") {
   // What this stack (WGSL → SPIR-V → driver) gets from pure register FMAs: the ceiling for any matmul kernel.
-  const iters = 4096, groups = 132 * 32;
+  // (a CPU adapter runs a token amount: the full kernel is ~5·10¹¹ FMAs, minutes per repetition on llvmpipe)
+  const iters = cpu ? 64 : 4096, groups = cpu ? 8 : 132 * 32;
   const out = empty([groups * 256]);
   const fmaKernel = {
     name: "fma_peak",
@@ -194,12 +204,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 
   const sweep = [];
   for (const tiles of SWEPT_TILES) {
-    for (const n of sizes) sweep.push(await timeMatmul(`${n}³ tiles ${tileName(tiles)}`, n, n, n, { tiles }));
+    // (the largest square only: the smaller ones are latency-bound, and their tiles are tuned below by shape)
+    sweep.push(await timeMatmul(`${big}³ tiles ${tileName(tiles)}`, big, big, big, { tiles }));
     sweep.push(await timeMatmul(`per-run tiles ${tileName(tiles)}`, BT, D, E, { tiles }, K));
   }
   report("matmul tile sweep", sweep);
-  await tuneLMShapes();
 }
+if (tune) await tuneLMShapes();
 
 /** The products of one training step (forward + backward) of a Mamba 2 LM, deduplicated. */
 function lmStepShapes(K: number, B: number, T: number, cfg: LMConfig): MatmulShape[] {
@@ -240,8 +251,22 @@ async function tuneLMShapes() {
     for (const s of lmStepShapes(K, B, T, cfg)) shapes.set(JSON.stringify(s), s);
   }
   const candidates = SWEPT_TILES;
+  const path = new URL("../kernels/matmul_tuning.json", import.meta.url).pathname;
+  // The table is rewritten (atomically) after every product, so a run stopped by a time limit keeps its entries.
+  const save = (entries: MatmulTuningEntry[]) => {
+    const table = readJson<MatmulTuningTable>(path, { adapters: {} });
+    table.adapters[gpuInfo().description] = { measured: new Date().toISOString(), entries };
+    writeJsonAtomic(path, table);
+  };
   const entries: MatmulTuningEntry[] = [];
   const rows = [];
+  {
+    // Bring the clock up once; the configurations below then keep the GPU busy back to back.
+    const [a, b] = operands(cpu ? 64 : 2048, cpu ? 64 : 2048, cpu ? 64 : 2048);
+    await rampClocks(() => matmul(a, b).dispose(), cpu ? 0.1 : 0.5);
+    a.dispose();
+    b.dispose();
+  }
   for (const s of shapes.values()) {
     const lead = [s.batch];
     const [a, b] = operands(s.M, s.Kd, s.N, s, s.batch);
@@ -251,10 +276,18 @@ async function tuneLMShapes() {
       spare.forEach((t) => t.dispose());
       flush();
       // Submitted per product, as split-K scratch must return to the pool as in a training step.
-      return await timeGpu(() => {
-        matmul(a, b, { transA: s.transA, transB: s.transB, tiles }).dispose();
-        flush();
-      }, repsFor(flops / (cpu ? 1e9 : 10e12)));
+      // Short windows (the GPU is kept busy from one configuration to the next, so no ramp each time), 3 trials.
+      return await timeGpu(
+        () => {
+          matmul(a, b, { transA: s.transA, transB: s.transB, tiles }).dispose();
+          flush();
+        },
+        repsFor(flops / (cpu ? 1e9 : 10e12)),
+        2,
+        0.02,
+        3,
+        0,
+      );
     };
     const rule = chooseTiles(s);
     const ruleSeconds = await time(rule);
@@ -271,12 +304,10 @@ async function tuneLMShapes() {
     const name = `${s.batch}×(${s.M}×${s.Kd}${s.transA ? "ᵀ" : ""})·(${s.Kd}×${s.N}${s.transB ? "ᵀ" : ""})`;
     rows.push({ name: `${name}: rule ${tileName(rule)}`, seconds: ruleSeconds, flops });
     rows.push({ name: `${name}: best ${tileName(best.tiles)}`, seconds: best.seconds, flops });
+    save(entries);
+    console.error(`tuned ${entries.length}/${shapes.size} products`);
   }
   report(`matmul tuning at the LM step's products (${gpuInfo().description})`, rows);
-  const path = new URL("../kernels/matmul_tuning.json", import.meta.url).pathname;
-  const table = readJson<MatmulTuningTable>(path, { adapters: {} });
-  table.adapters[gpuInfo().description] = { measured: new Date().toISOString(), entries };
-  writeJsonAtomic(path, table);
   const saved = entries.reduce((a, e) => a + e.ruleSeconds! - e.seconds!, 0);
   console.log(
     `wrote ${entries.length} entries for "${gpuInfo().description}" to ${path} (per step, the best tiles save ` +

@@ -154,9 +154,20 @@ Deno.test({
     );
     const chunked = await evaluateLM(params, consts, cfg, K, rows, { budgetBytes: budget });
     const whole = await evaluateRows((ids) => applyLM(params, consts, ids, cfg), K, rows, B);
+    // The device's maxBufferSize limits every tensor, split bindings or not: with a cap at the largest tensor of 3
+    // rows (the logits), chunks shrink to fit it however much memory there is.
+    const largestOf = (n: number) => estimateEvalMemory(cfg, K, n, T).largestBufferBytes;
+    const cap = largestOf(3);
+    const capChunk = evalChunkRows(cfg, K, T, 1e12, binding, B, cap);
+    assert.ok(
+      capChunk >= 3 && capChunk < B && largestOf(capChunk + 1) > cap,
+      `chunk ${capChunk} under a cap`,
+    );
+    const capped = await evaluateLM(params, consts, cfg, K, rows, { budgetBytes: 1e12, maxBufferBytes: cap });
     disposeModel({ params, consts });
     console.log(`accuracy in chunks: ${JSON.stringify(chunked)}`);
     assert.deepEqual(chunked, whole);
+    assert.deepEqual(capped, whole);
   },
 });
 

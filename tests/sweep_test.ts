@@ -365,19 +365,28 @@ Deno.test("checkRunsFit: a run whose training step or one evaluation row does no
   const train = estimateTrainingMemory(spec.model, 1, spec.train.batch, 48).peakBytes;
   const evalRow = estimateEvalMemory(spec.model, 1, 1, 2 * 2000 + 2).peakBytes;
   assert.ok(evalRow > train, "the test needs an evaluation row larger than the training step");
-  const big = 2 ** 40;
-  checkRunsFit([run, run], TASKS, big, big); // fits: no throw
+  const big = 2 ** 40, limits = { binding: big, buffer: big };
+  checkRunsFit([run, run], TASKS, big, limits); // fits: no throw
   assert.throws(
-    () => checkRunsFit([run], TASKS, train - 1, big),
+    () => checkRunsFit([run], TASKS, train - 1, limits),
     (e: unknown) =>
       e instanceof RangeError &&
       /^run \(copy mimetic 8\): needs .* for 1 run at batch 4 × T 48 .*: lower --batch$/.test(e.message),
   );
   assert.throws(
-    () => checkRunsFit([run], TASKS, Math.floor((train + evalRow) / 2), big),
+    () => checkRunsFit([run], TASKS, Math.floor((train + evalRow) / 2), limits),
     (e: unknown) =>
       e instanceof RangeError &&
       /^run \(copy mimetic 8\), length 2000: evaluation needs .* at one row × T 4002/
+        .test(e.message),
+  );
+  // a training step with a tensor (the logits) larger than the adapter's largest buffer, bound in split parts
+  const logits = estimateTrainingMemory(spec.model, 1, spec.train.batch, 48).largestBufferBytes;
+  assert.throws(
+    () => checkRunsFit([run], TASKS, big, { binding: big, buffer: logits - 1 }),
+    (e: unknown) =>
+      e instanceof RangeError &&
+      /^run \(copy mimetic 8\): one tensor of 1 run at batch 4 × T 48, .*, more than the adapter's largest buffer \(maxBufferSize .*\): lower --batch$/
         .test(e.message),
   );
 });

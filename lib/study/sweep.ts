@@ -123,6 +123,8 @@ async function evaluate(
         rows.T,
         adapterMemoryBudget(gpuInfo()),
         gpuInfo().limits.maxStorageBufferBindingSize,
+        samples,
+        gpuInfo().limits.maxBufferSize,
       ),
     );
     out.push(accs.map((a) => ({ length: L, ...a })));
@@ -172,7 +174,7 @@ export async function runWorker(runs: readonly PlannedRun[], o: WorkerOptions): 
   const mine = o.shard ? runs.filter((_, i) => i % o.shard!.count === o.shard!.index) : [...runs];
   const info = gpuInfo();
   const budget = adapterMemoryBudget(info);
-  const maxBinding = info.limits.maxStorageBufferBindingSize;
+  const limits = { binding: info.limits.maxStorageBufferBindingSize, buffer: info.limits.maxBufferSize };
   const seenDamaged = new Set<string>();
   const onDamaged = (d: DamagedFile) => {
     if (seenDamaged.has(d.path)) return;
@@ -181,7 +183,7 @@ export async function runWorker(runs: readonly PlannedRun[], o: WorkerOptions): 
   };
   // Refuse up front a run that cannot fit even alone, before any group of this share trains.
   const finished = readResults(folder, onDamaged);
-  checkRunsFit(mine.filter((r) => !finished.has(r.id)), o.tasks, budget, maxBinding);
+  checkRunsFit(mine.filter((r) => !finished.has(r.id)), o.tasks, budget, limits);
   let trained = 0, groups = 0, waiting = false;
   const report = (results: Map<string, unknown>) => {
     const done = mine.filter((r) => results.has(r.id)).length;
@@ -191,7 +193,7 @@ export async function runWorker(runs: readonly PlannedRun[], o: WorkerOptions): 
     const results = readResults(folder, onDamaged);
     const todo = mine.filter((r) => !results.has(r.id));
     if (todo.length === 0) return report(results);
-    const group = claimGroup(todo, folder, worker, o, budget, maxBinding);
+    const group = claimGroup(todo, folder, worker, o, budget, limits);
     if (!group) {
       if (!o.wait) return report(results);
       if (!waiting) log(`${o.label}: ${todo.length} run(s) left, all held by other workers; waiting`);
@@ -221,7 +223,7 @@ function claimGroup(
   worker: string,
   o: WorkerOptions,
   budget: number,
-  maxBinding: number,
+  limits: BufferLimits,
 ): PlannedRun[] | null {
   const states = new Map(todo.map((r) => [r.id, claimState(folder.claimPath(r.id), o.claimTimeout)]));
   const available = todo.filter((r) => states.get(r.id)!.state !== "live");
@@ -260,7 +262,7 @@ function claimGroup(
   while (free.length > 0) {
     const first = free[0];
     const key = packKey(first.spec);
-    const size = groupSizeFor(first.spec, o, budget, maxBinding);
+    const size = groupSizeFor(first.spec, o, budget, limits);
     const candidates = free.filter((r) => packKey(r.spec) === key).slice(0, size);
     const got = claim(candidates);
     if (got.length > 0) return got;
@@ -273,7 +275,8 @@ function claimGroup(
 /**
  * Throws a one-line RangeError, naming the run by its labels, when one of `runs` could not train or be evaluated
  * on this adapter even alone: its training step needs more than `budget` bytes (or binds one tensor larger than
- * `maxBinding`; the message names the memory and says to lower `--batch`), or one evaluation row at one of its
+ * `limits.binding`, or any tensor larger than `limits.buffer`; the message names the memory and says to lower
+ * `--batch`), or one evaluation row at one of its
  * lengths does not fit. A sweep calls it before training anything, so that a grid whose longest run cannot fit
  * is refused at once rather than after hours of the runs that do.
  * @throws {RangeError} e.g. `run (copy default 2000): needs 3.1 GiB for 1 run at batch 64 × T 4002 (activations
@@ -283,7 +286,7 @@ export function checkRunsFit(
   runs: readonly PlannedRun[],
   tasks: TaskTable,
   budget: number,
-  maxBinding: number,
+  limits: BufferLimits,
 ): void {
   const seen = new Set<string>();
   for (const r of runs) {
@@ -305,13 +308,22 @@ export function checkRunsFit(
       batch: r.spec.train.batch,
       T,
       budgetBytes: budget,
-      maxBindingBytes: maxBinding,
+      maxBindingBytes: limits.binding,
+      maxBufferBytes: limits.buffer,
       flag: "--batch",
     });
     if (why) throw new RangeError(`${name}: ${why}`);
     for (const L of evalLengths) {
       try {
-        evalChunkRows(r.spec.model, 1, task.evalContext(cfg, L), budget, maxBinding);
+        evalChunkRows(
+          r.spec.model,
+          1,
+          task.evalContext(cfg, L),
+          budget,
+          limits.binding,
+          undefined,
+          limits.buffer,
+        );
       } catch (err) {
         if (err instanceof RangeError) throw new RangeError(`${name}, length ${L}: ${err.message}`);
         throw err;
@@ -320,18 +332,33 @@ export function checkRunsFit(
   }
 }
 
+/** The adapter's limits on one tensor: bound whole (`maxStorageBufferBindingSize`) and at all (`maxBufferSize`). */
+export interface BufferLimits {
+  binding: number;
+  buffer: number;
+}
+
 /** How many runs of this spec's shape train together. */
-function groupSizeFor(spec: RunSpec, o: WorkerOptions, budget: number, maxBinding: number): number {
+function groupSizeFor(spec: RunSpec, o: WorkerOptions, budget: number, limits: BufferLimits): number {
   const { task, cfg } = taskOf(o.tasks, spec);
   const T = task.trainContext(cfg);
-  const fit = maxRunsThatFit(spec.model, spec.train.batch, T, budget, maxBinding);
+  const fit = maxRunsThatFit(
+    spec.model,
+    spec.train.batch,
+    T,
+    budget,
+    limits.binding,
+    undefined,
+    limits.buffer,
+  );
   if (fit < 1) {
     const why = trainingFitMessage(spec.model, {
       runs: 1,
       batch: spec.train.batch,
       T,
       budgetBytes: budget,
-      maxBindingBytes: maxBinding,
+      maxBindingBytes: limits.binding,
+      maxBufferBytes: limits.buffer,
       flag: "--batch",
     });
     throw new RangeError(why ?? `one run at batch ${spec.train.batch} × T ${T} does not fit: lower --batch`);

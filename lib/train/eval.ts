@@ -86,12 +86,14 @@ export interface EvaluateLMOptions {
   budgetBytes?: number;
   /** The largest binding (default the device's `maxStorageBufferBindingSize`). */
   maxBindingBytes?: number;
+  /** The largest buffer (default the device's `maxBufferSize`). */
+  maxBufferBytes?: number;
 }
 
 /**
  * Scores K runs of a language model on the same rows, in chunks of as many rows as the memory estimate allows
- * (`estimateEvalMemory`: a forward pass holds one block's activations, the logits, the parameters), so that long
- * rows (T of 8k and more) fit. Needs `initGpu()`.
+ * (`estimateEvalMemory`: a forward pass holds one block's activations, the logits, the parameters; no tensor above
+ * the device's buffer and binding limits), so that long rows (T of 8k and more) fit. Needs `initGpu()`.
  * @throws {RangeError} when not even one row fits.
  * @example
  * ```ts ignore
@@ -109,7 +111,8 @@ export async function evaluateLM(
   const info = gpuInfo();
   const budget = options.budgetBytes ?? adapterMemoryBudget(info);
   const binding = options.maxBindingBytes ?? info.limits.maxStorageBufferBindingSize;
-  const chunk = evalChunkRows(cfg, K, rows.T, budget, binding, rows.B);
+  const buffer = options.maxBufferBytes ?? info.limits.maxBufferSize;
+  const chunk = evalChunkRows(cfg, K, rows.T, budget, binding, rows.B, buffer);
   return await evaluateRows((ids) => applyLM(params, consts, ids, cfg), K, rows, chunk);
 }
 

@@ -55,17 +55,23 @@ export interface MemoryEstimate {
   largestTensorBytes: number;
   /** Its name and size in elements. */
   largestTensor: string;
+  /** The largest single tensor of any kind, split bindings or not (what `maxBufferSize` limits). */
+  largestBufferBytes: number;
+  /** Its name and size in elements. */
+  largestBuffer: string;
 }
 
-/** A timeline of allocations: running bytes, the high-water mark, the largest whole-bound tensor. */
+/** A timeline of allocations: running bytes, the high-water mark, the largest whole-bound and largest tensor. */
 class Timeline {
   live = 0;
   peak = 0;
   largest: TensorSize | null = null;
+  largestAny: TensorSize | null = null;
   add(ts: readonly TensorSize[]): void {
     for (const t of ts) {
       this.live += bytesOf(t);
       if (t.whole && (!this.largest || t.elements > this.largest.elements)) this.largest = t;
+      if (!this.largestAny || t.elements > this.largestAny.elements) this.largestAny = t;
     }
     this.peak = Math.max(this.peak, this.live);
   }
@@ -200,7 +206,18 @@ export function estimateTrainingMemory(cfg: LMConfig, K: number, batch: number, 
     peakBytes: line.peak,
     largestTensorBytes: whole.elements * 4,
     largestTensor: `${whole.name} (${whole.elements} floats)`,
+    ...largestBuffer(line, whole),
   };
+}
+
+/** The estimate's largest tensor of any kind (at least `atLeast`, a tensor counted outside the timeline). */
+function largestBuffer(
+  line: Timeline,
+  atLeast: TensorSize,
+): Pick<MemoryEstimate, "largestBufferBytes" | "largestBuffer"> {
+  const t = line.largestAny && line.largestAny.elements > atLeast.elements ? line.largestAny : atLeast;
+  // as the buffer pool allocates it (bucket sizes), which is what maxBufferSize limits
+  return { largestBufferBytes: bytesOf(t), largestBuffer: `${t.name} (${t.elements} floats)` };
 }
 
 /**
@@ -254,17 +271,25 @@ export function estimateEvalMemory(cfg: LMConfig, K: number, rows: number, T: nu
     peakBytes: line.peak,
     largestTensorBytes: largest.elements * 4,
     largestTensor: `${largest.name} (${largest.elements} floats)`,
+    ...largestBuffer(line, largest),
   };
 }
 
-/** Whether an estimate fits a memory budget and a binding limit. */
-function fits(est: MemoryEstimate, budgetBytes: number, maxBindingBytes: number): boolean {
-  return est.peakBytes <= budgetBytes && est.largestTensorBytes <= maxBindingBytes;
+/** Whether an estimate fits a memory budget, a binding limit and a buffer-size limit. */
+function fits(
+  est: MemoryEstimate,
+  budgetBytes: number,
+  maxBindingBytes: number,
+  maxBufferBytes: number,
+): boolean {
+  return est.peakBytes <= budgetBytes && est.largestTensorBytes <= maxBindingBytes &&
+    est.largestBufferBytes <= maxBufferBytes;
 }
 
 /**
  * The most runs (K) of `cfg` at this batch and length whose training step fits `budgetBytes` with no tensor bound
- * whole above `maxBindingBytes`; 0 when not even one run fits. Memory grows with K, so this is a search over K
+ * whole above `maxBindingBytes` and none at all above `maxBufferBytes` (the device's `maxBufferSize`; default no
+ * limit); 0 when not even one run fits. Memory grows with K, so this is a search over K
  * (up to `maxRuns`).
  * @example
  * ```ts ignore
@@ -279,8 +304,10 @@ export function maxRunsThatFit(
   budgetBytes: number,
   maxBindingBytes: number,
   maxRuns = 4096,
+  maxBufferBytes = Infinity,
 ): number {
-  const ok = (K: number) => fits(estimateTrainingMemory(cfg, K, batch, T), budgetBytes, maxBindingBytes);
+  const ok = (K: number) =>
+    fits(estimateTrainingMemory(cfg, K, batch, T), budgetBytes, maxBindingBytes, maxBufferBytes);
   if (!ok(1)) return 0;
   let lo = 1, hi = 2;
   while (hi <= maxRuns && ok(hi)) {
@@ -297,8 +324,9 @@ export function maxRunsThatFit(
 }
 
 /**
- * The most rows per evaluation chunk (at least 1, at most `maxRows`) for K runs at length T within the budget
- * and binding limit.
+ * The most rows per evaluation chunk (at least 1, at most `maxRows`) for K runs at length T within the budget,
+ * the binding limit and the buffer-size limit (`maxBufferBytes`, the device's `maxBufferSize`: the logits of many
+ * long rows over a large vocabulary outgrow one buffer long before they outgrow the memory).
  * @throws {RangeError} when not even one row fits, naming the memory it needs.
  */
 export function evalChunkRows(
@@ -308,8 +336,10 @@ export function evalChunkRows(
   budgetBytes: number,
   maxBindingBytes: number,
   maxRows = 1 << 16,
+  maxBufferBytes = Infinity,
 ): number {
-  const ok = (rows: number) => fits(estimateEvalMemory(cfg, K, rows, T), budgetBytes, maxBindingBytes);
+  const ok = (rows: number) =>
+    fits(estimateEvalMemory(cfg, K, rows, T), budgetBytes, maxBindingBytes, maxBufferBytes);
   if (!ok(1)) {
     const est = estimateEvalMemory(cfg, K, 1, T);
     throw new RangeError(
@@ -319,7 +349,9 @@ export function evalChunkRows(
         `(largest tensor ${formatBytes(est.largestTensorBytes)}); the adapter has ~${
           formatBytes(budgetBytes)
         }` +
-        ` with bindings of at most ${formatBytes(maxBindingBytes)}: evaluate fewer runs or shorter lengths`,
+        ` with bindings of at most ${formatBytes(maxBindingBytes)}${
+          Number.isFinite(maxBufferBytes) ? ` and buffers of at most ${formatBytes(maxBufferBytes)}` : ""
+        }: evaluate fewer runs or shorter lengths`,
     );
   }
   let lo = 1, hi = 2;
@@ -343,6 +375,8 @@ export interface FitQuestion {
   T: number;
   budgetBytes: number;
   maxBindingBytes: number;
+  /** The device's `maxBufferSize` (default no limit). */
+  maxBufferBytes?: number;
   /** The flag the message tells the user to lower, e.g. `--batch` (default) or `--group-size`. */
   flag?: string;
   /** The budget is the default guess for an unknown adapter (the message then says how to set it). */
@@ -355,7 +389,7 @@ export interface FitQuestion {
  * ```ts
  * import { describeMemory } from "./memory.ts";
  * const est = { paramBytes: 0, optimizerBytes: 0, batchBytes: 0, activationBytes: 40.8e9, peakBytes: 44.3e9,
- *   largestTensorBytes: 1e9, largestTensor: "scan output y" };
+ *   largestTensorBytes: 1e9, largestTensor: "scan output y", largestBufferBytes: 1e9, largestBuffer: "scan output y" };
  * console.log(describeMemory(est, { runs: 1, batch: 64, T: 8003, budgetBytes: 23.2e9, maxBindingBytes: 2 ** 31 }));
  * // needs 41.3 GiB for 1 run at batch 64 × T 8003 (activations 38.0 GiB); the adapter has ~21.6 GiB: lower --batch
  * ```
@@ -375,6 +409,12 @@ export function describeMemory(est: MemoryEstimate, q: FitQuestion): string | nu
     }, more ` +
       `than the adapter's largest binding (maxStorageBufferBindingSize ${formatBytes(q.maxBindingBytes)}): ` +
       `lower ${flag}`;
+  }
+  if (q.maxBufferBytes !== undefined && est.largestBufferBytes > q.maxBufferBytes) {
+    return `one tensor of ${what}, ${est.largestBuffer}, takes ${
+      formatBytes(est.largestBufferBytes)
+    }, more ` +
+      `than the adapter's largest buffer (maxBufferSize ${formatBytes(q.maxBufferBytes)}): lower ${flag}`;
   }
   return null;
 }

@@ -268,6 +268,7 @@ export async function trainLM(
         budgetBytes: opts.memoryBudget ?? adapter.bytes,
         budgetGuessed: opts.memoryBudget === undefined && adapter.source === "default",
         maxBindingBytes: info.limits.maxStorageBufferBindingSize,
+        maxBufferBytes: info.limits.maxBufferSize,
         flag: "the batch or the runs per group",
       });
       if (why) {
