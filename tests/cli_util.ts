@@ -3,6 +3,7 @@
  * and output, the tiny fig7 settings the sweep tests train with, and runs.csv without the columns that differ
  * between otherwise identical sweeps.
  */
+import assert from "node:assert/strict";
 import { join } from "node:path";
 import { readCsv } from "../lib/study/csv.ts";
 import { TIME_COLUMNS } from "../lib/study/study.ts";
@@ -56,6 +57,24 @@ export const canUnshare: boolean = (() => {
 /** Lines of stderr that are not the driver's noise. */
 export function messageLines(stderr: string): string[] {
   return stderr.trim().split("\n").filter((l) => l.trim() !== "" && !/XDG_RUNTIME_DIR/.test(l));
+}
+
+/**
+ * Runs `script --scale smoke --out <fresh folder> ...args` for each case and asserts what a bad invocation must
+ * give: exit code 2, exactly one message line matching the case's pattern, no stack trace, and nothing written.
+ */
+export async function assertRejected(script: string, cases: readonly [string[], RegExp][]): Promise<void> {
+  const out = await Deno.makeTempDir({ prefix: "mimetic_bad_flags_" });
+  for (const [args, pattern] of cases) {
+    const r = await runScript(script, ["--scale", "smoke", "--out", out, ...args]);
+    assert.equal(r.code, 2, `${args.join(" ")} gave exit code ${r.code}: ${r.stderr}`);
+    const lines = messageLines(r.stderr);
+    assert.equal(lines.length, 1, `${args.join(" ")}: expected one line, got:\n${r.stderr}`);
+    assert.match(lines[0], pattern);
+    assert.doesNotMatch(r.stderr, /\bat .*\.ts:\d+/, "printed a stack trace");
+  }
+  assert.deepEqual([...Deno.readDirSync(out)], [], "a rejected invocation wrote something");
+  await Deno.remove(out, { recursive: true });
 }
 
 /** A tiny fig7 sweep: 2 state sizes × 2 inits × `seeds` seeds, D 16, 1 layer, `steps` steps. */

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { noGpu } from "./harness.ts";
-import { messageLines, runScript } from "./cli_util.ts";
+import { assertRejected, runScript } from "./cli_util.ts";
 import fig3 from "../experiments/fig3.ts";
 import { readCsv } from "../lib/study/csv.ts";
 import { canonicalJson, packKey, runId } from "../lib/study/spec.ts";
@@ -32,7 +32,6 @@ function valuesAt(scale: ScaleName, over: Partial<Values> = {}): Values {
 }
 
 Deno.test("fig3: bad flags exit 2 with a one-line message naming the problem", async () => {
-  const out = await Deno.makeTempDir();
   const cases: [string[], RegExp][] = [
     [["--mixers", "mamba3"], /--mixers: expected values from mamba1, mamba2, got "mamba3"/],
     [["--conv-scopes", "xB"], /--conv-scopes: expected values from xBC, x, got "xB"/],
@@ -43,16 +42,7 @@ Deno.test("fig3: bad flags exit 2 with a one-line message naming the problem", a
     [["--train-len", "40"], /maxLen too long for context/],
     [["--c", "0"], /mimetic c must be a positive number, got 0/],
   ];
-  for (const [args, pattern] of cases) {
-    const r = await runScript(script, ["--scale", "smoke", "--out", out, ...args]);
-    assert.equal(r.code, 2, `${args.join(" ")} gave exit code ${r.code}: ${r.stderr}`);
-    const lines = messageLines(r.stderr);
-    assert.equal(lines.length, 1, `${args.join(" ")}: expected one line, got:\n${r.stderr}`);
-    assert.match(lines[0], pattern);
-    assert.doesNotMatch(r.stderr, /\bat .*\.ts:\d+/, "printed a stack trace");
-  }
-  assert.deepEqual([...Deno.readDirSync(out)], [], "a rejected invocation wrote something");
-  await Deno.remove(out, { recursive: true });
+  await assertRejected(script, cases);
 });
 
 Deno.test("fig3 --help lists the figure's flags", async () => {

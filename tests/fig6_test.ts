@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { noGpu } from "./harness.ts";
-import { messageLines, runScript } from "./cli_util.ts";
+import { assertRejected, runScript } from "./cli_util.ts";
 import fig6 from "../experiments/fig6.ts";
 import { readCsv } from "../lib/study/csv.ts";
 import { runId } from "../lib/study/spec.ts";
@@ -29,7 +29,6 @@ function valuesAt(scale: ScaleName, over: Partial<Values> = {}): Values {
 }
 
 Deno.test("fig6: bad flags exit 2 with a one-line message naming the problem", async () => {
-  const out = await Deno.makeTempDir();
   const cases: [string[], RegExp][] = [
     [["--vocabs", "1"], /--vocabs: expected a value ≥ 2, got 1/],
     [["--vocabs", "8,8"], /--vocabs: 8 is listed twice/],
@@ -40,16 +39,7 @@ Deno.test("fig6: bad flags exit 2 with a one-line message naming the problem", a
     [["--conv-scope", "xy"], /--conv-scope: expected one of xBC, x, got "xy"/],
     [["--mixers", ""], /--mixers: expected a comma-separated list/],
   ];
-  for (const [args, pattern] of cases) {
-    const r = await runScript(script, ["--scale", "smoke", "--out", out, ...args]);
-    assert.equal(r.code, 2, `${args.join(" ")} gave exit code ${r.code}: ${r.stderr}`);
-    const lines = messageLines(r.stderr);
-    assert.equal(lines.length, 1, `${args.join(" ")}: expected one line, got:\n${r.stderr}`);
-    assert.match(lines[0], pattern);
-    assert.doesNotMatch(r.stderr, /\bat .*\.ts:\d+/, "printed a stack trace");
-  }
-  assert.deepEqual([...Deno.readDirSync(out)], [], "a rejected invocation wrote something");
-  await Deno.remove(out, { recursive: true });
+  await assertRejected(script, cases);
 });
 
 Deno.test("fig6 grid: mixers × inits × vocabularies × training lengths, each mixer's mimetic init, contexts", () => {

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { noGpu } from "./harness.ts";
-import { messageLines, runScript } from "./cli_util.ts";
+import { assertRejected, runScript } from "./cli_util.ts";
 import fig8 from "../experiments/fig8.ts";
 import { copyVocab, MIMETIC_ALL, readCsv, runId, type ScaleName } from "../mod.ts";
 
@@ -25,7 +25,6 @@ function valuesAt(scale: ScaleName, over: Partial<Values> = {}): Values {
 }
 
 Deno.test("fig8: bad flags exit 2 with a one-line message naming the problem", async () => {
-  const out = await Deno.makeTempDir();
   const cases: [string[], RegExp][] = [
     [["--widths", "0"], /--widths: expected a value ≥ 1, got 0/],
     [["--depths", "2,2"], /--depths: 2 is listed twice/],
@@ -39,16 +38,7 @@ Deno.test("fig8: bad flags exit 2 with a one-line message naming the problem", a
     [["--tasks", "sort"], /--tasks: expected values from copy, mqar, got "sort"/],
     [["--mixers", ""], /--mixers: expected a comma-separated list/],
   ];
-  for (const [args, pattern] of cases) {
-    const r = await runScript(script, ["--scale", "smoke", "--out", out, ...args]);
-    assert.equal(r.code, 2, `${args.join(" ")} gave exit code ${r.code}: ${r.stderr}`);
-    const lines = messageLines(r.stderr);
-    assert.equal(lines.length, 1, `${args.join(" ")}: expected one line, got:\n${r.stderr}`);
-    assert.match(lines[0], pattern);
-    assert.doesNotMatch(r.stderr, /\bat .*\.ts:\d+/, "printed a stack trace");
-  }
-  assert.deepEqual([...Deno.readDirSync(out)], [], "a rejected invocation wrote something");
-  await Deno.remove(out, { recursive: true });
+  await assertRejected(script, cases);
 });
 
 Deno.test("fig8 grid: mixers × tasks × widths × depths × inits, each mixer's init and state, eval multiples", () => {

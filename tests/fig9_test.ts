@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { noGpu } from "./harness.ts";
-import { messageLines, runScript } from "./cli_util.ts";
+import { assertRejected, messageLines, runScript } from "./cli_util.ts";
 import fig9 from "../experiments/fig9.ts";
 import {
   copyVocab,
@@ -40,7 +40,6 @@ function valuesAt(scale: ScaleName, over: Partial<Values> = {}): Values {
 const GiB = 2 ** 30;
 
 Deno.test("fig9: bad flags exit 2 with a one-line message naming the problem", async () => {
-  const out = await Deno.makeTempDir();
   const cases: [string[], RegExp][] = [
     [["--eval-factors", "2"], /--eval-factors 2 lacks 1 \(the training length itself.*add 1/],
     [["--eval-factors", "1,0"], /--eval-factors: expected positive multiples, got 1,0/],
@@ -54,16 +53,7 @@ Deno.test("fig9: bad flags exit 2 with a one-line message naming the problem", a
     [["--fit-threshold", "2"], /--fit-threshold: expected a value ≤ 1, got 2/],
     [["--mixer", "mamba3"], /--mixer: expected one of mamba1, mamba2, got "mamba3"/],
   ];
-  for (const [args, pattern] of cases) {
-    const r = await runScript(script, ["--scale", "smoke", "--out", out, ...args]);
-    assert.equal(r.code, 2, `${args.join(" ")} gave exit code ${r.code}: ${r.stderr}`);
-    const lines = messageLines(r.stderr);
-    assert.equal(lines.length, 1, `${args.join(" ")}: expected one line, got:\n${r.stderr}`);
-    assert.match(lines[0], pattern);
-    assert.doesNotMatch(r.stderr, /\bat .*\.ts:\d+/, "printed a stack trace");
-  }
-  assert.deepEqual([...Deno.readDirSync(out)], [], "a rejected invocation wrote something");
-  await Deno.remove(out, { recursive: true });
+  await assertRejected(script, cases);
 });
 
 Deno.test("fig9 grid: tasks × lengths × inits, rows per step under --batch-tokens, contexts, MQAR in pairs", () => {
