@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { maxRelError, noGpu, type OpCase, opTests } from "./harness.ts";
-import { checkIds, embedding, embeddingRef, embeddingVjpRef } from "../lib/ops/embedding.ts";
+import {
+  checkIds,
+  embedding,
+  embeddingBackwardChunks,
+  embeddingRef,
+  embeddingVjpRef,
+} from "../lib/ops/embedding.ts";
 import { vjp } from "../lib/ops/autodiff.ts";
 import { type Tensor, tensor, tidy } from "../lib/core/tensor.ts";
 import { key, normal } from "../lib/core/random.ts";
@@ -30,6 +36,15 @@ opTests([
   embeddingCase(2, 3, 4, 3, 20, 3, " (repeated ids accumulate)"),
   embeddingCase(1, 9, 3, 3, 100, 2, " (300 positions: two tiles, the last partial)"),
   embeddingCase(1, 1000, 8, 1, 3, 1000, " (large V, few tokens)"),
+  embeddingCase(
+    2,
+    5,
+    7,
+    3,
+    400,
+    5,
+    " (1200 positions, V 5: the backward in 5 chunks of 256, the last partial)",
+  ),
   embeddingCase(1, 1, 1, 1, 1),
 ]);
 
@@ -134,4 +149,18 @@ Deno.test({
     console.log(`700 positions onto 3 rows: gradient error ${err.toExponential(2)}`);
     assert.ok(err < 1e-5);
   },
+});
+
+Deno.test("embedding backward chunks: ~512 / V chunks of ≥ 256 positions covering them all; one when V ≥ 512", () => {
+  assert.deepEqual(embeddingBackwardChunks(5, 1200), { chunks: 5, chunkLen: 256 });
+  assert.deepEqual(embeddingBackwardChunks(32, 8192), { chunks: 16, chunkLen: 512 });
+  assert.deepEqual(embeddingBackwardChunks(8192, 16384), { chunks: 1, chunkLen: 16384 });
+  for (const [V, N] of [[30, 7040], [1, 1], [300, 100000], [3, 255]]) {
+    const { chunks, chunkLen } = embeddingBackwardChunks(V, N);
+    assert.ok(chunkLen % 256 === 0 || chunks === 1, `V ${V} N ${N}`);
+    assert.ok(
+      chunks * chunkLen >= N && (chunks - 1) * chunkLen < N,
+      `V ${V} N ${N}: ${chunks} × ${chunkLen}`,
+    );
+  }
 });

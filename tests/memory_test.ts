@@ -42,6 +42,13 @@ const mamba2 = { ...MAMBA2_DEFAULTS, dState: 16, headDim: 16 };
 const CONFIGS: Record<string, LMConfig> = {
   "Mamba 2 (2 layers)": { vocab: V, dModel: D, normEps: 1e-5, layers: [mamba2, mamba2] },
   "Mamba 2, G = 2": { vocab: V, dModel: D, normEps: 1e-5, layers: [{ ...mamba2, nGroups: 2 }] },
+  // N 64 at these lengths: the chunked scan by default (its scratch, forward and backward)
+  "Mamba 2, N 64 (chunked scan)": {
+    vocab: V,
+    dModel: D,
+    normEps: 1e-5,
+    layers: [{ ...mamba2, dState: 64 }, { ...mamba2, dState: 64 }],
+  },
   "Mamba 1 (2 layers)": {
     vocab: V,
     dModel: D,
@@ -97,7 +104,14 @@ for (const [name, cfg] of Object.entries(CONFIGS)) {
   }
 }
 
-for (const name of ["Mamba 2 (2 layers)", "Mamba 1 (2 layers)", "hybrid (Mamba 2 + attention)"]) {
+for (
+  const name of [
+    "Mamba 2 (2 layers)",
+    "Mamba 2, N 64 (chunked scan)",
+    "Mamba 1 (2 layers)",
+    "hybrid (Mamba 2 + attention)",
+  ]
+) {
   Deno.test({
     name: `evaluation memory of ${name}: the estimate matches the measured peak`,
     ignore: noGpu,

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { noGpu, type OpCase, opTests, randomInputs } from "./harness.ts";
 import {
+  defaultSsdAlgorithm,
   type SsdDims,
   ssdScan,
   ssdScanGrads,
@@ -10,6 +11,8 @@ import {
 } from "../lib/ops/ssd_scan.ts";
 import { readTensors, tensor, tidy } from "../lib/core/tensor.ts";
 import { gpuInfo } from "../lib/core/runtime.ts";
+
+const SEQUENTIAL: SsdScanOptions = { algorithm: "sequential" };
 
 /** One scan case in its valid input ranges: dt in [0.01, 1], A in [−2, −0.1]. */
 function ssdCase(name: string, dims: SsdDims, options: SsdScanOptions = {}, tol?: number): OpCase {
@@ -55,13 +58,27 @@ opTests([
     rowsPerThread: 1,
     colsPerThread: 4,
   }),
+  // N ≥ 64: the forward's wide layout (8 vec4 columns per thread), and the default (chunked) algorithm there
+  ssdCase("N 64, sequential", { K: 1, Bt: 1, T: 9, H: 2, P: 8, G: 1, N: 64 }, SEQUENTIAL),
+  ssdCase("N 64, default algorithm", { K: 1, Bt: 1, T: 9, H: 2, P: 8, G: 1, N: 64 }),
   // the layouts of real sizes (256 threads, tiles of 8–16 steps) only on a GPU: llvmpipe takes minutes to
   // compile their workgroup memory
   ...(noGpu || gpuInfo().isCpu ? [] : [
-    ssdCase("GPU layout", { K: 1, Bt: 2, T: 70, H: 2, P: 64, G: 1, N: 128 }),
-    ssdCase("GPU layout, N 256", { K: 1, Bt: 1, T: 45, H: 4, P: 64, G: 2, N: 256 }),
+    // (the sequential algorithm named: at these N and T the default would be the chunked one)
+    ssdCase("GPU layout", { K: 1, Bt: 2, T: 70, H: 2, P: 64, G: 1, N: 128 }, SEQUENTIAL),
+    ssdCase("GPU layout, N 64", { K: 1, Bt: 2, T: 70, H: 2, P: 64, G: 1, N: 64 }, SEQUENTIAL),
+    ssdCase("GPU layout, N 256", { K: 1, Bt: 1, T: 45, H: 4, P: 64, G: 2, N: 256 }, SEQUENTIAL),
     ssdCase("GPU layout, N 8", { K: 2, Bt: 1, T: 33, H: 2, P: 64, G: 1, N: 8 }),
     ssdCase("GPU layout, T = 2048", { K: 1, Bt: 1, T: 2048, H: 1, P: 64, G: 1, N: 128 }),
+    ssdCase("GPU layout, default algorithm at N 128, T 70", {
+      K: 1,
+      Bt: 2,
+      T: 70,
+      H: 2,
+      P: 64,
+      G: 1,
+      N: 128,
+    }),
   ]),
 ]);
 
@@ -109,4 +126,12 @@ Deno.test({
       assert.throws(() => ssdScan({ x, dt: x, A: hd, B, C: B, D: hd }), /expected dt of shape/);
     });
   },
+});
+
+Deno.test("ssdScan's default algorithm depends on T and N only: chunked for N ≥ 64 and T ≤ 1024", () => {
+  assert.equal(defaultSsdAlgorithm({ T: 128, N: 128 }), "chunked");
+  assert.equal(defaultSsdAlgorithm({ T: 1024, N: 64 }), "chunked");
+  assert.equal(defaultSsdAlgorithm({ T: 1025, N: 64 }), "sequential");
+  assert.equal(defaultSsdAlgorithm({ T: 220, N: 32 }), "sequential");
+  assert.equal(defaultSsdAlgorithm({ T: 8003, N: 128 }), "sequential");
 });

@@ -27,8 +27,8 @@ import { add, exp, mul, neg, silu, softplus } from "../ops/elementwise.ts";
 import { matmul } from "../ops/matmul.ts";
 import { causalConv1d } from "../ops/conv1d.ts";
 import { gatedRmsNorm } from "../ops/gated_norm.ts";
-import { type SsdAlgorithm, ssdScan } from "../ops/ssd_scan.ts";
-import { ssdScanBackwardScratch } from "../ops/ssd_scan.ts";
+import { defaultSsdAlgorithm, type SsdAlgorithm, ssdScan, ssdScanBackwardScratch } from "../ops/ssd_scan.ts";
+import { ssdChunkedScratch } from "../ops/ssd_chunked.ts";
 import {
   accumulate,
   type BackwardStep,
@@ -63,7 +63,7 @@ export interface Mamba2Config {
    * agree when G = 1. Checkpoints loaded from the Hugging Face layout carry `"all"` (`loadPretrained`).
    */
   gatedNorm?: "group" | "all";
-  /** The scan's GPU algorithm (default: `ssdScan`'s, DEFAULT_SSD_ALGORITHM in lib/ops/ssd_scan.ts). */
+  /** The scan's GPU algorithm (default: `ssdScan`'s, by the sizes: `defaultSsdAlgorithm` in lib/ops/ssd_scan.ts). */
   scanAlgorithm?: SsdAlgorithm;
 }
 
@@ -337,19 +337,28 @@ export function mamba2Memory(cfg: Mamba2Config, { K, B, T, D: Dm }: MemoryDims):
   const gY = per("d y", E), gZ = per("d z", E);
   const normPartials = sized("gated norm dw partials", K * Math.ceil(BT / Math.ceil(Math.sqrt(BT))) * E);
   steps.push({ alloc: [gY, gZ, normPartials], free: [gated, stats, outProj.dx, normPartials] });
-  // the scan: its gradients, then its scratch freed
-  const s = ssdScanBackwardScratch({ K, Bt: B, T, H, P, G, N });
+  // the scan: its gradients, then its scratch freed (the chunked algorithm's also while its forward runs)
+  const scanDims = { K, Bt: B, T, H, P, G, N };
   const gX = per("d x", E, true),
     gDt = per("d dt", H, true),
     gB = per("d B", GN, true),
     gC = per("d C", GN, true);
-  const scratch = [
-    sized("scan r_t", s.rr, true),
-    sized("scan dA/dD partials", s.sp, true),
-    sized("scan saved states", s.hs, true),
-    sized("scan per-head dC", s.dch, true),
-    sized("scan per-head dB", s.dbh, true),
-  ].filter((t) => t.elements > 0);
+  let scratch: TensorSize[], forwardScratch: MixerMemory["forwardScratch"];
+  if ((cfg.scanAlgorithm ?? defaultSsdAlgorithm(scanDims)) === "chunked") {
+    const c = ssdChunkedScratch(scanDims);
+    const tensors = c.forward.map((n, i) => sized(`chunked scan forward scratch ${i}`, n, true));
+    forwardScratch = { after: y, tensors };
+    scratch = c.backward.map((n, i) => sized(`chunked scan backward scratch ${i}`, n, true));
+  } else {
+    const s = ssdScanBackwardScratch(scanDims);
+    scratch = [
+      sized("scan r_t", s.rr, true),
+      sized("scan dA/dD partials", s.sp, true),
+      sized("scan saved states", s.hs, true),
+      sized("scan per-head dC", s.dch, true),
+      sized("scan per-head dB", s.dbh, true),
+    ].filter((t) => t.elements > 0);
+  }
   const gA = sized("d A", K * H); // (dD is a parameter gradient)
   steps.push({ alloc: [gX, gDt, gA, gB, gC, ...scratch], free: [y, gY, ...scratch] });
   // z = x·W_z: the first cotangent of the mixer's input
@@ -383,5 +392,5 @@ export function mamba2Memory(cfg: Mamba2Config, { K, B, T, D: Dm }: MemoryDims):
   steps.push(dtStep.step);
   const folded = accumulate(gIn, dtStep.dx);
   steps.push(...folded.steps);
-  return { params, forward, backward: steps, inputGrad: folded.acc };
+  return { params, forward, forwardScratch, backward: steps, inputGrad: folded.acc };
 }

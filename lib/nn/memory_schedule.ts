@@ -41,6 +41,11 @@ export interface MixerMemory {
   params: TensorSize[];
   /** The forward's allocations, in order. */
   forward: TensorSize[];
+  /**
+   * Scratch held only inside one op of the forward (as the chunked scan's): allocated with `after` (an entry of
+   * `forward`, the op's output) and freed when the op ends.
+   */
+  forwardScratch?: { after: TensorSize; tensors: TensorSize[] };
   /** The backward's steps, in order. */
   backward: BackwardStep[];
   /** The allocation of `backward` that is the cotangent of the input, left allocated at the end. */
@@ -85,4 +90,19 @@ export function accumulate(
   if (!acc) return { acc: g, steps: [] };
   const total = sized(g.name, g.elements, g.whole);
   return { acc: total, steps: [{ alloc: [total], free: [acc, g] }] };
+}
+
+/**
+ * The forward's allocations in order, with its one-op scratch allocated after its `after` entry and freed at once:
+ * for a timeline that adds each group and frees the scratch (`[tensors, scratch]` pairs).
+ */
+export function forwardSteps(m: Pick<MixerMemory, "forward" | "forwardScratch">): BackwardStep[] {
+  const s = m.forwardScratch;
+  const at = s ? m.forward.indexOf(s.after) + 1 : 0;
+  if (!s || at === 0) return [{ alloc: m.forward, free: [] }];
+  return [
+    { alloc: m.forward.slice(0, at), free: [] },
+    { alloc: s.tensors, free: s.tensors },
+    { alloc: m.forward.slice(at), free: [] },
+  ];
 }

@@ -11,6 +11,7 @@ import { kernelSource } from "../core/kernels.ts";
 import { dispatch, type Kernel } from "../core/runtime.ts";
 import { record, type VjpRule } from "../core/tape.ts";
 import { empty, type Tensor } from "../core/tensor.ts";
+import { sumInto } from "./reduce.ts";
 import { rowChunks, slice } from "./split.ts";
 import { expectF32, grid1d } from "./util.ts";
 
@@ -86,16 +87,31 @@ export function embedding(table: Tensor, ids: Tensor): Tensor {
 }
 
 /**
- * d table[k, v, :] = Σ over positions n of run k whose (clamped) id is v of g[k, n, :], summed in increasing n.
- * No float atomics: one workgroup per (k, v) scans the ids of run k (kernels/embedding.wgsl). Cost: K·V·B·T
- * integer compares from cache (1.3e8 per run at V = 8192, B·T = 64·256; estimated 0.1–0.3 ms per run on an H100,
- * not measured; measured 1.4 s on llvmpipe at V = 8192, B·T = 2048, D = 32) plus one read of g and one write of
- * d table. If it ever dominates a step, sort positions by id once per batch (ids are data, not parameters).
+ * Chunks of positions the embedding backward splits B·T = N positions into, for a vocabulary of V (see
+ * `embeddingVjp`): about 512 / V of at least 256 positions each, so that small vocabularies get ~512
+ * workgroups per run (one chunk when V ≥ 512). From V and N only, never K: a run's bits do not depend on the runs
+ * packed with it.
+ */
+export function embeddingBackwardChunks(V: number, N: number): { chunks: number; chunkLen: number } {
+  const wanted = Math.max(1, Math.min(Math.ceil(N / 256), Math.ceil(512 / V)));
+  const chunkLen = Math.max(256, Math.ceil(N / wanted / 256) * 256);
+  return { chunks: Math.max(1, Math.ceil(N / chunkLen)), chunkLen };
+}
+
+/**
+ * d table[k, v, :] = Σ over positions n of run k whose (clamped) id is v of g[k, n, :], summed in increasing n
+ * within chunks of positions (`embeddingBackwardChunks`), then over the chunks in order. No float atomics: one
+ * workgroup per (k, v) and chunk scans the chunk's ids (kernels/embedding.wgsl). Cost: K·V·B·T integer compares
+ * from cache (1.3e8 per run at V = 8192, B·T = 64·256; measured 1.4 s on llvmpipe at V = 8192, B·T = 2048,
+ * D = 32) plus one read of g and one write per chunk of d table. Unchunked, a small vocabulary left only K·V
+ * workgroups each walking all B·T positions in series: 0.93 ms of the D 1024 LM's 37.9 ms step on the H200 (V 32,
+ * B·T 8192).
  */
 export const embeddingVjp: VjpRule = ({ inputs: [table, ids] }, [g]) => {
   const [K, V, D] = table.shape;
   const N = ids.size / K;
-  const dTable = empty(table.shape);
+  const { chunks, chunkLen } = embeddingBackwardChunks(V, N);
+  const partial = empty(chunks > 1 ? [chunks, K, V, D] : table.shape);
   dispatch(
     {
       name: "embedding_backward",
@@ -103,10 +119,14 @@ export const embeddingVjp: VjpRule = ({ inputs: [table, ids] }, [g]) => {
       entry: "backward",
       bindings: ["read", "read", "read_write"],
     },
-    [ids.buffer, g!.buffer, dTable.buffer],
-    [K, V, N, D, 0, K * N],
-    grid1d(K * V, 1),
+    [ids.buffer, g!.buffer, partial.buffer],
+    [K, V, N, D, 0, K * N, chunkLen],
+    grid1d(chunks * K * V, 1),
   );
+  if (chunks === 1) return [partial, null];
+  const dTable = empty(table.shape);
+  sumInto(partial, [1, chunks, K * V * D], dTable);
+  partial.dispose();
   return [dTable, null];
 };
 

@@ -592,6 +592,46 @@ export function ssdChunkedForward(inputs: SsdScanInputs, d: SsdDims, opts: SsdSc
   return y;
 }
 
+/**
+ * The scratch buffers the chunked algorithm allocates, in 4-byte elements each, for memory estimates (it mirrors
+ * `ssdChunkedForward` and `ssdChunkedGrads`): `forward`, what the forward holds while it runs (DEC, TAB, CB, HS
+ * and three placeholders); `backward`, what the gradients' pass holds besides the gradients (every buffer of the
+ * module notes' table, and the dA/dD partials). Each buffer is for one group of batch rows, as dispatched, and
+ * within the binding limit.
+ */
+export function ssdChunkedScratch(
+  d: SsdDims,
+  opts: SsdScanOptions = {},
+): { forward: number[]; backward: number[] } {
+  const plan = chunkPlan(d, opts);
+  const L = layoutFor(d, plan, opts);
+  const KB = d.K * d.Bt;
+  const sb = scratchBytes(d, L);
+  const el = (bytes: number) => Math.max(4, Math.ceil(bytes / 4));
+  const multi = plan.nC > 1;
+  const f = rowsPerGroup(KB, [sb.dec, sb.tab, sb.pairs, sb.states], opts);
+  const forward = [el(f * sb.dec), el(f * sb.tab), el(f * sb.pairs), el(multi ? f * sb.states : 4), 4, 4, 4];
+  const r = rowsPerGroup(KB, Object.values(sb), opts);
+  const backward = [
+    el(r * sb.dec),
+    el(r * sb.tab),
+    el(r * sb.pairs),
+    el(r * sb.pairs),
+    el(multi ? r * sb.states : 4),
+    el(multi ? r * sb.states : 4),
+    el(multi ? r * sb.et : 4),
+    el(r * sb.z),
+    el(r * sb.z),
+    el(r * sb.vu),
+    el(r * sb.vu),
+    el(r * sb.qs),
+    el(r * sb.ddp),
+    el(KB * d.H * 8),
+    4,
+  ];
+  return { forward, backward };
+}
+
 /** The gradients of `sum(ssdScan(inputs) ⊙ dy)` by the chunked algorithm (see the module notes). */
 export function ssdChunkedGrads(
   inputs: SsdScanInputs,

@@ -6,7 +6,7 @@
  *   h_t = a_t·h_{t−1} + dt_t·x_t·B_tᵀ          (P×N state, h_{−1} = 0)
  *   y_t = h_t·C_t + D·x_t
  *
- * ## Two GPU algorithms (option `algorithm`; the default is DEFAULT_SSD_ALGORITHM below)
+ * ## Two GPU algorithms (option `algorithm`; the default depends on the sizes: `defaultSsdAlgorithm` below)
  * "sequential" (this file, kernels/ssd_scan_*.wgsl, described below) walks the T steps with the state in registers;
  * "chunked" (lib/ops/ssd_chunked.ts, kernels/ssd_chunk_*.wgsl) is the state space duality form: per chunk of steps
  * small products (CB ∘ decay)·x, and the states passed between chunks. They do about the same arithmetic (chunked
@@ -115,17 +115,35 @@ export interface SsdDims {
 export type SsdAlgorithm = "sequential" | "chunked";
 
 /**
- * The algorithm `ssdScan` and `ssdScanGrads` use when the options name none: the one place to flip the default
- * (the chunked one is to replace the sequential one once it is measured faster on the GPU).
+ * The algorithm `ssdScan` and `ssdScanGrads` use when the options name none, from the scan's sizes: the chunked
+ * one for N ≥ 64 and T ≤ 1024, the sequential one otherwise. Measured on the H200, forward + backward (the LMs' own
+ * scans): D 1024's (Bt 64, T 128, H 32, P 64, N 128) 2.64 ms chunked against 4.67 sequential; fig7 quick's (K 4 ×
+ * Bt 32, T 220, H 8, P 64) 2.84 against 3.58 at N 64 and 3.71 against 9.40 at N 256; Bt 64, T 512, H 32, N 128
+ * 17.7 against 18.8. At N 8 the sequential one took half the chunked one's time (5.9 against 11.2 ms at Bt 64,
+ * T 512), and longer sequences keep the sequential scan, whose scratch is smaller (the chunked one holds two
+ * P×N states per chunk and head) and whose memory estimate was checked against the measured peak up to T 16k.
+ * Depends on T and N only, never on K or the batch: a run's bits do not depend on the runs packed with it.
+ * @example
+ * ```ts
+ * import { defaultSsdAlgorithm } from "./ssd_scan.ts";
+ * console.log(defaultSsdAlgorithm({ T: 220, N: 64 }), defaultSsdAlgorithm({ T: 220, N: 16 })); // chunked sequential
+ * ```
  */
-export const DEFAULT_SSD_ALGORITHM: SsdAlgorithm = "sequential";
+export function defaultSsdAlgorithm({ T, N }: Pick<SsdDims, "T" | "N">): SsdAlgorithm {
+  return N >= 64 && T <= 1024 ? "chunked" : "sequential";
+}
+
+/** The algorithm a scan of these sizes runs with these options. */
+function algorithmOf(d: SsdDims, options: SsdScanOptions): SsdAlgorithm {
+  return options.algorithm ?? defaultSsdAlgorithm(d);
+}
 
 /**
  * Options: the algorithm, and tuning knobs (every value gives the same results up to rounding; the defaults are chosen for the
  * H100) and sizes that tests shrink to reach every code path.
  */
 export interface SsdScanOptions {
-  /** Which GPU algorithm (default {@link DEFAULT_SSD_ALGORITHM}). */
+  /** Which GPU algorithm (default by the sizes: {@link defaultSsdAlgorithm}). */
   algorithm?: SsdAlgorithm;
   /** Chunked: steps per block, the tile length along time (a multiple of 4 up to 64; default 64, less for short T). */
   block?: number;
@@ -140,9 +158,9 @@ export interface SsdScanOptions {
   slice?: number;
   /** Sequential: most time steps staged in workgroup memory at once (default 4 forward, 2 backward; 2 on a CPU adapter). */
   tile?: number;
-  /** Sequential: state rows (p) per thread (default 4, fewer for small states). */
+  /** Sequential: state rows (p) per thread (default 4, the forward 2 at N ≥ 64; fewer for small states). */
   rowsPerThread?: number;
-  /** Sequential: state columns (n) per thread, a multiple of 4 (default 8). */
+  /** Sequential: state columns (n) per thread, a multiple of 4 (default 8, the forward 32 at N ≥ 64). */
   colsPerThread?: number;
   /**
    * Sequential: let the shader compiler unroll the loop over the S steps of a tile (default false: the loop bound is a
@@ -211,8 +229,8 @@ interface ScanLayout {
 }
 
 /**
- * Splits the P×N state over threads: the forward about 32 floats per thread (4 rows × 2 vec4 columns, at most
- * 256 threads), the backward up to 64 (8 × 8, at most 128 threads where that suffices); small states get fewer
+ * Splits the P×N state over threads: the forward about 32 floats per thread (4 rows × 2 vec4 columns, or at
+ * N ≥ 64 2 rows × 8 vec4 columns; at most 256 threads), the backward up to 64 (8 × 8, at most 128 threads where that suffices); small states get fewer
  * floats per thread so that a workgroup still has ≥ 64 threads where it can. Then the tile: as many steps as
  * fit in workgroup memory, at most `tile` (H100, Bt 64, T 512, P 64, N 128: forward 2.1 ms at 4 against
  * 4.5 ms at 9 and 5.1 ms at 2 or 8; backward 20.8 ms at 2 against 31.6 ms at 4: less workgroup memory, more
@@ -220,8 +238,12 @@ interface ScanLayout {
  */
 function scanLayout(pass: LayoutKind, P: number, N: number, opts: SsdScanOptions = {}): ScanLayout {
   const N4 = Math.ceil(N / 4);
-  let NC4 = Math.min(2, N4), TN = Math.ceil(N4 / NC4);
-  let PR = Math.min(4, P), TP = Math.ceil(P / PR);
+  // The forward at N ≥ 64: 2 rows × 32 columns per thread (H200, P 64, tile 4: Bt 64, T 512, N 128 2.69 ms
+  // against 4.16 for 4 × 8; Bt 64, T 128 0.70 against 1.03; fig7 quick's K 4 × Bt 32, T 220, H 8 at N 64 0.38
+  // against 0.53 and at N 256 1.10 against 2.04): fewer column threads, so fewer partial sums of y per step.
+  const wide = pass === "forward" && N >= 64;
+  let NC4 = Math.min(wide ? 8 : 2, N4), TN = Math.ceil(N4 / NC4);
+  let PR = Math.min(wide ? 2 : 4, P), TP = Math.ceil(P / PR);
   const fixed = opts.rowsPerThread !== undefined || opts.colsPerThread !== undefined;
   if (fixed) {
     PR = Math.min(opts.rowsPerThread ?? 4, P);
@@ -456,7 +478,8 @@ function reduceKernel(entry: "sum_heads" | "sum_batch"): Kernel {
 /**
  * The Mamba 2 scan: per head, h_t = exp(dt_t·A)·h_{t−1} + dt_t·x_t·B_tᵀ, y_t = h_t·C_t + D·x_t (h_{−1} = 0).
  * Saves nothing for the backward beyond its inputs (the backward recomputes the states). `options.algorithm`
- * picks the GPU algorithm ("sequential" or "chunked"; default {@link DEFAULT_SSD_ALGORITHM}); the VJP uses the same.
+ * picks the GPU algorithm ("sequential" or "chunked"; default by the sizes, {@link defaultSsdAlgorithm}); the VJP
+ * uses the same.
  * @returns y, (K, Bt, T, H, P).
  * @throws {RangeError} on mismatched shapes, G not dividing H, or empty sizes.
  * @example
@@ -496,7 +519,7 @@ function reduceKernel(entry: "sum_heads" | "sum_batch"): Kernel {
 export function ssdScan(inputs: SsdScanInputs, options: SsdScanOptions = {}): Tensor {
   const d = ssdDims(inputs);
   const { x, dt, A, B, C, D } = inputs;
-  if ((options.algorithm ?? DEFAULT_SSD_ALGORITHM) === "chunked") {
+  if (algorithmOf(d, options) === "chunked") {
     const yc = ssdChunkedForward(inputs, d, options);
     record("ssdScan", [x, dt, A, B, C, D], [yc], { options });
     return yc;
@@ -520,7 +543,7 @@ export function ssdScanGrads(inputs: SsdScanInputs, dy: Tensor, options: SsdScan
   if (dy.size !== x.size) {
     throw new RangeError(`ssdScan: expected dy of shape ${shapeStr(x)}, got ${shapeStr(dy)}`);
   }
-  if ((options.algorithm ?? DEFAULT_SSD_ALGORITHM) === "chunked") {
+  if (algorithmOf(d, options) === "chunked") {
     return ssdChunkedGrads(inputs, dy, d, options);
   }
   const { K, Bt, T, H, G, N } = d;

@@ -35,8 +35,9 @@
 import { bucketSize, type DeviceInfo, formatBytes } from "../core/runtime.ts";
 import type { LMConfig } from "../nn/lm.ts";
 import { type BackwardStep, mixerOf, type TensorSize } from "../nn/mixers.ts";
-import { accumulate, sized, weightProductStep } from "../nn/memory_schedule.ts";
+import { accumulate, forwardSteps, sized, weightProductStep } from "../nn/memory_schedule.ts";
 import { matmulScratchElements } from "../ops/matmul.ts";
+import { embeddingBackwardChunks } from "../ops/embedding.ts";
 
 /** A memory estimate for a group of K runs; bytes as the buffer pool allocates them (bucket sizes). */
 export interface MemoryEstimate {
@@ -151,7 +152,9 @@ export function estimateTrainingMemory(cfg: LMConfig, K: number, batch: number, 
   line.add([h0]);
   const blocks = mixers.map((m) => {
     const norm = per("block norm", D), stats = per("block norm stats", 2), out = per("residual sum", D);
-    line.add([norm, stats, ...m.forward, out]);
+    line.add([norm, stats]);
+    line.run(forwardSteps(m));
+    line.add([out]);
     return { m, norm, stats, out };
   });
   const normF = per("final norm", D), statsF = per("final norm stats", 2);
@@ -188,9 +191,16 @@ export function estimateTrainingMemory(cfg: LMConfig, K: number, batch: number, 
   }
   // the embedding's gradient, added to the head's (the gradient already counted with the state)
   // (the sum replaces the head's part, counted with the state)
+  // (with a small vocabulary, first one partial table per chunk of positions, summed into it)
+  const { chunks } = embeddingBackwardChunks(V, BT);
+  const partials = sized("d embedding table chunks", chunks > 1 ? chunks * K * V * D : 0, true);
   const dTable = sized("d embedding table", K * V * D, true),
     sum = sized("embedding gradient sum", K * V * D);
-  line.run([{ alloc: [dTable], free: [] }, { alloc: [sum], free: [dTable, sum] }]);
+  line.run([
+    { alloc: [partials], free: [] },
+    { alloc: [dTable], free: [partials] },
+    { alloc: [sum], free: [dTable, sum] },
+  ]);
   line.free([h0, gH]);
   // the embedding backward binds the gradient of its output (the residual stream's) whole, and AdamW each
   // parameter tensor
@@ -251,8 +261,7 @@ export function estimateEvalMemory(cfg: LMConfig, K: number, rows: number, T: nu
     const stats = per("block norm stats", 2);
     line.add([per("block norm", D), stats]);
     line.free([stats]);
-    const block = [...m.forward.filter((t) => !/stats$/.test(t.name))];
-    line.add(block);
+    line.run(forwardSteps({ ...m, forward: m.forward.filter((t) => !/stats$/.test(t.name)) }));
     const out = per("residual sum", D);
     line.add([out]);
     activationBytes = Math.max(activationBytes, line.live - start);
