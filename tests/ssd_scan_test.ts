@@ -61,6 +61,8 @@ opTests([
   // N ≥ 64: the forward's wide layout (8 vec4 columns per thread), and the default (chunked) algorithm there
   ssdCase("N 64, sequential", { K: 1, Bt: 1, T: 9, H: 2, P: 8, G: 1, N: 64 }, SEQUENTIAL),
   ssdCase("N 64, default algorithm", { K: 1, Bt: 1, T: 9, H: 2, P: 8, G: 1, N: 64 }),
+  // T 52, one block: fig7's evaluation at length 25 (a 52-step block was wrong; now rounded up to 56)
+  ssdCase("N 64, T 52, default algorithm", { K: 2, Bt: 1, T: 52, H: 2, P: 16, G: 1, N: 64 }),
   // the layouts of real sizes (256 threads, tiles of 8–16 steps) only on a GPU: llvmpipe takes minutes to
   // compile their workgroup memory
   ...(noGpu || gpuInfo().isCpu ? [] : [
@@ -134,4 +136,35 @@ Deno.test("ssdScan's default algorithm depends on T and N only: chunked for N �
   assert.equal(defaultSsdAlgorithm({ T: 1025, N: 64 }), "sequential");
   assert.equal(defaultSsdAlgorithm({ T: 220, N: 32 }), "sequential");
   assert.equal(defaultSsdAlgorithm({ T: 8003, N: 128 }), "sequential");
+});
+
+Deno.test({
+  name: "ssdScan chunked: blocks above 32 steps that are not multiples of 8 are refused",
+  ignore: noGpu,
+  fn() {
+    const d: SsdDims = { K: 1, Bt: 1, T: 52, H: 1, P: 4, G: 1, N: 4 };
+    const [x, dt, A, B, C, D] = randomInputs([
+      { shape: [1, 1, 52, 1, 4] },
+      { shape: [1, 1, 52, 1], range: [0.01, 1] },
+      { shape: [1, 1], range: [-2, -0.1] },
+      { shape: [1, 1, 52, 1, 4] },
+      { shape: [1, 1, 52, 1, 4] },
+      { shape: [1, 1] },
+    ]);
+    const t = (a: Float64Array, shape: number[]) => tensor(Float32Array.from(a), shape);
+    const inputs = {
+      x: t(x, [1, 1, d.T, 1, 4]),
+      dt: t(dt, [1, 1, d.T, 1]),
+      A: t(A, [1, 1]),
+      B: t(B, [1, 1, d.T, 1, 4]),
+      C: t(C, [1, 1, d.T, 1, 4]),
+      D: t(D, [1, 1]),
+    };
+    for (const block of [36, 44, 52, 60]) {
+      assert.throws(
+        () => ssdScan(inputs, { algorithm: "chunked", block }),
+        /block must be a multiple of 4 up to 32/,
+      );
+    }
+  },
 });

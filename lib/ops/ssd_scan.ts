@@ -145,7 +145,7 @@ function algorithmOf(d: SsdDims, options: SsdScanOptions): SsdAlgorithm {
 export interface SsdScanOptions {
   /** Which GPU algorithm (default by the sizes: {@link defaultSsdAlgorithm}). */
   algorithm?: SsdAlgorithm;
-  /** Chunked: steps per block, the tile length along time (a multiple of 4 up to 64; default 64, less for short T). */
+  /** Chunked: steps per block, the tile length along time (a multiple of 4 up to 32 or of 8 up to 64; default 64, less for short T). */
   block?: number;
   /**
    * Chunked: steps per chunk, the unit of state passing (a multiple of the block; default by a cost model: one block,
