@@ -346,9 +346,10 @@ export function mamba2Memory(cfg: Mamba2Config, { K, B, T, D: Dm }: MemoryDims):
   let scratch: TensorSize[], forwardScratch: MixerMemory["forwardScratch"];
   if ((cfg.scanAlgorithm ?? defaultSsdAlgorithm(scanDims)) === "chunked") {
     const c = ssdChunkedScratch(scanDims);
-    const tensors = c.forward.map((n, i) => sized(`chunked scan forward scratch ${i}`, n, true));
-    forwardScratch = { after: y, tensors };
-    scratch = c.backward.map((n, i) => sized(`chunked scan backward scratch ${i}`, n, true));
+    const named = (sizes: Record<string, number>, pass: string) =>
+      Object.entries(sizes).map(([name, n]) => sized(`chunked scan ${pass} ${name}`, n, true));
+    forwardScratch = { after: y, tensors: named(c.forward, "forward") };
+    scratch = named(c.backward, "backward");
   } else {
     const s = ssdScanBackwardScratch(scanDims);
     scratch = [

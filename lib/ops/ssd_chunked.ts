@@ -532,7 +532,60 @@ function rowsPerGroup(KB: number, perRow: number[], opts: SsdScanOptions): numbe
   return Math.max(1, Math.min(KB, Math.floor(cap / Math.max(1, ...perRow))));
 }
 
-const scratch = (bytes: number) => empty([Math.max(4, Math.ceil(bytes / 4))]);
+/** A scratch size in bytes as allocated: whole 4-byte elements, at least 4 of them. */
+const elements = (bytes: number) => Math.max(4, Math.ceil(bytes / 4));
+
+/**
+ * The scratch buffers of the chunked algorithm, in 4-byte elements each: what `ssdChunkedForward` and
+ * `ssdChunkedGrads` allocate (from these sizes) and what memory estimates count. `forward`: DEC, TAB, CB, HS and
+ * three placeholders; `backward`: every buffer of the module notes' table and the dA/dD partials. Each is for one
+ * group of `rows` batch rows (`forwardRows`, `backwardRows`), within the binding limit.
+ */
+export function ssdChunkedScratch(d: SsdDims, opts: SsdScanOptions = {}) {
+  const L = layoutFor(d, chunkPlan(d, opts), opts);
+  const KB = d.K * d.Bt;
+  const sb = scratchBytes(d, L);
+  const multi = L.plan.nC > 1;
+  const f = rowsPerGroup(KB, [sb.dec, sb.tab, sb.pairs, sb.states], opts);
+  const r = rowsPerGroup(KB, Object.values(sb), opts);
+  return {
+    forwardRows: f,
+    forward: {
+      dec: elements(f * sb.dec),
+      tab: elements(f * sb.tab),
+      cb: elements(f * sb.pairs),
+      hs: elements(multi ? f * sb.states : 4),
+      dummy0: 4,
+      dummy1: 4,
+      dummy2: 4,
+    },
+    backwardRows: r,
+    backward: {
+      dec: elements(r * sb.dec),
+      tab: elements(r * sb.tab),
+      cb: elements(r * sb.pairs),
+      ws: elements(r * sb.pairs),
+      hs: elements(multi ? r * sb.states : 4),
+      gs: elements(multi ? r * sb.states : 4),
+      et: elements(multi ? r * sb.et : 4),
+      zr: elements(r * sb.z),
+      zc: elements(r * sb.z),
+      v: elements(r * sb.vu),
+      u: elements(r * sb.vu),
+      qs: elements(r * sb.qs),
+      ddp: elements(r * sb.ddp),
+      sp: elements(KB * d.H * 8),
+      dummy: 4,
+    },
+  };
+}
+
+/** One fresh buffer per entry of a scratch size table. */
+function allocate<S extends Record<string, number>>(sizes: S): { [k in keyof S]: Tensor } {
+  return Object.fromEntries(Object.entries(sizes).map(([k, n]) => [k, empty([n])])) as {
+    [k in keyof S]: Tensor;
+  };
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Forward and backward
@@ -555,13 +608,13 @@ export function ssdChunkedForward(inputs: SsdScanInputs, d: SsdDims, opts: SsdSc
   const plan = chunkPlan(d, opts);
   const L = layoutFor(d, plan, opts);
   const KB = d.K * d.Bt;
-  const sb = scratchBytes(d, L);
-  const rows = rowsPerGroup(KB, [sb.dec, sb.tab, sb.pairs, sb.states], opts);
+  const sizes = ssdChunkedScratch(d, opts);
+  const rows = sizes.forwardRows;
   const y = empty(x.shape);
-  const dec = scratch(rows * sb.dec), tab = scratch(rows * sb.tab), cb = scratch(rows * sb.pairs);
+  const s = allocate(sizes.forward);
+  const { dec, tab, cb, hs } = s;
+  const dummies = [s.dummy0, s.dummy1, s.dummy2];
   const multi = plan.nC > 1;
-  const hs = scratch(multi ? rows * sb.states : 4);
-  const dummies = [scratch(4), scratch(4), scratch(4)];
   const NST = L.NSP * L.NSN;
   for (let kb0 = 0; kb0 < KB; kb0 += rows) {
     const n = Math.min(rows, KB - kb0);
@@ -593,48 +646,8 @@ export function ssdChunkedForward(inputs: SsdScanInputs, d: SsdDims, opts: SsdSc
     const bufs = [cb, dec, tab, dt, x, C, hs, D, y, x, dummies[1], dummies[2]];
     dispatch(chunkKernel("out", d, L), bufs.map((t) => t.buffer), params(d, plan, kb0, count), grid(count));
   }
-  for (const t of [dec, tab, cb, hs, ...dummies]) t.dispose();
+  for (const t of Object.values(s)) t.dispose();
   return y;
-}
-
-/**
- * The scratch buffers the chunked algorithm allocates, in 4-byte elements each, for memory estimates (it mirrors
- * `ssdChunkedForward` and `ssdChunkedGrads`): `forward`, what the forward holds while it runs (DEC, TAB, CB, HS
- * and three placeholders); `backward`, what the gradients' pass holds besides the gradients (every buffer of the
- * module notes' table, and the dA/dD partials). Each buffer is for one group of batch rows, as dispatched, and
- * within the binding limit.
- */
-export function ssdChunkedScratch(
-  d: SsdDims,
-  opts: SsdScanOptions = {},
-): { forward: number[]; backward: number[] } {
-  const plan = chunkPlan(d, opts);
-  const L = layoutFor(d, plan, opts);
-  const KB = d.K * d.Bt;
-  const sb = scratchBytes(d, L);
-  const el = (bytes: number) => Math.max(4, Math.ceil(bytes / 4));
-  const multi = plan.nC > 1;
-  const f = rowsPerGroup(KB, [sb.dec, sb.tab, sb.pairs, sb.states], opts);
-  const forward = [el(f * sb.dec), el(f * sb.tab), el(f * sb.pairs), el(multi ? f * sb.states : 4), 4, 4, 4];
-  const r = rowsPerGroup(KB, Object.values(sb), opts);
-  const backward = [
-    el(r * sb.dec),
-    el(r * sb.tab),
-    el(r * sb.pairs),
-    el(r * sb.pairs),
-    el(multi ? r * sb.states : 4),
-    el(multi ? r * sb.states : 4),
-    el(multi ? r * sb.et : 4),
-    el(r * sb.z),
-    el(r * sb.z),
-    el(r * sb.vu),
-    el(r * sb.vu),
-    el(r * sb.qs),
-    el(r * sb.ddp),
-    el(KB * d.H * 8),
-    4,
-  ];
-  return { forward, backward };
 }
 
 /** The gradients of `sum(ssdScan(inputs) ⊙ dy)` by the chunked algorithm (see the module notes). */
@@ -648,8 +661,8 @@ export function ssdChunkedGrads(
   const plan = chunkPlan(d, opts);
   const L = layoutFor(d, plan, opts);
   const KB = d.K * d.Bt;
-  const sb = scratchBytes(d, L);
-  const rows = rowsPerGroup(KB, Object.values(sb), opts);
+  const sizes = ssdChunkedScratch(d, opts);
+  const rows = sizes.backwardRows;
   const grads: SsdScanGrads = {
     dx: empty(x.shape),
     ddt: empty(dt.shape),
@@ -659,23 +672,7 @@ export function ssdChunkedGrads(
     dD: empty(D.shape),
   };
   const multi = plan.nC > 1;
-  const s = {
-    dec: scratch(rows * sb.dec),
-    tab: scratch(rows * sb.tab),
-    cb: scratch(rows * sb.pairs),
-    ws: scratch(rows * sb.pairs),
-    hs: scratch(multi ? rows * sb.states : 4),
-    gs: scratch(multi ? rows * sb.states : 4),
-    et: scratch(multi ? rows * sb.et : 4),
-    zr: scratch(rows * sb.z),
-    zc: scratch(rows * sb.z),
-    v: scratch(rows * sb.vu),
-    u: scratch(rows * sb.vu),
-    qs: scratch(rows * sb.qs),
-    ddp: scratch(rows * sb.ddp),
-    sp: scratch(KB * d.H * 8),
-    dummy: scratch(4),
-  };
+  const s = allocate(sizes.backward);
   const NST = L.NSP * L.NSN;
   const run = (k: ChunkKernel, bufs: Tensor[], kb0: number, count: number) =>
     dispatch(chunkKernel(k, d, L), bufs.map((t) => t.buffer), params(d, plan, kb0, count), grid(count));
