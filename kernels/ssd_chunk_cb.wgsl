@@ -5,16 +5,16 @@
 //@use ssd_chunk_parts.wgsl params
 //@use ssd_chunk_parts.wgsl tile
 
-@group(0) @binding(1) var<storage, read> Bm: array<f32>; // (K, Bt, T, G, N)
-@group(0) @binding(2) var<storage, read> Cm: array<f32>; // (K, Bt, T, G, N)
-@group(0) @binding(3) var<storage, read_write> CB: array<f32>; // (rows, G, nC, NP, QB, QB)
+alias PV = {{PV}}; // vec4<f32> where N % 4 = 0 (16-byte loads), else f32
+const PW: u32 = {{PW}}u; // floats per PV
+const SL: u32 = BK / PW; // PVs per staged row of a slice
 
-fn store_cb(ob: u32, row: u32, col4: u32, v: vec4<f32>) {
-  if (row >= QB) { return; }
-  for (var i = 0u; i < 4u; i++) {
-    let col = 4u * col4 + i;
-    if (col < QB) { CB[ob + row * QB + col] = v[i]; }
-  }
+@group(0) @binding(1) var<storage, read> Bm: array<PV>; // (K, Bt, T, G, N)
+@group(0) @binding(2) var<storage, read> Cm: array<PV>; // (K, Bt, T, G, N)
+@group(0) @binding(3) var<storage, read_write> CB: array<vec4<f32>>; // (rows, G, nC, NP, QB, QB)
+
+fn store_cb(ob4: u32, row: u32, col4: u32, v: vec4<f32>) {
+  if (row < QB && 4u * col4 < QB) { CB[ob4 + row * (QB / 4u) + col4] = v; }
 }
 
 @compute @workgroup_size({{WG}})
@@ -35,25 +35,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let ty = lid / TX;
   let tx = lid % TX;
   {{DECL}}
+  // As[k][m] = C_{t = tb0 + m}[k0 + k], Bs[k][m] = B_{s = sb0 + m}[k0 + k]: both read along n, each slice's loads
+  // in flight while the previous slice is multiplied
+  {{DECL_LOADS}}
+  var lk0 = 0u;
+  {{LOAD}}
   for (var k0 = 0u; k0 < N; k0 += BK) {
-    // As[k][m] = C_{t = tb0 + m}[k0 + k], Bs[k][m] = B_{s = sb0 + m}[k0 + k]: both read along n
-    for (var i = lid; i < BK * MT; i += WG) {
-      let kk = i % BK;
-      let m = i / BK;
-      let t = tb0 + m;
-      var v = 0.0;
-      if (m < QB && t < prm.T && k0 + kk < N) { v = Cm[((kb * prm.T + t) * prm.G + g) * N + k0 + kk]; }
-      As[kk * AS4 + m / 4u][m % 4u] = v;
-    }
-    for (var i = lid; i < BK * NT; i += WG) {
-      let kk = i % BK;
-      let m = i / BK;
-      let s = sb0 + m;
-      var v = 0.0;
-      if (m < QB && s < prm.T && k0 + kk < N) { v = Bm[((kb * prm.T + s) * prm.G + g) * N + k0 + kk]; }
-      Bs[kk * BS4 + m / 4u][m % 4u] = v;
-    }
+    {{STORE}}
     workgroupBarrier();
+    lk0 = k0 + BK;
+    if (lk0 < N) {
+      {{LOAD}}
+    }
     for (var kk = 0u; kk < BK; kk++) {
       let ai = kk * AS4 + ty;
       let bi = kk * BS4 + tx;
@@ -61,6 +54,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     workgroupBarrier();
   }
-  let ob = w * QB * QB;
-  {{STORE}}
+  let ob4 = w * QB * (QB / 4u);
+  {{STORE_CB}}
 }

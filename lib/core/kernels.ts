@@ -34,6 +34,7 @@ export const KERNEL_FILES = [
   "ssd_chunk_cb.wgsl",
   "ssd_chunk_state.wgsl",
   "ssd_chunk_out.wgsl",
+  "ssd_chunk_out4.wgsl",
   "ssd_chunk_r.wgsl",
   "ssd_chunk_dbc.wgsl",
   "ssd_chunk_decay.wgsl",

@@ -259,6 +259,230 @@ function rowCode(
   );
 }
 
+/** One operand of a product over a contiguous inner axis (p of (K, Bt, T, H, P), n of (K, Bt, T, G, N)). */
+interface Staged {
+  /** Register name prefix of the loads in flight. */
+  reg: string;
+  /** The binding it reads, as `array<PV>`. */
+  src: string;
+  /** The expression of its first step (row m reads step first + m). */
+  first: string;
+  /** Rows staged: the tile's MT or NT. */
+  rows: number;
+  /** The workgroup array it is staged into, k-major, and that array's vec4s per k-row. */
+  stage: string;
+  stride: string;
+  /** The float offset of a step's row, from the step's expression. */
+  rowStart: (step: string) => string;
+  /** A binding index (from the step's expression) whose value multiplies the row (dt for X̃ = dt·x). */
+  scale?: (step: string) => string;
+}
+
+const block = (lines: string[]) => `{\n    ${lines.join("\n    ")}\n  }`;
+
+/**
+ * Loads of operand slices along a contiguous inner axis of `size` floats named `inner` (`P` or `N`), generated
+ * one register each (`LOAD`, `STORE`, `DECL_LOADS`, with `PV`, `PW`): 16-byte loads where size % 4 = 0, each
+ * thread's share of a slice of BK steps at offset lk0 loaded into registers (`LOAD`) and later written k-major
+ * into workgroup memory (`STORE`), so that a slice's loads can be in flight while the previous slice is
+ * multiplied. Needs `lid`, `lk0` and what the operands' expressions name in scope.
+ */
+function operandStaging(
+  t: ChunkTile,
+  inner: "P" | "N",
+  size: number,
+  operands: Staged[],
+): Record<string, string | number> {
+  const PW = size % 4 === 0 ? 4 : 1;
+  const SL = t.BK / PW, WG = WGOf(t);
+  const comps = PW === 4 ? [".x", ".y", ".z", ".w"] : [""];
+  const decl: string[] = [], load: string[] = [], store: string[] = [];
+  for (const o of operands) {
+    const n = Math.ceil((SL * o.rows) / WG);
+    for (let u = 0; u < n; u++) {
+      const r = `${o.reg}${u}`, sc = `${o.reg}s${u}`;
+      decl.push(`var ${r} = PV(0.0);`);
+      if (o.scale) decl.push(`var ${sc} = 0.0;`);
+      const idx = [`let i = lid + ${u * WG}u;`, "let q = i % SL;", "let m = i / SL;"];
+      const guard = `i < ${SL * o.rows}u && m < QB && ${o.first} + m < prm.T && lk0 + q * PW < ${inner}`;
+      const step = `${o.first} + m`;
+      load.push(block([
+        ...idx,
+        `${r} = PV(0.0);`,
+        `if (${guard}) {`,
+        `  ${r} = ${o.src}[(${o.rowStart(step)} + lk0) / PW + q];`,
+        ...(o.scale ? [`  ${sc} = ${o.scale(step)};`] : []),
+        "}",
+      ]));
+      const value = (c: string) => (o.scale ? `${sc} * ${r}${c}` : `${r}${c}`);
+      store.push(block([
+        ...idx,
+        `if (i < ${SL * o.rows}u) {`,
+        ...comps.map((c, k) =>
+          `  ${o.stage}[(q * PW + ${k}u) * ${o.stride} + m / 4u][m % 4u] = ${value(c)};`
+        ),
+        "}",
+      ]));
+    }
+  }
+  return {
+    PV: PW === 4 ? "vec4<f32>" : "f32",
+    PW,
+    DECL_LOADS: join(decl),
+    LOAD: join(load),
+    STORE: join(store),
+  };
+}
+
+/**
+ * The operand loads of kernels/ssd_chunk_out4.wgsl (`DECL_LOADS`, `LOAD` of slice `li`, `STORE` of slice `it`,
+ * `SCALE_ROWS`), one vec4 register each: a block pair's slices stage CB (As) and x or dy rows (Bs), the state
+ * term's stage C or B rows (As) and the state's rows (Bs), all read along a contiguous axis.
+ */
+function outStaging(t: ChunkTile, bwd: boolean): Record<string, string> {
+  const WG = WGOf(t), nA = (t.BK * MT(t)) / 4, nB = (t.BK * NT(t)) / 4;
+  const LA = Math.ceil(nA / WG), LB = Math.ceil(nB / WG);
+  const xyzw = ["x", "y", "z", "w"];
+  const each = (n: number, f: (u: number, i: string) => string[]) =>
+    range(n).map((u) => block([`let i = lid + ${u * WG}u;`, ...f(u, "i")]));
+  // a vec4 of 4 consecutive k (q-th of the slice) of row m, scattered into the k-major stage
+  const scatter = (stage: string, stride: string, v: string) =>
+    xyzw.map((c, e) => `  ${stage}[(4u * q + ${e}u) * ${stride} + m / 4u][m % 4u] = ${v}.${c};`);
+  const decl = [
+    ...range(LA).map((u) => `var pa${u} = vec4<f32>(0.0);`),
+    ...range(LB).map((u) => `var pb${u} = vec4<f32>(0.0);`),
+  ];
+  const pairA = each(
+    LA,
+    (u) =>
+      bwd
+        ? [
+          `pa${u} = vec4<f32>(0.0);`,
+          `if (i < ${nA}u) {`,
+          "  let kk = i / QB4;",
+          "  let m4 = i % QB4;",
+          `  pa${u} = CB[lcb4 + (lk0 + kk) * QB4 + m4];`,
+          "}",
+        ]
+        : [
+          `pa${u} = vec4<f32>(0.0);`,
+          `if (i < ${nA}u) {`,
+          "  let q = i % (BK / 4u);",
+          "  let m = i / (BK / 4u);",
+          `  pa${u} = CB[lcb4 + m * QB4 + lk0 / 4u + q];`,
+          "}",
+        ],
+  );
+  const pairB = each(LB, (u) => [
+    "let kk = i / NT4;",
+    "let n4 = i % NT4;",
+    "let step = lstep0 + kk;",
+    `pb${u} = vec4<f32>(0.0);`,
+    `if (i < ${nB}u && step < prm.T && p0 + 4u * n4 < P) {`,
+    `  pb${u} = U[(((kb * prm.T + step) * prm.H + h) * P + p0) / 4u + n4];`,
+    "}",
+  ]);
+  const stateA = each(LA, (u) => [
+    "let q = i % (BK / 4u);",
+    "let m = i / (BK / 4u);",
+    `pa${u} = vec4<f32>(0.0);`,
+    `if (i < ${nA}u && t0 + m < prm.T && lk0 + 4u * q < N) {`,
+    `  pa${u} = V[(((kb * prm.T + t0 + m) * prm.G + g) * N + lk0) / 4u + q];`,
+    "}",
+  ]);
+  const stateB = each(LB, (u) => [
+    "let q = i % (BK / 4u);",
+    "let m = i / (BK / 4u);",
+    `pb${u} = vec4<f32>(0.0);`,
+    `if (i < ${nB}u && p0 + m < P && lk0 + 4u * q < N) {`,
+    `  pb${u} = S[(sb + (p0 + m) * N + lk0) / 4u + q];`,
+    "}",
+  ]);
+  const load = [
+    "if (li < npsl) {",
+    "  let ljj = li / NSL;",
+    "  let lk0 = (li % NSL) * BK;",
+    "  let lbb = pair_blocks(blk, npairs, ljj);",
+    "  let lcb4 = ((kg * prm.nC + c) * NP + lbb.x * (lbb.x + 1u) / 2u + lbb.y) * (QB * QB4);",
+    "  let lstep0 = c * Q + select(lbb.y, lbb.x, BWD) * QB + lk0;",
+    `  ${join([...pairA, ...pairB])}`,
+    "} else {",
+    "  let lk0 = (li - npsl) * BK;",
+    `  ${join([...stateA, ...stateB])}`,
+    "}",
+  ];
+  // the diagonal pair's decay per element (s ≤ t), times dt_s in the forward
+  const diag = bwd
+    ? [
+      "let t = sk0 + kk;",
+      "for (var e = 0u; e < 4u; e++) {",
+      "  let s = 4u * m4 + e;",
+      "  f[e] = select(0.0, exp(locb[t] - locb[s]), s <= t);",
+      "}",
+    ]
+    : [
+      "for (var e = 0u; e < 4u; e++) {",
+      "  let s = sk0 + 4u * q + e;",
+      "  f[e] = select(0.0, exp(locb[m] - locb[s]) * dtb[s], s <= m);",
+      "}",
+    ];
+  const storePairA = each(LA, (u) => [
+    `if (i < ${nA}u) {`,
+    ...(bwd
+      ? ["  let kk = i / QB4;", "  let m4 = i % QB4;"]
+      : ["  let q = i % (BK / 4u);", "  let m = i / (BK / 4u);"]),
+    "  var f = vec4<f32>(1.0);",
+    "  if (!scross) {",
+    ...diag.map((l) => `    ${l}`),
+    "  }",
+    ...(bwd
+      ? [`  As[kk * AS4 + m4] = pa${u} * f;`]
+      : [`  let v = pa${u} * f;`, ...scatter("As", "AS4", "v")]),
+    "}",
+  ]);
+  const storePairB = each(LB, (u) => [
+    `if (i < ${nB}u) {`,
+    "  let kk = i / NT4;",
+    "  var f = 1.0;",
+    "  if (scross) { f = pf[spf + kk]; }",
+    `  Bs[kk * BS4 + i % NT4] = pb${u} * f;`,
+    "}",
+  ]);
+  const storeStateA = each(LA, (u) => [
+    `if (i < ${nA}u) {`,
+    "  let q = i % (BK / 4u);",
+    "  let m = i / (BK / 4u);",
+    `  let v = pa${u} * sdec[m];`,
+    ...scatter("As", "AS4", "v"),
+    "}",
+  ]);
+  const storeStateB = each(LB, (u) => [
+    `if (i < ${nB}u) {`,
+    "  let q = i % (BK / 4u);",
+    "  let m = i / (BK / 4u);",
+    ...scatter("Bs", "BS4", `pb${u}`),
+    "}",
+  ]);
+  const store = [
+    "if (it < npsl) {",
+    "  let sjj = it / NSL;",
+    "  let sk0 = (it % NSL) * BK;",
+    "  let sbb = pair_blocks(blk, npairs, sjj);",
+    "  let scross = sbb.y < sbb.x;",
+    "  let spf = (sjj % 2u) * QB + sk0;",
+    `  ${join([...storePairA, ...storePairB])}`,
+    "} else {",
+    `  ${join([...storeStateA, ...storeStateB])}`,
+    "}",
+  ];
+  return {
+    DECL_LOADS: join(decl),
+    LOAD: join(load),
+    STORE: join(store),
+    SCALE_ROWS: eachCell(t, "y", (v, row) => `${v} *= rowf[${row}];`),
+  };
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // The kernels
 
@@ -367,12 +591,17 @@ function chunkKernel(which: ChunkKernel, d: SsdDims, L: ChunkLayout): Kernel {
     }
     case "cb": {
       const t = L.pair;
+      const groupRow = (step: string) => `((kb * prm.T + ${step}) * prm.G + g) * N`;
       code = kernelSource("ssd_chunk_cb.wgsl", {
         ...base,
         ...tileSubst(t),
+        ...operandStaging(t, "N", d.N, [
+          { reg: "pa", src: "Cm", first: "tb0", rows: MT(t), stage: "As", stride: "AS4", rowStart: groupRow },
+          { reg: "pb", src: "Bm", first: "sb0", rows: NT(t), stage: "Bs", stride: "BS4", rowStart: groupRow },
+        ]),
         DECL: declCode(t, "c"),
         KSTEP: kstepCode(t, "c"),
-        STORE: eachCell(t, "c", (v, row, col4) => `store_cb(ob, ${row}, ${col4}, ${v});`),
+        STORE_CB: eachCell(t, "c", (v, row, col4) => `store_cb(ob4, ${row}, ${col4}, ${v});`),
       });
       break;
     }
@@ -410,9 +639,12 @@ function chunkKernel(which: ChunkKernel, d: SsdDims, L: ChunkLayout): Kernel {
           (row) => `red[tx * QB + ${row}] = acc;`,
         )
         : eachCell(t, "y", (v, row, col4) => `out_fwd(kb, h, t0, p0, dskip, ${row}, ${col4}, ${v});`);
-      code = kernelSource("ssd_chunk_out.wgsl", {
+      // P % 4 = 0 and N % 4 = 0 (every model's shapes): 16-byte loads in flight across slices
+      const vec4 = d.P % 4 === 0 && d.N % 4 === 0;
+      code = kernelSource(vec4 ? "ssd_chunk_out4.wgsl" : "ssd_chunk_out.wgsl", {
         ...base,
         ...tileSubst(t),
+        ...(vec4 ? outStaging(t, bwd) : {}),
         BWD: String(bwd),
         NPT: L.NPT,
         RED_LEN: Math.max(t.TX * plan.QB, nextPow2(WGOf(t))),
@@ -428,20 +660,36 @@ function chunkKernel(which: ChunkKernel, d: SsdDims, L: ChunkLayout): Kernel {
         ...range(t.RM).map((i) => `var zrow${i} = 0.0;`),
         ...range(t.RN / 4).map((j) => `var zcol${j} = vec4<f32>(0.0);`),
         ...cellsOf(t).map(([i, j]) =>
-          `{ let q = weigh(kh, tg0, sg0, ${rowExpr(t, i)}, ${col4Expr(t, j)}, cross, btw, cbb4, ${
+          `{ let q = weigh(${rowExpr(t, i)}, ${col4Expr(t, j)}, cross, ${cellName("cbv", i, j)}, ${
             cellName("r", i, j)
           }); ${cellName("w", i, j)} += q.w; zrow${i} += q.z.x + q.z.y + q.z.z + q.z.w; zcol${j} += q.z; }`
         ),
         ...range(t.RM).map((i) => `zr[tx * QB + ${rowExpr(t, i)}] = zrow${i};`),
         ...range(t.RN / 4).map((j) => `store_zc(ty, ${col4Expr(t, j)}, zcol${j});`),
       ];
+      const headRow = (step: string) => `((kb * prm.T + ${step}) * prm.H + lh) * P`;
+      const staging = operandStaging(t, "P", d.P, [
+        { reg: "pa", src: "DY", first: "tg0", rows: MT(t), stage: "As", stride: "AS4", rowStart: headRow },
+        {
+          reg: "pb",
+          src: "X",
+          first: "sg0",
+          rows: NT(t),
+          stage: "Bs",
+          stride: "BS4",
+          rowStart: headRow,
+          scale: (step) => `DT[(kb * prm.T + ${step}) * prm.H + lh]`,
+        },
+      ]);
       code = kernelSource("ssd_chunk_r.wgsl", {
         ...base,
         ...tileSubst(t),
+        ...staging,
         ZR_LEN: t.TX * plan.QB,
         ZC_LEN: t.TY * plan.QB,
         DECL_W: declCode(t, "w"),
         DECL_R: declCode(t, "r"),
+        DECL_CB: eachCell(t, "cbv", (v, row, col4) => `let ${v} = load_cb(cbb4, ${row}, ${col4});`),
         ZERO_R: zeroCode(t, "r"),
         KSTEP_R: kstepCode(t, "r"),
         WEIGH: join(weigh),
