@@ -37,6 +37,7 @@ export const KERNEL_FILES = [
   "ssd_chunk_out4.wgsl",
   "ssd_chunk_r.wgsl",
   "ssd_chunk_dbc.wgsl",
+  "ssd_chunk_dbc4.wgsl",
   "ssd_chunk_decay.wgsl",
 ] as const;
 

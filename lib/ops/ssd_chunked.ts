@@ -483,6 +483,122 @@ function outStaging(t: ChunkTile, bwd: boolean): Record<string, string> {
   };
 }
 
+/**
+ * The operand loads of kernels/ssd_chunk_dbc4.wgsl (`DECL_LOADS`, `LOAD` of slice `li`, `STORE` of slice `it`),
+ * one vec4 register each: a head's state-part slices stage the weighted dy or x rows (As) and the state's rows
+ * (Bs), a block pair's slices WS (As) and B or C rows (Bs), all read along a contiguous axis.
+ */
+function dbcStaging(t: ChunkTile, db: boolean): Record<string, string> {
+  const WG = WGOf(t), nA = (t.BK * MT(t)) / 4, nB = (t.BK * NT(t)) / 4;
+  const LA = Math.ceil(nA / WG), LB = Math.ceil(nB / WG);
+  const xyzw = ["x", "y", "z", "w"];
+  const each = (n: number, f: (u: number) => string[]) =>
+    range(n).map((u) => block([`let i = lid + ${u * WG}u;`, ...f(u)]));
+  const scatter = (v: string) =>
+    xyzw.map((c, e) => `  As[(4u * q + ${e}u) * AS4 + m / 4u][m % 4u] = ${v}.${c};`);
+  const decl = [
+    ...range(LA).flatMap((u) => [`var pa${u} = vec4<f32>(0.0);`, `var pw${u} = 0.0;`]),
+    ...range(LB).map((u) => `var pb${u} = vec4<f32>(0.0);`),
+  ];
+  const weight = db ? "d.w * DT[(kb * prm.T + t) * prm.H + lh]" : "d.z";
+  const stateA = each(LA, (u) => [
+    "let q = i % (BK / 4u);",
+    "let m = i / (BK / 4u);",
+    "let t = t0 + m;",
+    `pa${u} = vec4<f32>(0.0);`,
+    `pw${u} = 0.0;`,
+    `if (i < ${nA}u && t < prm.T && lk0 + 4u * q < P) {`,
+    `  pa${u} = U[(((kb * prm.T + t) * prm.H + lh) * P + lk0) / 4u + q];`,
+    "  let d = DEC[(kbl * prm.H + lh) * Tp + t];",
+    `  pw${u} = ${weight};`,
+    "}",
+  ]);
+  const stateB = each(LB, (u) => [
+    "let kk = i / NT4;",
+    "let n4 = i % NT4;",
+    `pb${u} = vec4<f32>(0.0);`,
+    `if (i < ${nB}u && lk0 + kk < P && n0 + 4u * n4 < N) {`,
+    `  pb${u} = S[(lsb + (lk0 + kk) * N + n0) / 4u + n4];`,
+    "}",
+  ]);
+  const pairA = each(
+    LA,
+    (u) =>
+      db
+        ? [
+          `pa${u} = vec4<f32>(0.0);`,
+          `if (i < ${nA}u) {`,
+          `  pa${u} = WS[lws4 + (lk0 + i / QB4) * QB4 + i % QB4];`,
+          "}",
+        ]
+        : [
+          "let q = i % (BK / 4u);",
+          "let m = i / (BK / 4u);",
+          `pa${u} = vec4<f32>(0.0);`,
+          `if (i < ${nA}u) {`,
+          `  pa${u} = WS[lws4 + m * QB4 + lk0 / 4u + q];`,
+          "}",
+        ],
+  );
+  const pairB = each(LB, (u) => [
+    "let kk = i / NT4;",
+    "let n4 = i % NT4;",
+    "let step = lstep0 + kk;",
+    `pb${u} = vec4<f32>(0.0);`,
+    `if (i < ${nB}u && step < prm.T && n0 + 4u * n4 < N) {`,
+    `  pb${u} = R[(((kb * prm.T + step) * prm.G + g) * N + n0) / 4u + n4];`,
+    "}",
+  ]);
+  const load = [
+    "if (li < nstate) {",
+    "  let lh = g * prm.HG + li / NSLP;",
+    "  let lk0 = (li % NSLP) * BK;",
+    "  let lsb = ((kbl * prm.H + lh) * (prm.nC - 1u) + sj) * P * N;",
+    `  ${join([...stateA, ...stateB])}`,
+    "} else {",
+    "  let ljj = (li - nstate) / NSL;",
+    "  let lk0 = ((li - nstate) % NSL) * BK;",
+    "  var lbt = blk;",
+    "  var lbs = ljj;",
+    "  if (DB) {",
+    "    lbt = blk + ljj;",
+    "    lbs = blk;",
+    "  }",
+    "  let lws4 = ((kg * prm.nC + c) * NP + lbt * (lbt + 1u) / 2u + lbs) * (QB * QB4);",
+    "  let lstep0 = c * Q + select(lbs, lbt, DB) * QB + lk0;",
+    `  ${join([...pairA, ...pairB])}`,
+    "}",
+  ];
+  const storeB = each(LB, (u) => [`if (i < ${nB}u) { Bs[(i / NT4) * BS4 + i % NT4] = pb${u}; }`]);
+  const storeStateA = each(LA, (u) => [
+    `if (i < ${nA}u) {`,
+    "  let q = i % (BK / 4u);",
+    "  let m = i / (BK / 4u);",
+    `  let v = pa${u} * pw${u};`,
+    ...scatter("v"),
+    "}",
+  ]);
+  const storePairA = each(
+    LA,
+    (u) =>
+      db ? [`if (i < ${nA}u) { As[(i / QB4) * AS4 + i % QB4] = pa${u}; }`] : [
+        `if (i < ${nA}u) {`,
+        "  let q = i % (BK / 4u);",
+        "  let m = i / (BK / 4u);",
+        ...scatter(`pa${u}`),
+        "}",
+      ],
+  );
+  const store = [
+    "if (it < nstate) {",
+    `  ${join([...storeStateA, ...storeB])}`,
+    "} else {",
+    `  ${join([...storePairA, ...storeB])}`,
+    "}",
+  ];
+  return { DECL_LOADS: join(decl), LOAD: join(load), STORE: join(store) };
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // The kernels
 
@@ -699,11 +815,14 @@ function chunkKernel(which: ChunkKernel, d: SsdDims, L: ChunkLayout): Kernel {
     }
     case "dC":
     case "dB": {
-      const t = L.dbc;
-      code = kernelSource("ssd_chunk_dbc.wgsl", {
+      const t = L.dbc, db = which === "dB";
+      // P % 4 = 0 and N % 4 = 0 (every model's shapes): 16-byte loads in flight across slices
+      const vec4 = d.P % 4 === 0 && d.N % 4 === 0;
+      code = kernelSource(vec4 ? "ssd_chunk_dbc4.wgsl" : "ssd_chunk_dbc.wgsl", {
         ...base,
         ...tileSubst(t),
-        DB: String(which === "dB"),
+        ...(vec4 ? dbcStaging(t, db) : {}),
+        DB: String(db),
         NNT: L.NNT,
         RED_LEN: t.TX * plan.QB,
         DECL_O: declCode(t, "o"),
@@ -718,7 +837,11 @@ function chunkKernel(which: ChunkKernel, d: SsdDims, L: ChunkLayout): Kernel {
           (v, row, col4) => `acc += edot(kb, g, t0, n0, ${row}, ${col4}, ${v});`,
           (row) => `red[tx * QB + ${row}] = acc;`,
         ),
-        STORE: eachCell(t, "o", (v, row, col4) => `store_out(kb, g, t0, n0, ${row}, ${col4}, ${v});`),
+        [vec4 ? "STORE_OUT" : "STORE"]: eachCell(
+          t,
+          "o",
+          (v, row, col4) => `store_out(kb, g, t0, n0, ${row}, ${col4}, ${v});`,
+        ),
       });
       break;
     }
