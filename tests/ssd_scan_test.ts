@@ -130,11 +130,12 @@ Deno.test({
   },
 });
 
-Deno.test("ssdScan's default algorithm depends on T and N only: chunked for N ≥ 64 and T ≤ 1024", () => {
+Deno.test("ssdScan's default algorithm depends on T and N only: chunked for N ≥ 16 and T ≤ 4096", () => {
   assert.equal(defaultSsdAlgorithm({ T: 128, N: 128 }), "chunked");
   assert.equal(defaultSsdAlgorithm({ T: 1024, N: 64 }), "chunked");
-  assert.equal(defaultSsdAlgorithm({ T: 1025, N: 64 }), "sequential");
-  assert.equal(defaultSsdAlgorithm({ T: 220, N: 32 }), "sequential");
+  assert.equal(defaultSsdAlgorithm({ T: 4096, N: 16 }), "chunked");
+  assert.equal(defaultSsdAlgorithm({ T: 4097, N: 64 }), "sequential");
+  assert.equal(defaultSsdAlgorithm({ T: 220, N: 8 }), "sequential");
   assert.equal(defaultSsdAlgorithm({ T: 8003, N: 128 }), "sequential");
 });
 

@@ -116,21 +116,22 @@ export type SsdAlgorithm = "sequential" | "chunked";
 
 /**
  * The algorithm `ssdScan` and `ssdScanGrads` use when the options name none, from the scan's sizes: the chunked
- * one for N ≥ 64 and T ≤ 1024, the sequential one otherwise. Measured on the H200, forward + backward (the LMs' own
- * scans): D 1024's (Bt 64, T 128, H 32, P 64, N 128) 2.64 ms chunked against 4.67 sequential; fig7 quick's (K 4 ×
- * Bt 32, T 220, H 8, P 64) 2.84 against 3.58 at N 64 and 3.71 against 9.40 at N 256; Bt 64, T 512, H 32, N 128
- * 17.7 against 18.8. At N 8 the sequential one took half the chunked one's time (5.9 against 11.2 ms at Bt 64,
- * T 512), and longer sequences keep the sequential scan, whose scratch is smaller (the chunked one holds two
- * P×N states per chunk and head) and whose memory estimate was checked against the measured peak up to T 16k.
+ * one for N ≥ 16 and T ≤ 4096, the sequential one otherwise. Measured on the H200 (forward + backward, one call,
+ * 2026-12-01, after the chunked kernels' 16-byte staging): fig7 quick's scans (K 4 × Bt 32, T 220, H 8, P 64)
+ * 1.33 ms chunked against 1.67 sequential at N 16, 1.95 / 2.42 at N 32, 1.43 / 3.43 at N 64, 1.79 / 8.45 at N 256;
+ * D 1024's (Bt 64, T 128, H 32) 1.08 / 1.68 at N 16; fig7's model at 8192 tokens a run, N 64, 2.25 / 4.66 at
+ * T 512 and 8.71 / 18.8 at T 4096. At N 8 the two tie (1.53 / 1.59), and the sequential scan needs less
+ * scratch; above T 4096 (not measured) the sequential scan stays, whose memory estimate was checked against the
+ * measured peak up to T 16k (the chunked one holds two P×N states per chunk of 64 steps and head).
  * Depends on T and N only, never on K or the batch: a run's bits do not depend on the runs packed with it.
  * @example
  * ```ts
  * import { defaultSsdAlgorithm } from "./ssd_scan.ts";
- * console.log(defaultSsdAlgorithm({ T: 220, N: 64 }), defaultSsdAlgorithm({ T: 220, N: 16 })); // chunked sequential
+ * console.log(defaultSsdAlgorithm({ T: 220, N: 64 }), defaultSsdAlgorithm({ T: 220, N: 8 })); // chunked sequential
  * ```
  */
 export function defaultSsdAlgorithm({ T, N }: Pick<SsdDims, "T" | "N">): SsdAlgorithm {
-  return N >= 64 && T <= 1024 ? "chunked" : "sequential";
+  return N >= 16 && T <= 4096 ? "chunked" : "sequential";
 }
 
 /** The algorithm a scan of these sizes runs with these options. */
