@@ -117,7 +117,7 @@ export type SsdAlgorithm = "sequential" | "chunked";
 /**
  * The algorithm `ssdScan` and `ssdScanGrads` use when the options name none, from the scan's sizes: the chunked
  * one for N ≥ 16 and T ≤ 4096, the sequential one otherwise. Measured on the H200 (forward + backward, one call,
- * 2026-12-01, after the chunked kernels' 16-byte staging): fig7 quick's scans (K 4 × Bt 32, T 220, H 8, P 64)
+ * 2026-12-01, after the chunked kernels' 16-byte staging; tests/ssd_algorithm_bench.ts prints the comparison): fig7 quick's scans (K 4 × Bt 32, T 220, H 8, P 64)
  * 1.33 ms chunked against 1.67 sequential at N 16, 1.95 / 2.42 at N 32, 1.43 / 3.43 at N 64, 1.79 / 8.45 at N 256;
  * D 1024's (Bt 64, T 128, H 32) 1.08 / 1.68 at N 16; fig7's model at 8192 tokens a run, N 64, 2.25 / 4.66 at
  * T 512 and 8.71 / 18.8 at T 4096. At N 8 the two tie (1.53 / 1.59), and the sequential scan needs less

@@ -1,0 +1,100 @@
+/**
+ * Where each of the Mamba 2 scan's GPU algorithms is faster: forward + backward of the sequential and the chunked
+ * scan (`timeGpu`, one table row per size) at the LMs' own scans, the sizes `defaultSsdAlgorithm` is chosen from:
+ * the fig7 quick model's (K 4 × Bt 32, T 220, H 8, P 64) over N 8..256, the D 1024 model's (Bt 64, T 128, H 32)
+ * at N 16..64, and fig7's model at 8192 tokens a run over T 512..4096 at N 64 and 128. Tiny sizes on a CPU
+ * adapter (the driver check only; its times mean nothing).
+ *
+ *     deno run -A tests/ssd_algorithm_bench.ts     (or deno bench -A)
+ */
+import { gpuInfo, initGpu, sync, trimPool } from "../lib/core/runtime.ts";
+import { defaultSsdAlgorithm, type SsdDims, ssdScan, ssdScanGrads } from "../lib/ops/ssd_scan.ts";
+import { disposeTree, tensor, tidy } from "../lib/core/tensor.ts";
+import { key, split, uniform } from "../lib/core/random.ts";
+import { timeGpu } from "./bench_util.ts";
+
+let available = true;
+try {
+  await initGpu();
+} catch (e) {
+  available = false;
+  console.warn(`ssd algorithm bench skipped: ${(e as Error).message}`);
+}
+const big = available && !gpuInfo().isCpu;
+
+function sizes(): [string, SsdDims][] {
+  if (!big) return [["tiny", { K: 1, Bt: 2, T: 40, H: 2, P: 8, G: 1, N: 16 }]];
+  const out: [string, SsdDims][] = [];
+  for (const N of [8, 16, 32, 64, 128, 256]) {
+    out.push([`fig7 quick, N ${N}`, { K: 4, Bt: 32, T: 220, H: 8, P: 64, G: 1, N }]);
+  }
+  for (const N of [16, 32, 64]) out.push([`D 1024, N ${N}`, { K: 1, Bt: 64, T: 128, H: 32, P: 64, G: 1, N }]);
+  for (const N of [64, 128]) {
+    for (const T of [512, 1024, 2048, 4096]) {
+      out.push([`fig7, 8192 tokens a run, N ${N}, T ${T}`, { K: 4, Bt: 8192 / T, T, H: 8, P: 64, G: 1, N }]);
+    }
+  }
+  return out;
+}
+
+function inputs({ K, Bt, T, H, P, G, N }: SsdDims) {
+  const ks = split(key(7), 7);
+  const t = (i: number, shape: number[], lo = -1, hi = 1) =>
+    tensor(Float32Array.from(uniform(ks[i], shape.reduce((a, b) => a * b), lo, hi)), shape);
+  return {
+    xs: {
+      x: t(0, [K, Bt, T, H, P]),
+      dt: t(1, [K, Bt, T, H], 0.01, 1),
+      A: t(2, [K, H], -2, -0.1),
+      B: t(3, [K, Bt, T, G, N]),
+      C: t(4, [K, Bt, T, G, N]),
+      D: t(5, [K, H]),
+    },
+    dy: t(6, [K, Bt, T, H, P]),
+  };
+}
+
+if (available) {
+  console.log(`\n### ssdScan forward + backward, sequential against chunked (${gpuInfo().description})\n`);
+  console.log("| scan | K × Bt, T, H, P, N | sequential ms | chunked ms | sequential / chunked | default |");
+  console.log("|---|---|---|---|---|---|");
+  for (const [name, d] of sizes()) {
+    const { xs, dy } = inputs(d);
+    const ms: number[] = [];
+    for (const algorithm of ["sequential", "chunked"] as const) {
+      ms.push(
+        1e3 * await timeGpu(
+          () => {
+            tidy(() => ssdScan(xs, { algorithm })).dispose();
+            disposeTree(tidy(() => ssdScanGrads(xs, dy, { algorithm })));
+          },
+          3,
+          2,
+          0.2,
+          3,
+          0.5,
+        ),
+      );
+    }
+    console.log(
+      `| ${name} | ${d.K} × ${d.Bt}, ${d.T}, ${d.H}, ${d.P}, ${d.N} | ${ms[0].toFixed(3)} | ${
+        ms[1].toFixed(3)
+      } | ${(ms[0] / ms[1]).toFixed(2)} | ${defaultSsdAlgorithm(d)} |`,
+    );
+    disposeTree([xs, dy]);
+    await sync();
+    trimPool();
+  }
+}
+
+// deno bench: the default algorithm at the first size (fig7 quick's scan at N 8 on a GPU)
+const [benchName, benchDims] = sizes()[0];
+const bench = available ? inputs(benchDims) : null;
+Deno.bench(
+  { name: `ssdScan default algorithm, forward + backward (${benchName})`, ignore: !bench },
+  async () => {
+    tidy(() => ssdScan(bench!.xs)).dispose();
+    disposeTree(tidy(() => ssdScanGrads(bench!.xs, bench!.dy)));
+    await sync();
+  },
+);
