@@ -3,6 +3,9 @@
  * the GPU to finish) and print a table of rates against the H100's limits.
  */
 import { initGpu, sync } from "../lib/core/runtime.ts";
+import { tensor } from "../lib/core/tensor.ts";
+import { key, split, uniform } from "../lib/core/random.ts";
+import type { SsdDims } from "../lib/ops/ssd_scan.ts";
 
 /** The H100's fp32 peak (FLOP/s) and memory bandwidth (B/s), the limits our kernels are measured against. */
 export const H100 = { flops: 67e12, bandwidth: 3e12 };
@@ -93,4 +96,24 @@ export function report(title: string, rows: BenchRow[]): void {
     );
   }
   console.log(lines.join("\n"));
+}
+
+/**
+ * Random inputs of an SSD scan of sizes `d` and a cotangent `dy` of its output (fixed key): x, B, C, D, dy uniform
+ * in [-1, 1], dt in [0.01, 1], A in [-2, -0.1].
+ */
+export function ssdInputs(d: SsdDims) {
+  const { K, Bt, T, H, P, G, N } = d;
+  const ks = split(key(7), 7);
+  const t = (i: number, shape: number[], lo = -1, hi = 1) =>
+    tensor(Float32Array.from(uniform(ks[i], shape.reduce((a, b) => a * b), lo, hi)), shape);
+  return {
+    x: t(0, [K, Bt, T, H, P]),
+    dt: t(1, [K, Bt, T, H], 0.01, 1),
+    A: t(2, [K, H], -2, -0.1),
+    B: t(3, [K, Bt, T, G, N]),
+    C: t(4, [K, Bt, T, G, N]),
+    D: t(5, [K, H]),
+    dy: t(6, [K, Bt, T, H, P]),
+  };
 }

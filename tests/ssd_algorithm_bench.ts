@@ -9,9 +9,8 @@
  */
 import { gpuInfo, initGpu, sync, trimPool } from "../lib/core/runtime.ts";
 import { defaultSsdAlgorithm, type SsdDims, ssdScan, ssdScanGrads } from "../lib/ops/ssd_scan.ts";
-import { disposeTree, tensor, tidy } from "../lib/core/tensor.ts";
-import { key, split, uniform } from "../lib/core/random.ts";
-import { timeGpu } from "./bench_util.ts";
+import { disposeTree, tidy } from "../lib/core/tensor.ts";
+import { ssdInputs, timeGpu } from "./bench_util.ts";
 
 let available = true;
 try {
@@ -37,21 +36,9 @@ function sizes(): [string, SsdDims][] {
   return out;
 }
 
-function inputs({ K, Bt, T, H, P, G, N }: SsdDims) {
-  const ks = split(key(7), 7);
-  const t = (i: number, shape: number[], lo = -1, hi = 1) =>
-    tensor(Float32Array.from(uniform(ks[i], shape.reduce((a, b) => a * b), lo, hi)), shape);
-  return {
-    xs: {
-      x: t(0, [K, Bt, T, H, P]),
-      dt: t(1, [K, Bt, T, H], 0.01, 1),
-      A: t(2, [K, H], -2, -0.1),
-      B: t(3, [K, Bt, T, G, N]),
-      C: t(4, [K, Bt, T, G, N]),
-      D: t(5, [K, H]),
-    },
-    dy: t(6, [K, Bt, T, H, P]),
-  };
+function inputs(d: SsdDims) {
+  const { dy, ...xs } = ssdInputs(d);
+  return { xs, dy };
 }
 
 if (available) {

@@ -23,9 +23,8 @@ import {
   type SsdScanOptions,
 } from "../lib/ops/ssd_scan.ts";
 import { ssdChunkedLayout } from "../lib/ops/ssd_chunked.ts";
-import { disposeTree, tensor, tidy } from "../lib/core/tensor.ts";
-import { key, split, uniform } from "../lib/core/random.ts";
-import { type BenchRow, report, timeGpu } from "./bench_util.ts";
+import { disposeTree, tidy } from "../lib/core/tensor.ts";
+import { type BenchRow, report, ssdInputs, timeGpu } from "./bench_util.ts";
 
 const info = await initGpu();
 const big = !info.isCpu;
@@ -33,22 +32,7 @@ const base: SsdDims = big
   ? { K: 1, Bt: 64, T: 512, H: 32, P: 64, G: 1, N: 128 }
   : { K: 1, Bt: 2, T: 64, H: 2, P: 8, G: 1, N: 16 };
 
-function inputs(d: SsdDims) {
-  const { K, Bt, T, H, P, G, N } = d;
-  const ks = split(key(7), 7);
-  const f32 = (i: number, n: number, lo: number, hi: number) => Float32Array.from(uniform(ks[i], n, lo, hi));
-  const t = (i: number, shape: number[], lo = -1, hi = 1) =>
-    tensor(f32(i, shape.reduce((a, b) => a * b), lo, hi), shape);
-  return {
-    x: t(0, [K, Bt, T, H, P]),
-    dt: t(1, [K, Bt, T, H], 0.01, 1),
-    A: t(2, [K, H], -2, -0.1),
-    B: t(3, [K, Bt, T, G, N]),
-    C: t(4, [K, Bt, T, G, N]),
-    D: t(5, [K, H]),
-    dy: t(6, [K, Bt, T, H, P]),
-  };
-}
+const inputs = ssdInputs;
 
 /** Compulsory bytes and the fp32 flop floor (see the module comment). */
 function cost(d: SsdDims) {

@@ -343,6 +343,34 @@ function operandStaging(
   };
 }
 
+/** `n` blocks of generated code, block u for thread element `i = lid + u·WG`. */
+const eachLoad = (n: number, WG: number, f: (u: number) => string[]) =>
+  range(n).map((u) => block([`let i = lid + ${u * WG}u;`, ...f(u)]));
+
+/**
+ * Loads into `pb<u>` of a block pair's Bs slice: row kk is step lstep0 + kk, its vec4s n4 the 4 columns from
+ * `col0` + 4·n4 of `src`'s row (`rowStart`, in floats), zero past T and past `width` columns.
+ */
+function stepRowLoads(
+  LB: number,
+  nB: number,
+  WG: number,
+  src: string,
+  rowStart: string,
+  col0: string,
+  width: string,
+) {
+  return eachLoad(LB, WG, (u) => [
+    "let kk = i / NT4;",
+    "let n4 = i % NT4;",
+    "let step = lstep0 + kk;",
+    `pb${u} = vec4<f32>(0.0);`,
+    `if (i < ${nB}u && step < prm.T && ${col0} + 4u * n4 < ${width}) {`,
+    `  pb${u} = ${src}[(${rowStart} + ${col0}) / 4u + n4];`,
+    "}",
+  ]);
+}
+
 /**
  * The operand loads of kernels/ssd_chunk_out4.wgsl (`DECL_LOADS`, `LOAD` of slice `li`, `STORE` of slice `it`,
  * `SCALE_ROWS`), one vec4 register each: a block pair's slices stage CB (As) and x or dy rows (Bs), the state
@@ -352,8 +380,7 @@ function outStaging(t: ChunkTile, bwd: boolean): Record<string, string> {
   const WG = WGOf(t), nA = (t.BK * MT(t)) / 4, nB = (t.BK * NT(t)) / 4;
   const LA = Math.ceil(nA / WG), LB = Math.ceil(nB / WG);
   const xyzw = ["x", "y", "z", "w"];
-  const each = (n: number, f: (u: number, i: string) => string[]) =>
-    range(n).map((u) => block([`let i = lid + ${u * WG}u;`, ...f(u, "i")]));
+  const each = (n: number, f: (u: number) => string[]) => eachLoad(n, WG, f);
   // a vec4 of 4 consecutive k (q-th of the slice) of row m, scattered into the k-major stage
   const scatter = (stage: string, stride: string, v: string) =>
     xyzw.map((c, e) => `  ${stage}[(4u * q + ${e}u) * ${stride} + m / 4u][m % 4u] = ${v}.${c};`);
@@ -382,15 +409,7 @@ function outStaging(t: ChunkTile, bwd: boolean): Record<string, string> {
           "}",
         ],
   );
-  const pairB = each(LB, (u) => [
-    "let kk = i / NT4;",
-    "let n4 = i % NT4;",
-    "let step = lstep0 + kk;",
-    `pb${u} = vec4<f32>(0.0);`,
-    `if (i < ${nB}u && step < prm.T && p0 + 4u * n4 < P) {`,
-    `  pb${u} = U[(((kb * prm.T + step) * prm.H + h) * P + p0) / 4u + n4];`,
-    "}",
-  ]);
+  const pairB = stepRowLoads(LB, nB, WG, "U", "((kb * prm.T + step) * prm.H + h) * P", "p0", "P");
   const stateA = each(LA, (u) => [
     "let q = i % (BK / 4u);",
     "let m = i / (BK / 4u);",
@@ -501,8 +520,7 @@ function dbcStaging(t: ChunkTile, db: boolean): Record<string, string> {
   const WG = WGOf(t), nA = (t.BK * MT(t)) / 4, nB = (t.BK * NT(t)) / 4;
   const LA = Math.ceil(nA / WG), LB = Math.ceil(nB / WG);
   const xyzw = ["x", "y", "z", "w"];
-  const each = (n: number, f: (u: number) => string[]) =>
-    range(n).map((u) => block([`let i = lid + ${u * WG}u;`, ...f(u)]));
+  const each = (n: number, f: (u: number) => string[]) => eachLoad(n, WG, f);
   const scatter = (v: string) =>
     xyzw.map((c, e) => `  As[(4u * q + ${e}u) * AS4 + m / 4u][m % 4u] = ${v}.${c};`);
   const decl = [
@@ -549,15 +567,7 @@ function dbcStaging(t: ChunkTile, db: boolean): Record<string, string> {
           "}",
         ],
   );
-  const pairB = each(LB, (u) => [
-    "let kk = i / NT4;",
-    "let n4 = i % NT4;",
-    "let step = lstep0 + kk;",
-    `pb${u} = vec4<f32>(0.0);`,
-    `if (i < ${nB}u && step < prm.T && n0 + 4u * n4 < N) {`,
-    `  pb${u} = R[(((kb * prm.T + step) * prm.G + g) * N + n0) / 4u + n4];`,
-    "}",
-  ]);
+  const pairB = stepRowLoads(LB, nB, WG, "R", "((kb * prm.T + step) * prm.G + g) * N", "n0", "N");
   const load = [
     "if (li < nstate) {",
     "  let lh = g * prm.HG + li / NSLP;",
