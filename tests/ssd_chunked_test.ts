@@ -3,8 +3,7 @@
  * gradient against the float64 reference on fresh random inputs (the harness prints each gradient's max error
  * before asserting it), over the shapes that reach every code path: one step, T not a multiple of the block,
  * several blocks per chunk, many chunks, one long chunk, groups, runs, several tiles along P and N (on the general
- * and the 16-byte path), scratch split
- * over batch rows, fast and slow decay. Tiny shapes, so llvmpipe is quick; blocks of 4–16 steps stand in for 64.
+ * and the 16-byte path), scratch split over batch rows, fast and slow decay. Tiny shapes, so llvmpipe is quick; blocks of 4–16 steps stand in for 64.
  * Tolerance: max |GPU − float64| ≤ 1e-4 · max(1, max |float64|) for y and each gradient (the harness's measure);
  * measured on llvmpipe: ≤ 3e-6 everywhere over several runs (each draws fresh inputs), most below 5e-7.
  */
