@@ -17,7 +17,7 @@ import {
   type SsdScanOptions,
 } from "../lib/ops/ssd_scan.ts";
 import { disposeTree, tensor, tidy } from "../lib/core/tensor.ts";
-import { rampClocks } from "./bench_util.ts";
+import { rampClocks, ssdInputs } from "./bench_util.ts";
 import { key, split, uniform } from "../lib/core/random.ts";
 
 await initGpu();
@@ -86,20 +86,12 @@ const ssdAlgorithms =
 const ssdChunk = Deno.env.get("SSD_CHUNK") ? Number(Deno.env.get("SSD_CHUNK")) : undefined;
 for (const N of only === "mamba1" ? [] : ssdNs) {
   for (const algorithm of ssdAlgorithms) {
-    const { K, Bt, T, H, P, G } = ssdBase;
+    const { Bt, T, H, P, G } = ssdBase;
     const opts: SsdScanOptions = {
       algorithm,
       ...(algorithm === "chunked" && ssdChunk ? { chunk: ssdChunk } : {}),
     };
-    const xs = {
-      x: rand(0, [K, Bt, T, H, P]),
-      dt: rand(1, [K, Bt, T, H], 0.01, 1),
-      A: rand(2, [K, H], -2, -0.1),
-      B: rand(3, [K, Bt, T, G, N]),
-      C: rand(4, [K, Bt, T, G, N]),
-      D: rand(5, [K, H]),
-    };
-    const dy = rand(6, [K, Bt, T, H, P]);
+    const { dy, ...xs } = ssdInputs({ ...ssdBase, N });
     run(() => void ssdScan(xs, opts))(); // compile
     run(() => void ssdScanGrads(xs, dy, opts))();
     await rampClocks(run(() => void ssdScanGrads(xs, dy, opts)), big ? 2 : 0);
