@@ -88,7 +88,7 @@ export { softmax } from "./lib/ops/softmax.ts";
 export { argmaxLastAxis, maskedCrossEntropy } from "./lib/ops/cross_entropy.ts";
 export { layerNorm, rmsNorm } from "./lib/ops/norm.ts";
 export { gatedRmsNorm } from "./lib/ops/gated_norm.ts";
-export { causalConv1d } from "./lib/ops/conv1d.ts";
+export { causalConv1d, type Conv1dOptions } from "./lib/ops/conv1d.ts";
 export { selectiveScan } from "./lib/ops/selective_scan.ts";
 export { ssdScan } from "./lib/ops/ssd_scan.ts";
 export {

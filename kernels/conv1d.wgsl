@@ -1,5 +1,5 @@
 // Depthwise causal convolution along T, per run k, with mamba_ssm's tap order (weight[c, W−1] is the current
-// token):
+// token), optionally followed by SiLU (the *_silu entries):
 //   y[k, b, t, c] = bias[k, c] + Σ_{j<W} weight[k, c, j] · x[k, b, t − (W−1) + j, c]   (x = 0 before t = 0)
 //
 // Layout (one table for every entry point; an entry leaves the bindings it does not read unused):
@@ -7,8 +7,9 @@
 //   Wt  (K, C, W)     weight
 //   Bs  (K, C)        bias
 //   G   (K, B, T, C)  cotangent of y
-//   Out  forward: y (K, B, T, C); backward_dx: dx (K, B, T, C); backward_params: partial dw (K, S, C, W)
-//   Out2 backward_params only: partial db (K, S, C)
+//   Out  forward, forward_silu: y (K, B, T, C); backward_dx, backward_dx_silu: dx (K, B, T, C);
+//        backward_params: partial dw (K, S, C, W)
+//   Out2 backward_params: partial db (K, S, C); backward_dx_silu: g_u = G·silu'(u) (K, B, T, C)
 // Element threads are ordered with c fastest, so neighbouring threads touch neighbouring addresses.
 
 struct Params { K: u32, B: u32, T: u32, C: u32, W: u32, chunk: u32, S: u32 }
@@ -21,14 +22,8 @@ struct Params { K: u32, B: u32, T: u32, C: u32, W: u32, chunk: u32, S: u32 }
 @group(0) @binding(5) var<storage, read_write> Out: array<f32>;
 @group(0) @binding(6) var<storage, read_write> Out2: array<f32>;
 
-// One thread per output element (k, b, t, c).
-@compute @workgroup_size(256)
-fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
-  if (i >= p.K * p.B * p.T * p.C) { return; }
-  let c = i % p.C;
-  let t = (i / p.C) % p.T;
-  let k = i / (p.B * p.T * p.C);
+// The conv's output at element i = (k, b, t, c), before any activation: the forward's sum, in its order.
+fn conv_at(i: u32, t: u32, k: u32, c: u32) -> f32 {
   let wbase = (k * p.C + c) * p.W;
   var acc = Bs[k * p.C + c];
   // tap j reads time t − (W−1) + j, which exists for j ≥ W−1−t
@@ -36,7 +31,29 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
   for (var j = j0; j < p.W; j++) {
     acc += Wt[wbase + j] * X[i - (p.W - 1u - j) * p.C];
   }
-  Out[i] = acc;
+  return acc;
+}
+
+// silu and its derivative as the elementwise op writes them (kernels/unary.wgsl, lib/ops/elementwise.ts), so
+// the fused conv + SiLU gives the same values as the two ops in turn.
+fn sigmoid_(x: f32) -> f32 { return 1.0 / (1.0 + exp(-x)); }
+fn silu_(x: f32) -> f32 { return x * sigmoid_(x); }
+fn dsilu_(x: f32) -> f32 { return sigmoid_(x) * (1.0 + x * (1.0 - sigmoid_(x))); }
+
+// One thread per output element (k, b, t, c).
+@compute @workgroup_size(256)
+fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * 256u;
+  if (i >= p.K * p.B * p.T * p.C) { return; }
+  Out[i] = conv_at(i, (i / p.C) % p.T, i / (p.B * p.T * p.C), i % p.C);
+}
+
+// The conv followed by SiLU: y = silu(conv(x)), nothing saved (the backward recomputes the conv from x).
+@compute @workgroup_size(256)
+fn forward_silu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * 256u;
+  if (i >= p.K * p.B * p.T * p.C) { return; }
+  Out[i] = silu_(conv_at(i, (i / p.C) % p.T, i / (p.B * p.T * p.C), i % p.C));
 }
 
 // dx: the adjoint is an anti-causal conv with the taps reversed, one thread per (k, b, t, c):
@@ -56,6 +73,31 @@ fn backward_dx(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     acc += Wt[wbase + j] * G[i + (p.W - 1u - j) * p.C];
   }
   Out[i] = acc;
+}
+
+// dx of silu(conv(x)), G being the cotangent of the SiLU's output: as backward_dx on g_u = G·silu'(u), u the
+// conv's output recomputed at each of the W steps read (W·W multiply-adds per element, cheaper than a pass
+// over a saved u), and g_u of the thread's own element written to Out2 for backward_params.
+@compute @workgroup_size(256)
+fn backward_dx_silu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * 256u;
+  if (i >= p.K * p.B * p.T * p.C) { return; }
+  let c = i % p.C;
+  let t = (i / p.C) % p.T;
+  let k = i / (p.B * p.T * p.C);
+  let wbase = (k * p.C + c) * p.W;
+  var acc = 0.0;
+  var own = 0.0;
+  let j0 = select(0u, t + p.W - p.T, t + p.W > p.T);
+  for (var j = j0; j < p.W; j++) {
+    let lead = p.W - 1u - j; // g is read lead steps ahead in time
+    let at = i + lead * p.C;
+    let gu = G[at] * dsilu_(conv_at(at, t + lead, k, c));
+    acc += Wt[wbase + j] * gu;
+    if (lead == 0u) { own = gu; }
+  }
+  Out[i] = acc;
+  Out2[i] = own;
 }
 
 // Stage 1 of dweight[k, c, j] = Σ_{b,t} g[k, b, t, c] · x[k, b, t − (W−1) + j, c] and dbias[k, c] = Σ_{b,t} g,

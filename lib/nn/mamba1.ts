@@ -23,7 +23,7 @@ import {
 } from "./init.ts";
 import type { Key } from "../core/random.ts";
 import { type Tensor, tensor } from "../core/tensor.ts";
-import { add, exp, mul, neg, silu, softplus } from "../ops/elementwise.ts";
+import { add, exp, mul, neg, softplus } from "../ops/elementwise.ts";
 import { matmul } from "../ops/matmul.ts";
 import { causalConv1d } from "../ops/conv1d.ts";
 import { selectiveScan, selectiveScanBackwardSizes } from "../ops/selective_scan.ts";
@@ -188,7 +188,7 @@ export function mamba1ScanInputs(
   const [K, B, T, Dm] = x.shape;
   const { E, N } = mamba1Dims(cfg, Dm);
   const xf = x.reshape([K, B * T, Dm]);
-  const u = silu(causalConv1d(matmul(xf, p.inX).reshape([K, B, T, E]), p.conv.weight, p.conv.bias))
+  const u = causalConv1d(matmul(xf, p.inX).reshape([K, B, T, E]), p.conv.weight, p.conv.bias, { silu: true })
     .reshape([K, B * T, E]);
   const dtLow = matmul(u, p.xProjDt);
   const delta = softplus(add(matmul(dtLow, p.dtProjWeight), p.dtProjBias.reshape([K, 1, E])));
@@ -239,13 +239,14 @@ export function mamba1Memory(cfg: Mamba1Config, { K, B, T, D: Dm }: MemoryDims):
     sized("D", K * E),
     sized("outProj", K * E * D),
   ];
-  const uMm = per("x in-projection", E, true), uConv = per("x conv", E, true), u = per("u", E, true);
+  // the conv and its SiLU are one op: the conv's own output is never stored
+  const uMm = per("x in-projection", E, true), u = per("u", E, true);
   const dtLow = per("dt low-rank", R), dtMm = per("dt projection", E), dtAdd = per("dt + bias", E);
   const delta = per("delta", E, true);
   const A = [sized("s·A_log", K * E * N), sized("exp(s·A_log)", K * E * N), sized("A", K * E * N)];
   const Bm = per("B", N, true), Cm = per("C", N, true), z = per("z", E, true);
   const y = per("scan output", E, true), out = per("out-projection", D);
-  const forward = [uMm, uConv, u, dtLow, dtMm, dtAdd, delta, ...A, Bm, Cm, z, y, out];
+  const forward = [uMm, u, dtLow, dtMm, dtAdd, delta, ...A, Bm, Cm, z, y, out];
 
   const steps: BackwardStep[] = [];
   const outStep = weightProductStep("out-projection", K, BT, E, D, out, sized("d out (alias)", 0));
@@ -279,14 +280,14 @@ export function mamba1Memory(cfg: Mamba1Config, { K, B, T, D: Dm }: MemoryDims):
   const fl = accumulate(gU, lowStep.dx);
   steps.push(...fl.steps);
   gU = fl.acc;
-  const gConv = per("d x conv", E, true);
-  steps.push({ alloc: [gConv], free: [u, gU] });
+  // conv + SiLU backward: dx, the conv output's cotangent g·silu'(u) (scratch) and the parameters' partials
   const gMm = per("d x in-projection", E, true);
+  const gConv = per("d x conv", E, true);
   const partials = [
     sized("conv dw partials", K * Math.ceil(Math.sqrt(BT)) * E * W),
     sized("conv db partials", K * Math.ceil(Math.sqrt(BT)) * E),
   ];
-  steps.push({ alloc: [gMm, ...partials], free: [uConv, gConv, ...partials] });
+  steps.push({ alloc: [gMm, gConv, ...partials], free: [u, gU, gConv, ...partials] });
   const inStep = weightProductStep("x in-projection", K, BT, D, E, uMm, gMm);
   steps.push(inStep.step);
   const f = accumulate(gIn, inStep.dx);

@@ -23,7 +23,7 @@ import {
 } from "./init.ts";
 import { type Key, uniform } from "../core/random.ts";
 import { type Tensor, tensor } from "../core/tensor.ts";
-import { add, exp, mul, neg, silu, softplus } from "../ops/elementwise.ts";
+import { add, exp, mul, neg, softplus } from "../ops/elementwise.ts";
 import { matmul } from "../ops/matmul.ts";
 import { causalConv1d } from "../ops/conv1d.ts";
 import { gatedRmsNorm } from "../ops/gated_norm.ts";
@@ -232,7 +232,7 @@ export function mamba2ScanInputs(
   const { E, H, P, G, N } = mamba2Dims(cfg, Dm);
   const xf = x.reshape([K, B * T, Dm]);
   const conv = (w: Tensor, cp: ConvParams, C: number) =>
-    silu(causalConv1d(matmul(xf, w).reshape([K, B, T, C]), cp.weight, cp.bias));
+    causalConv1d(matmul(xf, w).reshape([K, B, T, C]), cp.weight, cp.bias, { silu: true });
   const dt = softplus(add(matmul(xf, p.inDt), p.dtBias.reshape([K, 1, H])));
   return {
     x: conv(p.inX, p.convX, E).reshape([K, B, T, H, P]),
@@ -298,9 +298,9 @@ export function mamba2Memory(cfg: Mamba2Config, { K, B, T, D: Dm }: MemoryDims):
   ];
   // forward, in recording order
   const dtMm = per("dt in-projection", H), dtAdd = per("dt + bias", H), dt = per("dt", H, true);
+  // in-projection, then the conv with its SiLU in one op (the conv's own output is never stored)
   const chain = (name: string, C: number) => ({
     mm: per(`${name} in-projection`, C, true),
-    conv: per(`${name} conv`, C, true),
     act: per(name, C, true),
   });
   const xc = chain("x", E);
@@ -316,14 +316,11 @@ export function mamba2Memory(cfg: Mamba2Config, { K, B, T, D: Dm }: MemoryDims):
     dtAdd,
     dt,
     xc.mm,
-    xc.conv,
     xc.act,
     ...A,
     bc.mm,
-    bc.conv,
     bc.act,
     cc.mm,
-    cc.conv,
     cc.act,
   ];
   forward.push(z, y, gated, stats, out);
@@ -367,14 +364,14 @@ export function mamba2Memory(cfg: Mamba2Config, { K, B, T, D: Dm }: MemoryDims):
   steps.push(zStep.step);
   let gIn: TensorSize = zStep.dx;
   const chainBack = (c: typeof xc, g: TensorSize, C: number, name: string) => {
-    const gConv = per(`d ${name} conv`, C, true);
-    steps.push({ alloc: [gConv], free: [c.act, g] });
+    // conv + SiLU backward: dx, the conv output's cotangent g·silu'(u) (scratch) and the parameters' partials
     const gMm = per(`d ${name} in-projection`, C, true);
+    const gConv = per(`d ${name} conv`, C, true);
     const partials = [
       sized(`${name} conv dw partials`, K * Math.ceil(Math.sqrt(BT)) * C * W),
       sized(`${name} conv db partials`, K * Math.ceil(Math.sqrt(BT)) * C),
     ];
-    steps.push({ alloc: [gMm, ...partials], free: [c.conv, gConv, ...partials] });
+    steps.push({ alloc: [gMm, gConv, ...partials], free: [c.act, g, gConv, ...partials] });
     const mm = weightProductStep(`${name} in-projection`, K, BT, D, C, c.mm, gMm);
     steps.push(mm.step);
     const folded = accumulate(gIn, mm.dx);

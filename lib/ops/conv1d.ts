@@ -48,10 +48,21 @@ function uniforms(xShape: Shape, W: number): number[] {
   return [K, B, T, C, W, chunk, S];
 }
 
+/** Options of `causalConv1d`. */
+export interface Conv1dOptions {
+  /**
+   * Apply SiLU to the conv's output in the same kernel (Mamba's conv is always followed by it): y = silu(conv(x)).
+   * The same values as `silu(causalConv1d(x, weight, bias))`, one pass over the activations fewer in each
+   * direction, and the conv's output is never stored (the backward recomputes it from x).
+   */
+  silu?: boolean;
+}
+
 /**
  * Depthwise causal conv1d along T with a weight and bias per run and channel:
  * y[k, b, t, c] = bias[k, c] + Σ_j weight[k, c, j] · x[k, b, t − (W−1) + j, c] (zero before t = 0), so
- * weight[k, c, W−1] multiplies the current token. Any W ≥ 1; T may be smaller than W.
+ * weight[k, c, W−1] multiplies the current token. Any W ≥ 1; T may be smaller than W. With `{ silu: true }`,
+ * silu of that.
  * @param x (K, B, T, C)
  * @param weight (K, C, W)
  * @param bias (K, C)
@@ -65,9 +76,11 @@ function uniforms(xShape: Shape, W: number): number[] {
  * const x = tensor([1, 2, 3], [1, 1, 3, 1]); // K = B = C = 1, T = 3
  * const y = causalConv1d(x, tensor([10, 1], [1, 1, 2]), tensor([0.5], [1, 1])); // W = 2
  * console.log(await y.toArray()); // [1.5, 12.5, 23.5]: y[t] = 0.5 + 10·x[t−1] + x[t]
+ * const z = causalConv1d(x, tensor([10, 1], [1, 1, 2]), tensor([0.5], [1, 1]), { silu: true });
+ * console.log(await z.toArray()); // ≈ [1.22, 12.5, 23.5]: silu(y)
  * ```
  */
-export function causalConv1d(x: Tensor, weight: Tensor, bias: Tensor): Tensor {
+export function causalConv1d(x: Tensor, weight: Tensor, bias: Tensor, opts: Conv1dOptions = {}): Tensor {
   expectF32("causalConv1d", x);
   expectF32("causalConv1d", weight);
   expectF32("causalConv1d", bias);
@@ -83,28 +96,32 @@ export function causalConv1d(x: Tensor, weight: Tensor, bias: Tensor): Tensor {
   if (bias.rank !== 2 || bias.shape[0] !== K || bias.shape[1] !== C) {
     throw new RangeError(`causalConv1d: expected bias of shape [${K}, ${C}] (K, C) for x ${x}, got ${bias}`);
   }
+  const silu = opts.silu === true;
   const W = weight.shape[2];
   const y = empty(x.shape);
   dispatch(
-    conv1dKernel("forward", 1),
+    conv1dKernel(silu ? "forward_silu" : "forward", 1),
     [x.buffer, weight.buffer, bias.buffer, x.buffer, y.buffer],
     uniforms(x.shape, W),
     grid1d(x.size),
   );
-  record("conv1d", [x, weight, bias], [y], {});
+  record("conv1d", [x, weight, bias], [y], { silu });
   return y;
 }
 
 /** VJP of `causalConv1d`: [dx (K, B, T, C), dweight (K, C, W), dbias (K, C)]. */
-export const causalConv1dVjp: VjpRule = ({ inputs: [x, weight, bias] }, [g]) => {
+export const causalConv1dVjp: VjpRule<{ silu: boolean }> = ({ inputs: [x, weight, bias], attrs }, [g]) => {
   const [K, , , C] = x.shape;
   const W = weight.shape[2];
   const u = uniforms(x.shape, W);
   const S = u[6];
   const dx = empty(x.shape);
+  // With SiLU, the dx kernel also writes g_u = g·silu'(u), the cotangent of the conv's output, for the
+  // parameters' sums.
+  const gu = attrs.silu ? empty(x.shape) : g!;
   dispatch(
-    conv1dKernel("backward_dx", 1),
-    [x.buffer, weight.buffer, bias.buffer, g!.buffer, dx.buffer],
+    conv1dKernel(attrs.silu ? "backward_dx_silu" : "backward_dx", attrs.silu ? 2 : 1),
+    [x.buffer, weight.buffer, bias.buffer, g!.buffer, dx.buffer, ...(attrs.silu ? [gu.buffer] : [])],
     u,
     grid1d(x.size),
   );
@@ -112,10 +129,11 @@ export const causalConv1dVjp: VjpRule = ({ inputs: [x, weight, bias] }, [g]) => 
   const pb = empty([K, S, C]);
   dispatch(
     conv1dKernel("backward_params", 2),
-    [x.buffer, weight.buffer, bias.buffer, g!.buffer, pw.buffer, pb.buffer],
+    [x.buffer, weight.buffer, bias.buffer, gu.buffer, pw.buffer, pb.buffer],
     u,
     grid1d(K * S * (W + 1) * C),
   );
+  if (attrs.silu) gu.dispose();
   const dw = sum(pw, 1).reshape([K, C, W]);
   const db = sum(pb, 1);
   pw.dispose();
@@ -204,4 +222,49 @@ export function causalConv1dVjpRef(
     }
   }
   return [dx, dw, db];
+}
+
+const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
+
+/**
+ * Float64 reference of `causalConv1d(x, weight, bias, { silu: true })`: silu of `causalConv1dRef`.
+ * @example
+ * ```ts
+ * import { causalConv1dSiluRef } from "./conv1d.ts";
+ * const y = causalConv1dSiluRef(new Float64Array([1, 2]), new Float64Array([1]), new Float64Array([0]), [1, 1, 2, 1]);
+ * console.log(y); // ≈ [0.731, 1.762]
+ * ```
+ */
+export function causalConv1dSiluRef(
+  x: Float64Array,
+  weight: Float64Array,
+  bias: Float64Array,
+  shape: Shape,
+): Float64Array {
+  return causalConv1dRef(x, weight, bias, shape).map((u) => u * sigmoid(u));
+}
+
+/**
+ * Float64 reference VJP of `causalConv1d(x, weight, bias, { silu: true })` for the cotangent g of its output: the
+ * conv's VJP at g_u = g·silu'(u), u = `causalConv1dRef(x, weight, bias)`.
+ * @returns [dx (K, B, T, C), dweight (K, C, W), dbias (K, C)]
+ * @example
+ * ```ts
+ * import { causalConv1dSiluVjpRef } from "./conv1d.ts";
+ * const [dx] = causalConv1dSiluVjpRef(
+ *   new Float64Array([0]), new Float64Array([2]), new Float64Array([0]), [1, 1, 1, 1], new Float64Array([1]),
+ * );
+ * console.log(dx); // [1]: silu'(0) = 0.5, times the weight 2
+ * ```
+ */
+export function causalConv1dSiluVjpRef(
+  x: Float64Array,
+  weight: Float64Array,
+  bias: Float64Array,
+  shape: Shape,
+  g: Float64Array,
+): [Float64Array, Float64Array, Float64Array] {
+  const u = causalConv1dRef(x, weight, bias, shape);
+  const gu = u.map((v, i) => g[i] * sigmoid(v) * (1 + v * (1 - sigmoid(v))));
+  return causalConv1dVjpRef(x, weight, shape, gu);
 }
