@@ -76,28 +76,48 @@ fn backward_dx(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 }
 
 // dx of silu(conv(x)), G being the cotangent of the SiLU's output: as backward_dx on g_u = G·silu'(u), u the
-// conv's output recomputed at each of the W steps read (W·W multiply-adds per element, cheaper than a pass
-// over a saved u), and g_u of the thread's own element written to Out2 for backward_params.
+// conv's output recomputed from x (cheaper than a pass over a saved u). Each thread takes TS consecutive steps
+// of one channel, so that the g_u of a step, which W outputs read, is computed once per thread rather than once
+// per output ((TS + W − 1)/TS convs and SiLU derivatives per output instead of W); it also writes its steps' g_u
+// to Out2 for backward_params. The steps are walked from the last one read down to the first, so each output
+// sums its taps in backward_dx's order (j ascending) and the results equal the unfused ops'.
+const TS: u32 = 4u;
+
 @compute @workgroup_size(256)
 fn backward_dx_silu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
-  if (i >= p.K * p.B * p.T * p.C) { return; }
-  let c = i % p.C;
-  let t = (i / p.C) % p.T;
-  let k = i / (p.B * p.T * p.C);
-  let wbase = (k * p.C + c) * p.W;
-  var acc = 0.0;
-  var own = 0.0;
-  let j0 = select(0u, t + p.W - p.T, t + p.W > p.T);
-  for (var j = j0; j < p.W; j++) {
-    let lead = p.W - 1u - j; // g is read lead steps ahead in time
-    let at = i + lead * p.C;
-    let gu = G[at] * dsilu_(conv_at(at, t + lead, k, c));
-    acc += Wt[wbase + j] * gu;
-    if (lead == 0u) { own = gu; }
+  let nTB = (p.T + TS - 1u) / TS;
+  let idx = gid.x + gid.y * nwg.x * 256u;
+  if (idx >= p.K * p.B * nTB * p.C) { return; }
+  let c = idx % p.C;
+  let tb = (idx / p.C) % nTB;
+  let kb = idx / (nTB * p.C); // k·B + b
+  let k = kb / p.B;
+  let t0 = tb * TS;
+  let base = kb * p.T * p.C + c; // element (k, b, t = 0, c)
+  let wlast = (k * p.C + c) * p.W + p.W - 1u; // the tap of the current token
+  var d0 = 0.0;
+  var d1 = 0.0;
+  var d2 = 0.0;
+  var d3 = 0.0;
+  // output t0 + q reads step tp through tap W − 1 − (tp − t0 − q), for t0 + q ≤ tp ≤ t0 + q + W − 1 (and < T)
+  var tp = min(t0 + TS + p.W - 2u, p.T - 1u) + 1u;
+  loop {
+    if (tp == t0) { break; }
+    tp -= 1u;
+    let at = base + tp * p.C;
+    let gu = G[at] * dsilu_(conv_at(at, tp, k, c));
+    let r = tp - t0; // ≥ 0
+    if (r < p.W) { d0 += Wt[wlast - r] * gu; }
+    if (r >= 1u && r - 1u < p.W) { d1 += Wt[wlast - (r - 1u)] * gu; }
+    if (r >= 2u && r - 2u < p.W) { d2 += Wt[wlast - (r - 2u)] * gu; }
+    if (r >= 3u && r - 3u < p.W) { d3 += Wt[wlast - (r - 3u)] * gu; }
+    if (r < TS) { Out2[at] = gu; }
   }
-  Out[i] = acc;
-  Out2[i] = own;
+  let o = base + t0 * p.C;
+  Out[o] = d0;
+  if (t0 + 1u < p.T) { Out[o + p.C] = d1; }
+  if (t0 + 2u < p.T) { Out[o + 2u * p.C] = d2; }
+  if (t0 + 3u < p.T) { Out[o + 3u * p.C] = d3; }
 }
 
 // Stage 1 of dweight[k, c, j] = Σ_{b,t} g[k, b, t, c] · x[k, b, t − (W−1) + j, c] and dbias[k, c] = Σ_{b,t} g,

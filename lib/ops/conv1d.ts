@@ -119,11 +119,13 @@ export const causalConv1dVjp: VjpRule<{ silu: boolean }> = ({ inputs: [x, weight
   // With SiLU, the dx kernel also writes g_u = g·silu'(u), the cotangent of the conv's output, for the
   // parameters' sums.
   const gu = attrs.silu ? empty(x.shape) : g!;
+  // (backward_dx_silu: a thread per 4 consecutive steps of a channel, kernels/conv1d.wgsl)
+  const [, B, T] = x.shape;
   dispatch(
     conv1dKernel(attrs.silu ? "backward_dx_silu" : "backward_dx", attrs.silu ? 2 : 1),
     [x.buffer, weight.buffer, bias.buffer, g!.buffer, dx.buffer, ...(attrs.silu ? [gu.buffer] : [])],
     u,
-    grid1d(x.size),
+    grid1d(attrs.silu ? K * B * Math.ceil(T / 4) * C : x.size),
   );
   const pw = empty([K, S, C * W]);
   const pb = empty([K, S, C]);
