@@ -81,7 +81,7 @@ fn backward_dx(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 // per output ((TS + W − 1)/TS convs and SiLU derivatives per output instead of W); it also writes its steps' g_u
 // to Out2 for backward_params. The steps are walked from the last one read down to the first, so each output
 // sums its taps in backward_dx's order (j ascending) and the results equal the unfused ops'.
-const TS: u32 = 4u;
+const TS: u32 = {{TS}}u; // 4 (SILU_DX_STEPS in lib/ops/conv1d.ts); d0..d3 below hold the TS outputs
 
 @compute @workgroup_size(256)
 fn backward_dx_silu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

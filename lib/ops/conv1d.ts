@@ -30,13 +30,17 @@ import { kernelSource } from "../core/kernels.ts";
 import { dispatch, type Kernel } from "../core/runtime.ts";
 import { record, type VjpRule } from "../core/tape.ts";
 import { empty, type Shape, type Tensor } from "../core/tensor.ts";
+import { UNARY_REF } from "./elementwise.ts";
 import { sum } from "./reduce.ts";
 import { expectF32, grid1d } from "./util.ts";
+
+/** Time steps per thread of the fused SiLU backward (`backward_dx_silu`; TS in kernels/conv1d.wgsl). */
+const SILU_DX_STEPS = 4;
 
 function conv1dKernel(entry: string, outputs: number): Kernel {
   return {
     name: `conv1d_${entry}`,
-    code: kernelSource("conv1d.wgsl"),
+    code: kernelSource("conv1d.wgsl", { TS: SILU_DX_STEPS }),
     entry,
     bindings: ["read", "read", "read", "read", ...new Array(outputs).fill("read_write")],
   };
@@ -118,21 +122,19 @@ export function causalConv1d(x: Tensor, weight: Tensor, bias: Tensor, opts: Conv
 
 /** VJP of `causalConv1d`: [dx (K, B, T, C), dweight (K, C, W), dbias (K, C)]. */
 export const causalConv1dVjp: VjpRule<{ silu: boolean }> = ({ inputs: [x, weight, bias], attrs }, [g]) => {
-  const [K, , , C] = x.shape;
+  const [K, B, T, C] = x.shape;
   const W = weight.shape[2];
   const u = uniforms(x.shape, W);
   const S = u[6];
   const dx = empty(x.shape);
-  // With SiLU, the dx kernel also writes g_u = g·silu'(u), the cotangent of the conv's output, for the
-  // parameters' sums.
+  // With SiLU, the dx kernel (a thread per SILU_DX_STEPS steps of a channel) also writes g_u = g·silu'(u), the
+  // cotangent of the conv's output, for the parameters' sums.
   const gu = attrs.silu ? empty(x.shape) : g!;
-  // (backward_dx_silu: a thread per 4 consecutive steps of a channel, kernels/conv1d.wgsl)
-  const [, B, T] = x.shape;
   dispatch(
     conv1dKernel(attrs.silu ? "backward_dx_silu" : "backward_dx", attrs.silu ? 2 : 1),
     [x.buffer, weight.buffer, bias.buffer, g!.buffer, dx.buffer, ...(attrs.silu ? [gu.buffer] : [])],
     u,
-    grid1d(attrs.silu ? K * B * Math.ceil(T / 4) * C : x.size),
+    grid1d(attrs.silu ? K * B * Math.ceil(T / SILU_DX_STEPS) * C : x.size),
   );
   const pw = empty([K, S, C * W]);
   const pb = empty([K, S, C]);
@@ -233,8 +235,6 @@ export function causalConv1dVjpRef(
   return [dx, dw, db];
 }
 
-const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
-
 /**
  * Float64 reference of `causalConv1d(x, weight, bias, { silu: true })`: silu of `causalConv1dRef`.
  * @example
@@ -250,7 +250,7 @@ export function causalConv1dSiluRef(
   bias: Float64Array,
   shape: Shape,
 ): Float64Array {
-  return causalConv1dRef(x, weight, bias, shape).map((u) => u * sigmoid(u));
+  return causalConv1dRef(x, weight, bias, shape).map(UNARY_REF.silu.f);
 }
 
 /**
@@ -274,6 +274,6 @@ export function causalConv1dSiluVjpRef(
   g: Float64Array,
 ): [Float64Array, Float64Array, Float64Array] {
   const u = causalConv1dRef(x, weight, bias, shape);
-  const gu = u.map((v, i) => g[i] * sigmoid(v) * (1 + v * (1 - sigmoid(v))));
+  const gu = u.map((v, i) => g[i] * UNARY_REF.silu.df(v));
   return causalConv1dVjpRef(x, weight, shape, gu);
 }
