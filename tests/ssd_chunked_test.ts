@@ -128,6 +128,17 @@ opTests([
     chunk: 4,
     partialBytes: 1,
   }),
+  // the backward's R products over parts of a group's heads, their W summed after: parts of 4 and 2 heads (the
+  // last part short), and one head per part in two groups
+  chunkedCase("heads in parts of 4", { K: 1, Bt: 2, T: 23, H: 6, P: 4, G: 1, N: 8 }, {
+    block: 4,
+    chunk: 8,
+    rHeads: 4,
+  }),
+  chunkedCase("one head per part, G = 2", { K: 2, Bt: 1, T: 17, H: 4, P: 4, G: 2, N: 4 }, {
+    block: 8,
+    rHeads: 1,
+  }),
   // the other register tiles and slice lengths (tuning knobs): 8×8 and 4×4 outputs per thread
   chunkedCase("8×8 outputs per thread, slices of 8", { K: 1, Bt: 1, T: 70, H: 2, P: 36, G: 1, N: 40 }, {
     block: 32,
@@ -170,6 +181,8 @@ Deno.test("chunkPlan: one chunk where that costs less, else one block per chunk;
   assert.equal(chunkPlan({ ...d, T: 40 }, { block: 4, chunk: 4096 }).NB, 10); // no chunk longer than T
   assert.throws(() => ssdChunkedLayout(d, { threadTile: [2, 8] }), RangeError);
   assert.throws(() => ssdChunkedLayout(d, { slice: 128 }), RangeError);
+  assert.throws(() => ssdChunkedLayout(d, { rHeads: 0 }), RangeError);
+  assert.equal(ssdChunkedLayout(d, { rHeads: 64 }).rHeads, 32); // at most the heads of a group
 });
 
 const shapesOf = ({ K, Bt, T, H, P, G, N }: SsdDims) => [
@@ -205,7 +218,8 @@ Deno.test({
   ignore: noGpu,
   fn: async () => {
     const dims: SsdDims = { K: 1, Bt: 2, T: 33, H: 4, P: 8, G: 2, N: 8 };
-    const opts: SsdScanOptions = { algorithm: "chunked", block: 4, chunk: 8 };
+    // (one head per part: the parts' W are summed by a separate pass)
+    const opts: SsdScanOptions = { algorithm: "chunked", block: 4, chunk: 8, rHeads: 1 };
     const xs = draw(dims);
     const a = gradsOf(xs, dims, opts), b = gradsOf(xs, dims, opts);
     const [ra, rb] = [await readTensors(a), await readTensors(b)];
@@ -246,7 +260,9 @@ Deno.test({
     for (const N of [8, 32, 64, 128, 256]) {
       sizes.push([{ ...base, N }, {}], [{ ...base, N }, { chunk: 64 }]);
     }
-    sizes.push([{ ...base, P: 128, H: 16, G: 4 }, {}], [{ ...base, T: 2048 }, { block: 32 }]);
+    sizes.push([{ ...base, P: 128, H: 16, G: 4 }, {}], [{ ...base, T: 2048 }, { block: 32 }], [base, {
+      rHeads: 1,
+    }]);
     for (const threadTile of [[8, 8], [4, 4], [8, 4]] as [number, number][]) {
       sizes.push([base, { threadTile, slice: 32 }], [base, { threadTile, chunk: 64 }]);
     }

@@ -648,7 +648,12 @@ export interface ChunkLayout {
   /** QB × N-tile (dB, dC), NNT tiles along N. */
   dbc: ChunkTile;
   NNT: number;
+  /** Heads per part of the backward's R products (each part of a group's heads is its own workgroup). */
+  rHeads: number;
 }
+
+/** Parts of each group's heads in the backward's R products: ceil((H / G) / rHeads). */
+const rParts = (d: SsdDims, L: ChunkLayout) => Math.ceil(d.H / d.G / L.rHeads);
 
 function layoutFor(d: SsdDims, plan: ChunkPlan, opts: SsdScanOptions): ChunkLayout {
   const tt = opts.threadTile;
@@ -662,6 +667,10 @@ function layoutFor(d: SsdDims, plan: ChunkPlan, opts: SsdScanOptions): ChunkLayo
   const out = makeTile(plan.QB, d.P, 64, BK, opts);
   const dbc = makeTile(plan.QB, d.N, 64, BK, opts);
   const pair = makeTile(plan.QB, plan.QB, plan.QB, BK, opts);
+  const rHeads = opts.rHeads ?? 4;
+  if (!Number.isInteger(rHeads) || rHeads < 1) {
+    throw new RangeError(`ssdScan: rHeads must be a positive integer, got ${opts.rHeads}`);
+  }
   return {
     plan,
     state,
@@ -672,6 +681,7 @@ function layoutFor(d: SsdDims, plan: ChunkPlan, opts: SsdScanOptions): ChunkLayo
     pair,
     dbc,
     NNT: Math.ceil(d.N / NT(dbc)),
+    rHeads: Math.min(rHeads, d.H / d.G),
   };
 }
 
@@ -828,7 +838,9 @@ function chunkKernel(which: ChunkKernel, d: SsdDims, L: ChunkLayout): Kernel {
         ZERO_R: zeroCode(t, "r"),
         KSTEP_R: kstepCode(t, "r"),
         WEIGH: join(weigh),
-        STORE_W: eachCell(t, "w", (v, row, col4) => `store_w(cbb4, ${row}, ${col4}, ${v});`),
+        STORE_W: eachCell(t, "w", (v, row, col4) => `store_w(wsb4, ${row}, ${col4}, ${v});`),
+        RP: L.rHeads,
+        NRP: rParts(d, L),
       });
       break;
     }
@@ -890,6 +902,19 @@ function sumBatchKernel(): Kernel {
   };
 }
 
+/**
+ * WS = Σ over the parts of WSP (parts, n) in part order: the sequential scan's sum over a group's heads
+ * (kernels/ssd_scan_reduce.wgsl `sum_heads`) with one group of `parts` "heads" of n elements.
+ */
+function sumPartsKernel(): Kernel {
+  return {
+    name: "ssd_scan_sum_heads",
+    code: kernelSource("ssd_scan_reduce.wgsl"),
+    entry: "sum_heads",
+    bindings: ["read", "read_write"],
+  };
+}
+
 /** A grid of `count` workgroups folded into (x, y) within 65535 per dimension. */
 function grid(count: number): [number, number] {
   const x = Math.min(count, 65535);
@@ -903,10 +928,12 @@ function grid(count: number): [number, number] {
 function scratchBytes(d: SsdDims, L: ChunkLayout) {
   const { QB, NB, nC, NP } = L.plan;
   const Tp = nC * QB * NB, TABW = NB + 2;
+  const parts = rParts(d, L);
   return {
     dec: d.H * Tp * 16,
     tab: d.H * nC * TABW * TABW * 4,
     pairs: d.G * nC * NP * QB * QB * 4, // CB, WS
+    wsParts: parts > 1 ? parts * d.G * nC * NP * QB * QB * 4 : 0, // WS per part of the heads (WSP)
     states: d.H * (nC - 1) * d.P * d.N * 4, // HS, GS
     et: d.H * nC * L.NSP * L.NSN * 4,
     z: d.H * Tp * NB * 4, // ZR, ZC
@@ -955,6 +982,7 @@ export function ssdChunkedScratch(d: SsdDims, opts: SsdScanOptions = {}) {
       tab: elements(r * sb.tab),
       cb: elements(r * sb.pairs),
       ws: elements(r * sb.pairs),
+      wsp: elements(r * sb.wsParts),
       hs: elements(multi ? r * sb.states : 4),
       gs: elements(multi ? r * sb.states : 4),
       et: elements(multi ? r * sb.et : 4),
@@ -1086,7 +1114,18 @@ export function ssdChunkedGrads(
       kb0,
       n * d.H * plan.nC * plan.NB * L.NPT,
     );
-    run("r", [dy, x, dt, s.dec, s.tab, s.cb, s.ws, s.zr, s.zc], kb0, n * d.G * plan.nC * plan.NP);
+    // R per part of each group's heads; with more than one part, each part's W into WSP, then WS = their sum
+    const parts = rParts(d, L), pairs = n * d.G * plan.nC * plan.NP;
+    run("r", [dy, x, dt, s.dec, s.tab, s.cb, parts > 1 ? s.wsp : s.ws, s.zr, s.zc], kb0, pairs * parts);
+    if (parts > 1) {
+      const floats = pairs * plan.QB * plan.QB;
+      dispatch(
+        sumPartsKernel(),
+        [s.wsp.buffer, s.ws.buffer],
+        [floats, 1, parts, floats, 0, 0, 0],
+        grid1d(floats),
+      );
+    }
     count = n * d.G * plan.nC * plan.NB * L.NNT;
     run("dC", [dy, dt, s.dec, s.hs, s.ws, B, C, grads.dC, s.v], kb0, count);
     run("dB", [x, dt, s.dec, s.gs, s.ws, C, B, grads.dB, s.u], kb0, count);

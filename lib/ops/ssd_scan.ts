@@ -157,6 +157,11 @@ export interface SsdScanOptions {
   threadTile?: [number, number];
   /** Chunked: inner steps per staged operand slice, 4, 8, 16 or 32 dividing the block (default 16). */
   slice?: number;
+  /**
+   * Chunked: heads per workgroup of the backward's block-pair products R (default 4; more parts mean more
+   * workgroups at once and one more pass to sum their parts of W).
+   */
+  rHeads?: number;
   /** Sequential: most time steps staged in workgroup memory at once (default 4 forward, 2 backward; 2 on a CPU adapter). */
   tile?: number;
   /** Sequential: state rows (p) per thread (default 4, the forward 2 at N ≥ 64; fewer for small states). */
