@@ -82,7 +82,8 @@ export {
   tanh,
 } from "./lib/ops/elementwise.ts";
 export { max, mean, sum, sumAll } from "./lib/ops/reduce.ts";
-export { matmul } from "./lib/ops/matmul.ts";
+export { matmul, matmulParts } from "./lib/ops/matmul.ts";
+export { concat, splitAlong } from "./lib/ops/concat.ts";
 export { embedding } from "./lib/ops/embedding.ts";
 export { softmax } from "./lib/ops/softmax.ts";
 export { argmaxLastAxis, maskedCrossEntropy } from "./lib/ops/cross_entropy.ts";

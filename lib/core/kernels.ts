@@ -39,6 +39,7 @@ export const KERNEL_FILES = [
   "ssd_chunk_dbc.wgsl",
   "ssd_chunk_dbc4.wgsl",
   "ssd_chunk_decay.wgsl",
+  "concat.wgsl",
 ] as const;
 
 /** Data files next to the kernels (JSON), loaded with them: tuning tables measured per adapter. */

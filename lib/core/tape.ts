@@ -35,6 +35,9 @@ export type Primitive =
   | "conv1d"
   // matrix product (lib/ops/matmul.ts)
   | "matmul"
+  // concatenation and its inverse (lib/ops/concat.ts)
+  | "concat"
+  | "splitAlong"
   // embedding, softmax, cross-entropy (lib/ops/embedding.ts, softmax.ts, cross_entropy.ts)
   | "embedding"
   | "softmax"

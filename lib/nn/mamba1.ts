@@ -24,7 +24,7 @@ import {
 import type { Key } from "../core/random.ts";
 import { type Tensor, tensor } from "../core/tensor.ts";
 import { add, exp, mul, neg, softplus } from "../ops/elementwise.ts";
-import { matmul } from "../ops/matmul.ts";
+import { matmul, matmulParts } from "../ops/matmul.ts";
 import { causalConv1d } from "../ops/conv1d.ts";
 import { selectiveScan, selectiveScanBackwardSizes } from "../ops/selective_scan.ts";
 import {
@@ -190,15 +190,16 @@ export function mamba1ScanInputs(
   const xf = x.reshape([K, B * T, Dm]);
   const u = causalConv1d(matmul(xf, p.inX).reshape([K, B, T, E]), p.conv.weight, p.conv.bias, { silu: true })
     .reshape([K, B * T, E]);
-  const dtLow = matmul(u, p.xProjDt);
+  // x_proj's three thin blocks (dt's low rank R, B, C: N each) as one product (see `matmulParts`)
+  const [dtLow, Bm, Cm] = matmulParts(u, [p.xProjDt, p.xProjB, p.xProjC]);
   const delta = softplus(add(matmul(dtLow, p.dtProjWeight), p.dtProjBias.reshape([K, 1, E])));
   return {
     u: u.reshape([K, B, T, E]),
     delta: delta.reshape([K, B, T, E]),
     // A = −exp(s·A_log): s = 1 is mamba_ssm's; s = −c is the mimetic A ≈ 1.
     A: neg(exp(mul(p.aLog, c.aScale))),
-    B: matmul(u, p.xProjB).reshape([K, B, T, N]),
-    C: matmul(u, p.xProjC).reshape([K, B, T, N]),
+    B: Bm.reshape([K, B, T, N]),
+    C: Cm.reshape([K, B, T, N]),
     z: matmul(xf, p.inZ).reshape([K, B, T, E]),
   };
 }
@@ -214,9 +215,10 @@ export function applyMamba1(p: Mamba1Params, c: Mamba1Consts, x: Tensor, cfg: Ma
 
 /**
  * What a Mamba 1 mixer allocates in a training step (the `memory` entry of its kind in lib/nn/mixers.ts), read
- * from `mamba1ScanInputs`, `applyMamba1` and the ops' VJPs. Per token the forward keeps 8E + R + 2N + D floats for
- * the backward (the in-projections, conv and SiLU of x, the low-rank and full Δ projections, bias add and softplus,
- * B, C, z, the scan's gated output and the out-projection) and per run 3·E·N for A; the scan keeps nothing. The
+ * from `mamba1ScanInputs`, `applyMamba1` and the ops' VJPs. Per token the forward keeps 8E + 2R + 4N + D floats
+ * for the backward (the in-projections, conv and SiLU of x, x_proj's joint output and its blocks: the low rank of
+ * Δ, B and C; the full Δ projection, bias add and softplus, z, the scan's gated output and the out-projection)
+ * and per run 3·E·N for A; the scan keeps nothing. The
  * backward's largest working set is the scan's: du, dΔ, dz and, freed when it returns, g·F (E each), the states at
  * chunk ends (E·N/64 per token), per-chunk Σ Δ and the dB/dC partials of each channel group
  * (`selectiveScanBackwardSizes`). Everything is linear in T.
@@ -241,12 +243,16 @@ export function mamba1Memory(cfg: Mamba1Config, { K, B, T, D: Dm }: MemoryDims):
   ];
   // the conv and its SiLU are one op: the conv's own output is never stored
   const uMm = per("x in-projection", E, true), u = per("u", E, true);
-  const dtLow = per("dt low-rank", R), dtMm = per("dt projection", E), dtAdd = per("dt + bias", E);
+  // x_proj by one product (matmulParts): the weights concatenated, the product, its three column blocks
+  const thin = R + 2 * N;
+  const wThin = sized("[W_dt | W_B | W_C]", K * E * thin, true), yThin = per("x_proj", thin);
+  const dtLow = per("dt low-rank", R), Bm = per("B", N, true), Cm = per("C", N, true);
+  const dtMm = per("dt projection", E), dtAdd = per("dt + bias", E);
   const delta = per("delta", E, true);
   const A = [sized("s·A_log", K * E * N), sized("exp(s·A_log)", K * E * N), sized("A", K * E * N)];
-  const Bm = per("B", N, true), Cm = per("C", N, true), z = per("z", E, true);
+  const z = per("z", E, true);
   const y = per("scan output", E, true), out = per("out-projection", D);
-  const forward = [uMm, u, dtLow, dtMm, dtAdd, delta, ...A, Bm, Cm, z, y, out];
+  const forward = [uMm, u, wThin, yThin, dtLow, Bm, Cm, dtMm, dtAdd, delta, ...A, z, y, out];
 
   const steps: BackwardStep[] = [];
   const outStep = weightProductStep("out-projection", K, BT, E, D, out, sized("d out (alias)", 0));
@@ -260,14 +266,6 @@ export function mamba1Memory(cfg: Mamba1Config, { K, B, T, D: Dm }: MemoryDims):
   const zStep = weightProductStep("z", K, BT, D, E, z, dz);
   steps.push(zStep.step);
   let gIn = zStep.dx;
-  let gU = du;
-  for (const [name, t, g] of [["C", Cm, dC], ["B", Bm, dB]] as const) {
-    const mm = weightProductStep(name, K, BT, E, N, t, g);
-    steps.push(mm.step);
-    const f = accumulate(gU, mm.dx);
-    steps.push(...f.steps);
-    gU = f.acc;
-  }
   steps.push({ alloc: [], free: [...A, dA] });
   const gDtAdd = per("d dt + bias", E);
   steps.push({ alloc: [gDtAdd], free: [delta, ddelta] });
@@ -275,11 +273,17 @@ export function mamba1Memory(cfg: Mamba1Config, { K, B, T, D: Dm }: MemoryDims):
   steps.push({ alloc: [biasPartials], free: [dtAdd, biasPartials] });
   const dtStep = weightProductStep("dt projection", K, BT, R, E, dtMm, gDtAdd);
   steps.push(dtStep.step);
-  const lowStep = weightProductStep("dt low-rank", K, BT, E, R, dtLow, dtStep.dx);
-  steps.push(lowStep.step);
-  const fl = accumulate(gU, lowStep.dx);
+  // the split's backward concatenates the three cotangents (and frees its outputs), the fused product's makes
+  // du's part and the concatenated weights' gradient, which the concat's backward splits into the parameters'
+  const gThin = per("d x_proj", thin);
+  steps.push({ alloc: [gThin], free: [dtStep.dx, dB, dC, dtLow, Bm, Cm] });
+  const thinStep = weightProductStep("x_proj", K, BT, E, thin, yThin, gThin);
+  const gWThin = sized("d [W_dt | W_B | W_C]", K * E * thin);
+  thinStep.step.alloc.push(gWThin);
+  steps.push(thinStep.step, { alloc: [], free: [gWThin, wThin] });
+  const fl = accumulate(du, thinStep.dx);
   steps.push(...fl.steps);
-  gU = fl.acc;
+  const gU = fl.acc;
   // conv + SiLU backward: dx, the conv output's cotangent g·silu'(u) (scratch) and the parameters' partials
   const gMm = per("d x in-projection", E, true);
   const gConv = per("d x conv", E, true);

@@ -24,7 +24,7 @@ import {
 import { type Key, uniform } from "../core/random.ts";
 import { type Tensor, tensor } from "../core/tensor.ts";
 import { add, exp, mul, neg, softplus } from "../ops/elementwise.ts";
-import { matmul } from "../ops/matmul.ts";
+import { matmul, matmulParts } from "../ops/matmul.ts";
 import { causalConv1d } from "../ops/conv1d.ts";
 import { gatedRmsNorm } from "../ops/gated_norm.ts";
 import { defaultSsdAlgorithm, type SsdAlgorithm, ssdScan, ssdScanBackwardScratch } from "../ops/ssd_scan.ts";
@@ -231,16 +231,18 @@ export function mamba2ScanInputs(
   const [K, B, T, Dm] = x.shape;
   const { E, H, P, G, N } = mamba2Dims(cfg, Dm);
   const xf = x.reshape([K, B * T, Dm]);
-  const conv = (w: Tensor, cp: ConvParams, C: number) =>
-    causalConv1d(matmul(xf, w).reshape([K, B, T, C]), cp.weight, cp.bias, { silu: true });
-  const dt = softplus(add(matmul(xf, p.inDt), p.dtBias.reshape([K, 1, H])));
+  const conv = (u: Tensor, cp: ConvParams, C: number) =>
+    causalConv1d(u.reshape([K, B, T, C]), cp.weight, cp.bias, { silu: true });
+  // The thin in-projections (B, C: G·N columns each, dt: H) as one product (see `matmulParts`).
+  const [bIn, cIn, dtIn] = matmulParts(xf, [p.inB, p.inC, p.inDt]);
+  const dt = softplus(add(dtIn, p.dtBias.reshape([K, 1, H])));
   return {
-    x: conv(p.inX, p.convX, E).reshape([K, B, T, H, P]),
+    x: conv(matmul(xf, p.inX), p.convX, E).reshape([K, B, T, H, P]),
     dt: dt.reshape([K, B, T, H]),
     // A = −exp(s·A_log): s = 1 is mamba_ssm's A = −exp(A_log); s = −c is the mimetic A ≈ 1.
     A: neg(exp(mul(p.aLog, c.aScale))),
-    B: conv(p.inB, p.convB, G * N).reshape([K, B, T, G, N]),
-    C: conv(p.inC, p.convC, G * N).reshape([K, B, T, G, N]),
+    B: conv(bIn, p.convB, G * N).reshape([K, B, T, G, N]),
+    C: conv(cIn, p.convC, G * N).reshape([K, B, T, G, N]),
     z: matmul(xf, p.inZ),
   };
 }
@@ -269,8 +271,9 @@ export function applyMamba2(p: Mamba2Params, c: Mamba2Consts, x: Tensor, cfg: Ma
 /**
  * What a Mamba 2 mixer allocates in a training step (the `memory` entry of its kind in lib/nn/mixers.ts), read
  * from `mamba2ScanInputs` and `applyMamba2` and the ops' VJPs. Per token (K·B·T of them) the forward keeps, for
- * the backward, 6E + 6GN + 3H + D floats (+G of norm stats): the in-projections of x, B, C, dt and z, each conv
- * and SiLU output, the scan's output y, the fused gated norm's output and the out-projection; the scan itself
+ * the backward, 6E + 8GN + 4H + D floats (+G of norm stats): the in-projections of x, B, C, dt and z (and the
+ * joint output of the B, C, dt product they are split from), each conv and SiLU output, the scan's output y, the
+ * fused gated norm's output and the out-projection; the scan itself
  * keeps nothing (its backward recomputes the states). The backward's largest working set is either the two E-wide
  * cotangents of the gated norm (dy, dz), or the scan's backward
  * scratch (r_t, the saved states every 128 steps, per-head dB/dC when G < H; see `ssdScanBackwardScratch`).
@@ -297,30 +300,36 @@ export function mamba2Memory(cfg: Mamba2Config, { K, B, T, D: Dm }: MemoryDims):
     sized("outProj", K * E * D),
   ];
   // forward, in recording order
+  // B, C and dt by one product (matmulParts): the weights concatenated, the product, its three column blocks
+  const thin = 2 * GN + H;
+  const wThin = sized("[W_B | W_C | W_dt]", K * D * thin, true), yThin = per("B, C, dt in-projection", thin);
+  const bMm = per("B in-projection", GN, true), cMm = per("C in-projection", GN, true);
   const dtMm = per("dt in-projection", H), dtAdd = per("dt + bias", H), dt = per("dt", H, true);
   // in-projection, then the conv with its SiLU in one op (the conv's own output is never stored)
-  const chain = (name: string, C: number) => ({
-    mm: per(`${name} in-projection`, C, true),
+  const chain = (name: string, C: number, mm = per(`${name} in-projection`, C, true)) => ({
+    mm,
     act: per(name, C, true),
   });
   const xc = chain("x", E);
   const A = [sized("s·A_log", K * H), sized("exp(s·A_log)", K * H), sized("A", K * H)];
-  const bc = chain("B", GN), cc = chain("C", GN);
+  const bc = chain("B", GN, bMm), cc = chain("C", GN, cMm);
   const z = per("z", E), y = per("scan output y", E, true);
   // The fused gated norm (lib/ops/gated_norm.ts) keeps its output and one rstd per token and group.
   const groups = (cfg.gatedNorm ?? "group") === "all" ? 1 : G;
   const gated = per("gated norm", E), stats = per("gated norm stats", groups);
   const out = per("out-projection", D);
   const forward = [
+    wThin,
+    yThin,
+    bMm,
+    cMm,
     dtMm,
     dtAdd,
     dt,
     xc.mm,
     xc.act,
     ...A,
-    bc.mm,
     bc.act,
-    cc.mm,
     cc.act,
   ];
   forward.push(z, y, gated, stats, out);
@@ -363,8 +372,9 @@ export function mamba2Memory(cfg: Mamba2Config, { K, B, T, D: Dm }: MemoryDims):
   const zStep = weightProductStep("z", K, BT, D, E, z, gZ);
   steps.push(zStep.step);
   let gIn: TensorSize = zStep.dx;
-  const chainBack = (c: typeof xc, g: TensorSize, C: number, name: string) => {
-    // conv + SiLU backward: dx, the conv output's cotangent g·silu'(u) (scratch) and the parameters' partials
+  // conv + SiLU backward: the in-projection's cotangent, the conv output's g·silu'(u) (scratch) and the
+  // parameters' partials; then (x only: B's and C's come with dt's below) the in-projection's weight product
+  const convBack = (c: typeof xc, g: TensorSize, C: number, name: string) => {
     const gMm = per(`d ${name} in-projection`, C, true);
     const gConv = per(`d ${name} conv`, C, true);
     const partials = [
@@ -372,23 +382,31 @@ export function mamba2Memory(cfg: Mamba2Config, { K, B, T, D: Dm }: MemoryDims):
       sized(`${name} conv db partials`, K * Math.ceil(Math.sqrt(BT)) * C),
     ];
     steps.push({ alloc: [gMm, gConv, ...partials], free: [c.act, g, gConv, ...partials] });
-    const mm = weightProductStep(`${name} in-projection`, K, BT, D, C, c.mm, gMm);
-    steps.push(mm.step);
-    const folded = accumulate(gIn, mm.dx);
+    return gMm;
+  };
+  const fold = (dx: TensorSize) => {
+    const folded = accumulate(gIn, dx);
     steps.push(...folded.steps);
     gIn = folded.acc;
   };
-  chainBack(cc, gC, GN, "C");
-  chainBack(bc, gB, GN, "B");
+  const gCMm = convBack(cc, gC, GN, "C");
+  const gBMm = convBack(bc, gB, GN, "B");
   steps.push({ alloc: [], free: [...A, gA] });
-  chainBack(xc, gX, E, "x");
+  const xStep = weightProductStep("x in-projection", K, BT, D, E, xc.mm, convBack(xc, gX, E, "x"));
+  steps.push(xStep.step);
+  fold(xStep.dx);
   const gDtAdd = per("d dt + bias", H);
   steps.push({ alloc: [gDtAdd], free: [dt, gDt] });
   steps.push({ alloc: [sized("dtBias grad partials", K * H * Math.ceil(BT / 64))], free: [dtAdd] });
   steps.at(-1)!.free.push(steps.at(-1)!.alloc[0]);
-  const dtStep = weightProductStep("dt in-projection", K, BT, D, H, dtMm, gDtAdd);
-  steps.push(dtStep.step);
-  const folded = accumulate(gIn, dtStep.dx);
-  steps.push(...folded.steps);
-  return { params, forward, forwardScratch, backward: steps, inputGrad: folded.acc };
+  // the split's backward concatenates the three cotangents (and frees its outputs), the fused product's makes
+  // dx and the concatenated weights' gradient, which the concat's backward splits into the three parameters'
+  const gThin = per("d B, C, dt in-projection", thin);
+  steps.push({ alloc: [gThin], free: [gBMm, gCMm, gDtAdd, bMm, cMm, dtMm] });
+  const thinStep = weightProductStep("B, C, dt in-projection", K, BT, D, thin, yThin, gThin);
+  const gWThin = sized("d [W_B | W_C | W_dt]", K * D * thin);
+  thinStep.step.alloc.push(gWThin);
+  steps.push(thinStep.step, { alloc: [], free: [gWThin, wThin] });
+  fold(thinStep.dx);
+  return { params, forward, forwardScratch, backward: steps, inputGrad: gIn };
 }

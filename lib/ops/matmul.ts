@@ -12,6 +12,7 @@ import { record, type VjpRule } from "../core/tape.ts";
 import { empty, type Shape, sizeOf, type Tensor } from "../core/tensor.ts";
 import { sum, sumInto } from "./reduce.ts";
 import { bindingLimits, slice } from "./split.ts";
+import { concat, splitAlong } from "./concat.ts";
 import { expectF32, sameShape } from "./util.ts";
 
 /** Transpose flags: `transA` reads a as (..., Kd, M), `transB` reads b as (..., N, Kd). */
@@ -576,6 +577,30 @@ export const matmulVjp: VjpRule<{ transA: boolean; transB: boolean }> = (
 /** op(X)[i][k] of one batch entry of X stored (rows, cols) row-major at `off`. */
 function at(x: Float64Array, off: number, cols: number, trans: boolean, i: number, k: number): number {
   return trans ? x[off + k * cols + i] : x[off + i * cols + k];
+}
+
+/**
+ * The products of one input with several matrices, x·w_1, …, x·w_n, computed as one product with their
+ * concatenation [w_1 | … | w_n] and split: thin products (a few dozen columns) fill the GPU badly alone, and the
+ * backward then forms one gradient of x instead of n to add up. The same values as n products, up to rounding
+ * (the tiles and split-K of the fused product are chosen for its own shape).
+ * @param x (K, M, Kd)
+ * @param ws each (K, Kd, N_j)
+ * @returns x·w_j for each j, (K, M, N_j)
+ * @example
+ * ```ts
+ * import { initGpu } from "../core/runtime.ts";
+ * import { tensor } from "../core/tensor.ts";
+ * import { matmulParts } from "./matmul.ts";
+ * await initGpu();
+ * const x = tensor([1, 2, 3, 4], [1, 2, 2]);
+ * const [a, b] = matmulParts(x, [tensor([1, 0, 0, 1], [1, 2, 2]), tensor([1, 1], [1, 2, 1])]);
+ * console.log(await a.toArray(), await b.toArray()); // [1, 2, 3, 4] [3, 7]
+ * ```
+ */
+export function matmulParts(x: Tensor, ws: readonly Tensor[]): Tensor[] {
+  if (ws.length === 1) return [matmul(x, ws[0])];
+  return splitAlong(matmul(x, concat(ws, -1)), ws.map((w) => w.shape[w.rank - 1]), -1);
 }
 
 /**

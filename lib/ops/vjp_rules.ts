@@ -13,6 +13,7 @@ import { embeddingVjp } from "./embedding.ts";
 import { softmaxVjp } from "./softmax.ts";
 import { crossEntropyVjp } from "./cross_entropy.ts";
 import { matmulVjp } from "./matmul.ts";
+import { concatVjp, splitAlongVjp } from "./concat.ts";
 import type { Primitive, VjpRule } from "../core/tape.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -34,6 +35,8 @@ export const VJP_RULES: { readonly [P in Primitive]: VjpRule<any> } = {
   layerNorm: layerNormVjp,
   conv1d: causalConv1dVjp,
   matmul: matmulVjp,
+  concat: concatVjp,
+  splitAlong: splitAlongVjp,
   embedding: embeddingVjp,
   softmax: softmaxVjp,
   crossEntropy: crossEntropyVjp,
