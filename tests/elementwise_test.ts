@@ -1,3 +1,4 @@
+import assert from "node:assert/strict";
 import { type OpCase, opTests } from "./harness.ts";
 import {
   add,
@@ -5,6 +6,7 @@ import {
   binaryRef,
   broadcastTo,
   div,
+  mergeBroadcastAxes,
   mul,
   sub,
   unary,
@@ -59,6 +61,12 @@ const cases: OpCase[] = [
     binaryCase(op, [2, 3, 4], [3, 1]),
     binaryCase(op, [4], [2, 3, 4]),
   ]),
+  // the broadcasting kernel after merging axes (see mergeBroadcastAxes): a per-run bias, alternating broadcast
+  // axes of both operands, rank 6, a scalar
+  binaryCase("add", [3, 1, 5], [3, 4, 5]),
+  binaryCase("mul", [2, 1, 3, 1], [1, 4, 1, 5]),
+  binaryCase("sub", [2, 3, 4, 5, 1, 2], [1, 3, 1, 5, 6, 1]),
+  binaryCase("div", [2, 3], [1]),
   ...(Object.keys(UNARY_REF) as (keyof typeof UNARY_REF)[]).map((op): OpCase => ({
     name: op,
     inputs: [{ shape: [7, 9], range: RANGES[op] ?? [-3, 3] }],
@@ -84,3 +92,31 @@ const cases: OpCase[] = [
 // relu's kink: keep inputs away from 0 for the finite differences by the default range (measure-zero event).
 
 opTests(cases);
+
+Deno.test("mergeBroadcastAxes fuses axes that step together, keeps those that do not, drops size-1 axes", () => {
+  // (K 3, M 4, E 5) + (K 3, 1, E 5): nothing fuses
+  assert.deepEqual(mergeBroadcastAxes([3, 4, 5], [20, 5, 1], [5, 0, 1]), {
+    shape: [3, 4, 5],
+    a: [20, 5, 1],
+    b: [5, 0, 1],
+  });
+  // (1, 4, 5) + (1, 1, 5) → (4, 5)
+  assert.deepEqual(mergeBroadcastAxes([1, 4, 5], [20, 5, 1], [0, 0, 1]), {
+    shape: [4, 5],
+    a: [5, 1],
+    b: [0, 1],
+  });
+  // (2, 3, 4) + (2, 3, 1): the first two axes fuse for both
+  assert.deepEqual(mergeBroadcastAxes([2, 3, 4], [12, 4, 1], [3, 1, 0]), {
+    shape: [6, 4],
+    a: [4, 1],
+    b: [1, 0],
+  });
+  // a row broadcast over two leading axes: (2, 3, 4) + (4)
+  assert.deepEqual(mergeBroadcastAxes([2, 3, 4], [12, 4, 1], [0, 0, 1]), {
+    shape: [6, 4],
+    a: [4, 1],
+    b: [0, 1],
+  });
+  assert.deepEqual(mergeBroadcastAxes([1, 1], [0, 0], [0, 0]), { shape: [1], a: [0], b: [0] });
+});

@@ -29,7 +29,7 @@ export function broadcastShapes(a: Shape, b: Shape): number[] {
   return out;
 }
 
-/** Row-major strides of `shape` as seen from `outShape` (0 on broadcast axes), padded in front to rank 6. */
+/** Row-major strides of `shape` as seen from `outShape` (0 on broadcast axes). */
 function broadcastStrides(shape: Shape, outShape: Shape): number[] {
   const rank = outShape.length;
   const strides = new Array(rank).fill(0);
@@ -39,11 +39,48 @@ function broadcastStrides(shape: Shape, outShape: Shape): number[] {
     strides[j] = shape[i] === 1 ? 0 : s;
     s *= shape[i];
   }
-  return [...new Array(6 - rank).fill(0), ...strides];
+  return strides;
 }
 
-function padShape6(shape: Shape): number[] {
-  return [...new Array(6 - shape.length).fill(1), ...shape];
+/**
+ * The output shape and both operands' strides with axes merged where no index needs them apart: size-1 axes
+ * dropped, and neighbours fused where each operand either steps through both contiguously or broadcasts both.
+ * A bias (K, 1, E) added to (K, M, E) stays three axes; (1, E) to (M, E) two. At least one axis.
+ */
+export function mergeBroadcastAxes(
+  outShape: Shape,
+  aStrides: readonly number[],
+  bStrides: readonly number[],
+): { shape: number[]; a: number[]; b: number[] } {
+  const shape: number[] = [], a: number[] = [], b: number[] = [];
+  for (let i = 0; i < outShape.length; i++) {
+    if (outShape[i] === 1) continue;
+    const j = shape.length - 1;
+    // (a broadcast pair has strides 0 and 0, a contiguous pair s[j] = t·size)
+    const fuses = (s: number[], t: number) => s[j] === t * outShape[i];
+    if (j >= 0 && fuses(a, aStrides[i]) && fuses(b, bStrides[i])) {
+      shape[j] *= outShape[i];
+      a[j] = aStrides[i];
+      b[j] = bStrides[i];
+    } else {
+      shape.push(outShape[i]);
+      a.push(aStrides[i]);
+      b.push(bStrides[i]);
+    }
+  }
+  if (shape.length === 0) return { shape: [1], a: [0], b: [0] };
+  return { shape, a, b };
+}
+
+/** The broadcasting kernel's index code for the last `rank` of the 6 axes (see kernels/binary.wgsl). */
+function broadcastIndexCode(rank: number): string {
+  const lines: string[] = [];
+  for (let d = 5; d > 6 - rank; d--) {
+    lines.push(`{ let k = rem % p.s${d}; rem = rem / p.s${d}; ia += k * p.a${d}; ib += k * p.b${d}; }`);
+  }
+  const d0 = 6 - rank;
+  lines.push(`ia += rem * p.a${d0};`, `ib += rem * p.b${d0};`);
+  return lines.join("\n  ");
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -53,10 +90,11 @@ function padShape6(shape: Shape): number[] {
 const BINARY_OPS = { add: "a + b", sub: "a - b", mul: "a * b", div: "a / b" } as const;
 type BinaryOp = keyof typeof BINARY_OPS;
 
-function binaryKernel(op: BinaryOp, broadcast: boolean): Kernel {
+/** The binary kernel of `op`: same-shape, or broadcasting over `rank` merged axes. */
+function binaryKernel(op: BinaryOp, broadcast: boolean, rank = 1): Kernel {
   return {
     name: `${op}${broadcast ? "_broadcast" : ""}`,
-    code: kernelSource("binary.wgsl", { OP: BINARY_OPS[op] }),
+    code: kernelSource("binary.wgsl", { OP: BINARY_OPS[op], INDEX: broadcastIndexCode(rank) }),
     entry: broadcast ? "broadcast" : "same_shape",
     bindings: ["read", "read", "read_write"],
   };
@@ -78,7 +116,7 @@ function binaryForward(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
       );
     }
   } else {
-    broadcastDispatch(binaryKernel(op, true), a, b, out);
+    broadcastDispatch((rank) => binaryKernel(op, true, rank), a, b, out);
   }
   record(op, [a, b], [out], {});
   return out;
@@ -88,14 +126,18 @@ function binaryForward(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
  * The broadcasting kernel over chunks of the output: an operand of the output's size is sliced with the chunk
  * (its index is the output's), a broadcast one is bound whole; `base` is the chunk's first output index.
  */
-function broadcastDispatch(kernel: Kernel, a: Tensor, b: Tensor, out: Tensor): void {
+function broadcastDispatch(kernelOf: (rank: number) => Kernel, a: Tensor, b: Tensor, out: Tensor): void {
   const n = out.size;
   const fullA = a.size === n, fullB = b.size === n;
-  const strides = [
-    ...padShape6(out.shape),
-    ...broadcastStrides(a.shape, out.shape),
-    ...broadcastStrides(b.shape, out.shape),
-  ];
+  const m = mergeBroadcastAxes(
+    out.shape,
+    broadcastStrides(a.shape, out.shape),
+    broadcastStrides(b.shape, out.shape),
+  );
+  const rank = m.shape.length;
+  const pad = (xs: number[], v: number) => [...new Array(6 - rank).fill(v), ...xs];
+  const strides = [...pad(m.shape, 1), ...pad(m.a, 0), ...pad(m.b, 0)];
+  const kernel = kernelOf(rank);
   for (const [i0, count] of rowChunks(kernel.name, n, [1], "elements")) {
     dispatch(
       kernel,
@@ -255,12 +297,12 @@ export function broadcastTo(x: Tensor, shape: Shape): Tensor {
   const out = empty(shape);
   // c = a with b = a: the broadcasting binary kernel with op "a".
   broadcastDispatch(
-    {
+    (rank) => ({
       name: "broadcast",
-      code: kernelSource("binary.wgsl", { OP: "a" }),
+      code: kernelSource("binary.wgsl", { OP: "a", INDEX: broadcastIndexCode(rank) }),
       entry: "broadcast",
       bindings: ["read", "read", "read_write"],
-    },
+    }),
     x,
     x,
     out,
@@ -284,8 +326,8 @@ export function binaryRef(
 ): { data: Float64Array; shape: number[] } {
   const shape = broadcastShapes(aShape, bShape);
   const n = sizeOf(shape);
-  const sa = broadcastStrides(aShape, shape).slice(6 - shape.length);
-  const sb = broadcastStrides(bShape, shape).slice(6 - shape.length);
+  const sa = broadcastStrides(aShape, shape);
+  const sb = broadcastStrides(bShape, shape);
   const out = new Float64Array(n);
   for (let i = 0; i < n; i++) {
     let rem = i, ia = 0, ib = 0;
