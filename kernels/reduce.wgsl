@@ -42,6 +42,23 @@ fn cols(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let k0 = (op % p.parts) * p.chunk;
   let k1 = min(p.n, k0 + p.chunk);
   var acc: f32 = {{INIT}};
-  for (var k = k0; k < k1; k++) { acc = combine_(acc, X[(o * p.n + k) * p.inner + i]); }
+  // Eight loads issued before their eight combines, which still run in k order (the same bits as one at a time):
+  // each thread's loads are otherwise one DRAM round trip apart, and split-K's 27 partials took 27 of them.
+  let row0 = o * p.n;
+  var k = k0;
+  for (; k + 8u <= k1; k += 8u) {
+    let b = (row0 + k) * p.inner + i;
+    let v0 = X[b];
+    let v1 = X[b + p.inner];
+    let v2 = X[b + 2u * p.inner];
+    let v3 = X[b + 3u * p.inner];
+    let v4 = X[b + 4u * p.inner];
+    let v5 = X[b + 5u * p.inner];
+    let v6 = X[b + 6u * p.inner];
+    let v7 = X[b + 7u * p.inner];
+    acc = combine_(combine_(combine_(combine_(acc, v0), v1), v2), v3);
+    acc = combine_(combine_(combine_(combine_(acc, v4), v5), v6), v7);
+  }
+  for (; k < k1; k++) { acc = combine_(acc, X[(row0 + k) * p.inner + i]); }
   Y[idx] = acc;
 }

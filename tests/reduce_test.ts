@@ -1,5 +1,7 @@
-import { type OpCase, opTests } from "./harness.ts";
+import assert from "node:assert/strict";
+import { noGpu, type OpCase, opTests, randomInputs } from "./harness.ts";
 import { max, mean, reduceRef, sum } from "../lib/ops/reduce.ts";
+import { tensor } from "../lib/core/tensor.ts";
 
 function sumCase(shape: number[], axis: number): OpCase {
   return {
@@ -20,6 +22,8 @@ const cases: OpCase[] = [
   sumCase([4, 6, 3], 1), // cols kernel
   sumCase([2, 700, 3], 1), // cols kernel in parts (n = 700 over 6 outputs: 10 parts of 70), then their sum
   sumCase([7, 5], 0),
+  sumCase([3, 27, 5], 1), // cols kernel: three blocks of 8 loads, then 3 one at a time
+  sumCase([16, 9], 0), // cols kernel: exactly two blocks of 8
   {
     name: "mean [6,10] axis 1",
     inputs: [{ shape: [6, 10] }],
@@ -47,3 +51,25 @@ const cases: OpCase[] = [
 ];
 
 opTests(cases);
+
+Deno.test({
+  name: "sum over a middle axis adds in index order: bit-identical to a sequential f32 sum",
+  ignore: noGpu,
+  fn: async () => {
+    // n = 43: five blocks of eight loads and three single ones; values of mixed sign and scale, so that another
+    // order would round differently somewhere
+    const [outer, n, inner] = [3, 43, 17];
+    const [raw] = randomInputs([{ shape: [outer * n * inner], range: [-1, 1] }]);
+    const x = Float32Array.from(raw, (v, i) => v * 10 ** ((i % 7) - 3));
+    const got = await sum(tensor(x, [outer, n, inner]), 1).toArray();
+    const want = new Float32Array(outer * inner);
+    for (let o = 0; o < outer; o++) {
+      for (let i = 0; i < inner; i++) {
+        let acc = 0;
+        for (let k = 0; k < n; k++) acc = Math.fround(acc + x[(o * n + k) * inner + i]);
+        want[o * inner + i] = acc;
+      }
+    }
+    assert.deepEqual(new Uint32Array(got.buffer), new Uint32Array(want.buffer));
+  },
+});
