@@ -17,7 +17,7 @@
  * @module
  */
 import { kernelSource } from "../core/kernels.ts";
-import { dispatch, f32, type Kernel } from "../core/runtime.ts";
+import { dispatch, f32, gpu, type Kernel } from "../core/runtime.ts";
 import { empty, keep, leaves, mapTree, type Shape, type Tensor, tensor, zeros } from "../core/tensor.ts";
 import { grid1d } from "../ops/util.ts";
 
@@ -209,26 +209,82 @@ function kernel(name: string, make: () => Kernel): Kernel {
   return k;
 }
 
-const sumsqKernel = () =>
-  kernel("grad_sumsq", () => ({
+/**
+ * Most tensors per grad-norm dispatch: 8 (bindings G_j besides two shared ones; kernels/grad_norm.wgsl), within
+ * the device's storage buffers per shader stage.
+ */
+const sumsqTensors = () => Math.max(1, Math.min(8, gpu().limits.maxStorageBuffersPerShaderStage - 2));
+
+/** The partial-sums-of-squares kernel over `tensors` gradient tensors (kernels/grad_norm.wgsl `sumsq`). */
+const sumsqKernel = (tensors: number) =>
+  kernel(`grad_sumsq${tensors}`, () => ({
     name: "grad_sumsq",
-    code: kernelSource("grad_norm.wgsl"),
+    code: gradNormSource(tensors),
     entry: "sumsq",
-    bindings: ["read", "read_write"],
+    bindings: ["read_write", "read_write", ...Array(tensors).fill("read")],
   }));
 const finishKernel = () =>
   kernel("grad_norm_finish", () => ({
     name: "grad_norm_finish",
-    code: kernelSource("grad_norm.wgsl"),
+    code: gradNormSource(1),
     entry: "finish",
-    bindings: ["read", "read_write"],
+    bindings: ["read_write", "read_write"],
   }));
-const updateKernel = (w: 1 | 4) =>
-  kernel(`adamw${w}`, () => ({
+const gradNormSource = (tensors: number) =>
+  kernelSource("grad_norm.wgsl", {
+    TENSORS: tensors,
+    GRADS: range(tensors).map((j) => `@group(0) @binding(${3 + j}) var<storage, read> G${j}: array<f32>;`)
+      .join("\n"),
+    LOAD_CASES: range(tensors).map((j) => `case ${j}u: { return G${j}[i]; }`).join("\n    "),
+  });
+
+/**
+ * Most tensors per AdamW dispatch: four bindings each (params, gradient, moments) besides two shared ones, within
+ * the device's storage buffers per shader stage (8 by WebGPU's default, 32 on llvmpipe).
+ */
+const adamwTensors = () =>
+  Math.max(1, Math.min(4, Math.floor((gpu().limits.maxStorageBuffersPerShaderStage - 2) / 4)));
+
+/** The fused update of `tensors` parameter tensors, f32 or vec4 elements (kernels/adamw.wgsl). */
+const updateKernel = (w: 1 | 4, tensors: number) =>
+  kernel(`adamw${w}x${tensors}`, () => ({
     name: `adamw_update${w === 4 ? "_vec4" : ""}`,
-    code: kernelSource("adamw.wgsl", { T: w === 4 ? "vec4<f32>" : "f32" }),
-    bindings: ["read_write", "read", "read_write", "read_write", "read", "read"],
+    code: kernelSource("adamw.wgsl", {
+      T: w === 4 ? "vec4<f32>" : "f32",
+      TENSORS: tensors,
+      BINDINGS: range(tensors).flatMap((j) =>
+        (["P", "G", "M", "V"] as const).map((b, i) =>
+          `@group(0) @binding(${3 + 4 * j + i}) var<storage, ${
+            b === "G" ? "read" : "read_write"
+          }> ${b}${j}: array<T>;`
+        )
+      ).join("\n"),
+      UPDATES: range(tensors).map((j) =>
+        `fn update${j}(e: u32, k: u32, decay: u32) {\n` +
+        `  let r = adamw(k, decay, G${j}[e], M${j}[e], V${j}[e], P${j}[e]);\n` +
+        `  P${j}[e] = r.p;\n  M${j}[e] = r.m;\n  V${j}[e] = r.v;\n}`
+      ).join("\n"),
+      CASES: range(tensors).map((j) => `case ${j}u: { update${j}(e, k, t.decay); }`).join("\n    "),
+    }),
+    bindings: [
+      "read",
+      "read",
+      ...range(tensors).flatMap(() => ["read_write", "read", "read_write", "read_write"] as const),
+    ],
   }));
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+/** Consecutive runs of `items` of at most `size`, each of one `key` (the tensors of one dispatch). */
+function groupsOf<T>(items: T[], size: number, key: (t: T) => unknown): T[][] {
+  const out: T[][] = [];
+  for (const it of items) {
+    const last = out.at(-1);
+    if (last && last.length < size && key(last[0]) === key(it)) last.push(it);
+    else out.push([it]);
+  }
+  return out;
+}
 
 /**
  * Records one AdamW step: optionally the per-run global gradient norm and clip, then the fused update of every
@@ -286,20 +342,27 @@ export function adamwStep(params: object, grads: object, state: AdamWState, hp: 
   if (h.computeNorm) {
     // P partials per run; 0 when every tensor is empty (then finish sums nothing and writes norms of 0).
     const stride = state.offsets.at(-1)! + Math.ceil(gs.at(-1)!.size / K / CHUNK);
-    for (let i = 0; i < gs.length; i++) {
-      const n = gs[i].size / K;
-      const chunks = Math.ceil(n / CHUNK);
-      if (chunks === 0) continue;
-      dispatch(sumsqKernel(), [gs[i].buffer, state.partials.buffer], [
-        n,
-        chunks,
-        K,
-        stride,
-        state.offsets[i],
-        CHUNK,
-      ], grid1d(K * chunks, 1));
+    const items = gs.map((g, i) => ({ g, i, n: g.size / K })).filter((t) => t.n > 0);
+    for (const group of groupsOf(items, sumsqTensors(), () => 0)) {
+      let wbeg = 0;
+      const table = group.flatMap(({ n, i }) => {
+        const chunks = Math.ceil(n / CHUNK), row = [n, chunks, state.offsets[i], wbeg];
+        wbeg += K * chunks;
+        return row;
+      });
+      dispatch(
+        sumsqKernel(group.length),
+        [state.partials.buffer, state.gradNorm.buffer, ...group.map((t) => t.g.buffer)],
+        [K, stride, CHUNK, group.length, ...table],
+        grid1d(wbeg, 1),
+      );
     }
-    dispatch(finishKernel(), [state.partials.buffer, state.gradNorm.buffer], [0, 0, K, stride, 0, 0], [K]);
+    dispatch(
+      finishKernel(),
+      [state.partials.buffer, state.gradNorm.buffer],
+      [K, stride, CHUNK, 0, 0, 0, 0, 0],
+      [K],
+    );
   }
 
   // A fresh (K, 2) buffer every step: a pooled buffer is never one that unsubmitted work still reads, so this
@@ -310,17 +373,26 @@ export function adamwStep(params: object, grads: object, state: AdamWState, hp: 
     perRun[2 * k + 1] = h.wd[k];
   }
   const hpBuf = tensor(perRun, [K, 2]);
-  for (let i = 0; i < ps.length; i++) {
-    const n = ps[i].size / K;
-    if (n === 0) continue;
-    const w = n % 4 === 0 ? 4 : 1;
-    const count = ps[i].size / w;
+  const items = ps.map((p, i) => ({ i, n: p.size / K, w: (p.size / K) % 4 === 0 ? 4 as const : 1 as const }))
+    .filter((t) => t.n > 0);
+  for (const group of groupsOf(items, adamwTensors(), (t) => t.w)) {
+    const w = group[0].w;
+    let beg = 0;
+    const table = group.flatMap(({ i, n }) => {
+      const count = ps[i].size / w, row = [count, n / w, state.decay[i] ? 1 : 0, beg];
+      beg += count;
+      return row;
+    });
     dispatch(
-      updateKernel(w),
-      [ps[i].buffer, gs[i].buffer, ms[i].buffer, vs[i].buffer, hpBuf.buffer, state.gradNorm.buffer],
+      updateKernel(w, group.length),
       [
-        count,
-        n / w,
+        hpBuf.buffer,
+        state.gradNorm.buffer,
+        ...group.flatMap(({ i }) => [ps[i], gs[i], ms[i], vs[i]].map((t) => t.buffer)),
+      ],
+      [
+        beg,
+        group.length,
         f32(h.beta1),
         f32(1 - h.beta1),
         f32(h.beta2),
@@ -329,9 +401,11 @@ export function adamwStep(params: object, grads: object, state: AdamWState, hp: 
         f32(bc1),
         f32(Math.sqrt(bc2)),
         f32(h.clip),
-        state.decay[i] ? 1 : 0,
+        0,
+        0,
+        ...table,
       ],
-      grid1d(count),
+      grid1d(beg),
     );
   }
   hpBuf.dispose();
