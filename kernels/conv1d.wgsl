@@ -136,18 +136,56 @@ fn backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
   let BT = p.B * p.T;
   let r0 = s * p.chunk;
   let r1 = min(r0 + p.chunk, BT);
+  // Four rows' loads are issued before their four adds, which still run in row order (the same bits as one row
+  // at a time: each thread's loads were otherwise one memory round trip apart), and the row's step t = r % T is
+  // carried along rather than divided out each row.
   var acc = 0.0;
+  let C = p.C;
+  var r = r0;
   if (j == p.W) {
-    for (var r = r0; r < r1; r++) { acc += G[(k * BT + r) * p.C + c]; }
-    Out2[ks * p.C + c] = acc;
-  } else {
-    let lag = p.W - 1u - j; // x is read lag steps back in time
-    for (var r = r0; r < r1; r++) {
-      if (r % p.T >= lag) {
-        let gi = (k * BT + r) * p.C + c;
-        acc += G[gi] * X[gi - lag * p.C];
-      }
+    for (; r + 4u <= r1; r += 4u) {
+      let gi = (k * BT + r) * C + c;
+      let g0 = G[gi];
+      let g1 = G[gi + C];
+      let g2 = G[gi + 2u * C];
+      let g3 = G[gi + 3u * C];
+      acc += g0;
+      acc += g1;
+      acc += g2;
+      acc += g3;
     }
-    Out[(ks * p.C + c) * p.W + j] = acc;
+    for (; r < r1; r++) { acc += G[(k * BT + r) * C + c]; }
+    Out2[ks * C + c] = acc;
+  } else {
+    let lag = p.W - 1u - j; // x is read lag steps back in time (rows with t < lag read nothing)
+    let back = lag * C;
+    var t = r0 % p.T;
+    for (; r + 4u <= r1; r += 4u) {
+      let gi = (k * BT + r) * C + c;
+      let t1 = select(t + 1u, 0u, t + 1u == p.T);
+      let t2 = select(t1 + 1u, 0u, t1 + 1u == p.T);
+      let t3 = select(t2 + 1u, 0u, t2 + 1u == p.T);
+      let g0 = G[gi];
+      let g1 = G[gi + C];
+      let g2 = G[gi + 2u * C];
+      let g3 = G[gi + 3u * C];
+      let x0 = X[select(gi, gi - back, t >= lag)];
+      let x1 = X[select(gi + C, gi + C - back, t1 >= lag)];
+      let x2 = X[select(gi + 2u * C, gi + 2u * C - back, t2 >= lag)];
+      let x3 = X[select(gi + 3u * C, gi + 3u * C - back, t3 >= lag)];
+      if (t >= lag) { acc += g0 * x0; }
+      if (t1 >= lag) { acc += g1 * x1; }
+      if (t2 >= lag) { acc += g2 * x2; }
+      if (t3 >= lag) { acc += g3 * x3; }
+      t = select(t3 + 1u, 0u, t3 + 1u == p.T);
+    }
+    for (; r < r1; r++) {
+      if (t >= lag) {
+        let gi = (k * BT + r) * C + c;
+        acc += G[gi] * X[gi - back];
+      }
+      t = select(t + 1u, 0u, t + 1u == p.T);
+    }
+    Out[(ks * C + c) * p.W + j] = acc;
   }
 }
