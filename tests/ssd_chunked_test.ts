@@ -183,6 +183,12 @@ Deno.test("chunkPlan: one chunk where that costs less, else one block per chunk;
   assert.throws(() => ssdChunkedLayout(d, { slice: 128 }), RangeError);
   assert.throws(() => ssdChunkedLayout(d, { rHeads: 0 }), RangeError);
   assert.equal(ssdChunkedLayout(d, { rHeads: 64 }).rHeads, 32); // at most the heads of a group
+  // by default parts of 4 heads where a row has fewer than 16 block pairs, whatever K and Bt are
+  assert.equal(ssdChunkedLayout(d).rHeads, 32); // one chunk of 8 blocks: 36 pairs a row
+  assert.equal(ssdChunkedLayout({ ...d, T: 128 }).rHeads, 4); // the D 1024 model: 3 pairs
+  assert.equal(ssdChunkedLayout({ ...d, K: 4, Bt: 32, T: 220, H: 8, N: 64 }).rHeads, 4); // fig7 quick: 4 chunks
+  assert.equal(ssdChunkedLayout({ ...d, T: 1024 }).rHeads, 32); // 16 chunks of one block
+  assert.equal(ssdChunkedLayout({ ...d, Bt: 1, T: 128 }).rHeads, 4);
 });
 
 const shapesOf = ({ K, Bt, T, H, P, G, N }: SsdDims) => [

@@ -45,8 +45,8 @@
  *   out       per (row, head, chunk, block, P tile): y over [the causal block pairs | the N states]   (forward)
  *   stateReverse  as state, backwards: Γ_c, and each tile's part of e_c                           (backward, nC > 1)
  *   outBackward   as out, transposed: dX̃ → dx, and <dX̃_s, x_s>, Σ dy·x                           (backward)
- *   r         per (row, group, chunk, pair): R_h per head in order → W summed over the heads, Z's row and column
- *             sums per head                                                                       (backward)
+ *   r         per (row, group, chunk, pair, part of `rHeads` heads): R_h per head in order → W summed over the
+ *             part's heads, Z's row and column sums per head; then the parts' W summed in order (backward)
  *   dC, dB    per (row, group, chunk, block, N tile): the heads' state parts (in order, inside) + the W part,
  *             and v, u per head                                                                   (backward)
  *   decay     per (row, head): d a_s by suffix and prefix sums in two levels, d dt, the dA, dD parts   (backward)
@@ -79,6 +79,7 @@
  * blocks / chunks of one block):
  *   DEC (H, Tp, 4), TAB (H, nC, NB+2, NB+2)                                          17 MB / 17 MB
  *   CB, WS (G, nC, NP, QB, QB) each                                                    38 MB / 8 MB each
+ *   WSP (parts, G, nC, NP, QB, QB): W per part of the heads (fewer than 16 pairs a row)  0 / 0
  *   HS, GS (H, nC − 1, P, N) each: the states at the chunk ends and their gradients     0 / 470 MB each
  *   ZR, ZC (H, Tp, NB) each; V, U (H, Tp, ⌈N/64⌉); QS (H, Tp, ⌈P/64⌉); small parts    88 MB / 29 MB
  * In all 181 MB / 1.00 GB (x is 268 MB); the forward alone needs DEC, TAB, CB and HS. Linear in T: a chunk holds
@@ -652,6 +653,9 @@ export interface ChunkLayout {
   rHeads: number;
 }
 
+/** Block pairs per batch row (G·nC·NP) below which the backward's R products split the heads into parts. */
+const R_PARTS_BELOW = 16;
+
 /** Parts of each group's heads in the backward's R products: ceil((H / G) / rHeads). */
 const rParts = (d: SsdDims, L: ChunkLayout) => Math.ceil(d.H / d.G / L.rHeads);
 
@@ -667,7 +671,11 @@ function layoutFor(d: SsdDims, plan: ChunkPlan, opts: SsdScanOptions): ChunkLayo
   const out = makeTile(plan.QB, d.P, 64, BK, opts);
   const dbc = makeTile(plan.QB, d.N, 64, BK, opts);
   const pair = makeTile(plan.QB, plan.QB, plan.QB, BK, opts);
-  const rHeads = opts.rHeads ?? 4;
+  // Parts of the heads pay where a batch row has few block pairs (the D 1024 model's 3, fig7 quick's 4: the SSD
+  // backward 0.94 → 0.68 and 1.12 → 1.07 ms on the H200); at 36 (Bt 64, T 512, H 32) they cost 1% and 300 MB of
+  // scratch. A rule on the row's own sizes, never on K or the batch, so that a run's bits do not depend on them.
+  const rowPairs = d.G * plan.nC * plan.NP;
+  const rHeads = opts.rHeads ?? (rowPairs < R_PARTS_BELOW ? 4 : d.H / d.G);
   if (!Number.isInteger(rHeads) || rHeads < 1) {
     throw new RangeError(`ssdScan: rHeads must be a positive integer, got ${opts.rHeads}`);
   }

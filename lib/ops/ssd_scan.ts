@@ -158,8 +158,9 @@ export interface SsdScanOptions {
   /** Chunked: inner steps per staged operand slice, 4, 8, 16 or 32 dividing the block (default 16). */
   slice?: number;
   /**
-   * Chunked: heads per workgroup of the backward's block-pair products R (default 4; more parts mean more
-   * workgroups at once and one more pass to sum their parts of W).
+   * Chunked: heads per workgroup of the backward's block-pair products R (default 4 where a batch row has fewer
+   * than 16 block pairs, else all of a group's heads; more parts mean more workgroups at once, one more pass to
+   * sum their parts of W, and its scratch).
    */
   rHeads?: number;
   /** Sequential: most time steps staged in workgroup memory at once (default 4 forward, 2 backward; 2 on a CPU adapter). */
