@@ -99,6 +99,7 @@ export function record<A>(
   saved: readonly Tensor[] = [],
 ): void {
   if (!isRecording(inputs)) return;
-  active!.nodes.push({ prim, inputs, outputs, attrs, saved });
+  // Copies of the arrays: an op may return its outputs array to the caller, who is free to reorder it.
+  active!.nodes.push({ prim, inputs: [...inputs], outputs: [...outputs], attrs, saved: [...saved] });
   for (const o of outputs) active!.tracked.add(o.id);
 }

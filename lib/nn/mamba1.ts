@@ -30,6 +30,7 @@ import { selectiveScan, selectiveScanBackwardSizes } from "../ops/selective_scan
 import {
   accumulate,
   type BackwardStep,
+  matmulPartsSchedule,
   type MemoryDims,
   type MixerMemory,
   sized,
@@ -243,16 +244,18 @@ export function mamba1Memory(cfg: Mamba1Config, { K, B, T, D: Dm }: MemoryDims):
   ];
   // the conv and its SiLU are one op: the conv's own output is never stored
   const uMm = per("x in-projection", E, true), u = per("u", E, true);
-  // x_proj by one product (matmulParts): the weights concatenated, the product, its three column blocks
-  const thin = R + 2 * N;
-  const wThin = sized("[W_dt | W_B | W_C]", K * E * thin, true), yThin = per("x_proj", thin);
-  const dtLow = per("dt low-rank", R), Bm = per("B", N, true), Cm = per("C", N, true);
+  // x_proj by one product (matmulParts): its three column blocks dt low-rank, B, C
+  const xProj = matmulPartsSchedule("x_proj", K, BT, E, [
+    { name: "dt low-rank", width: R },
+    { name: "B", width: N },
+    { name: "C", width: N },
+  ]);
   const dtMm = per("dt projection", E), dtAdd = per("dt + bias", E);
   const delta = per("delta", E, true);
   const A = [sized("s·A_log", K * E * N), sized("exp(s·A_log)", K * E * N), sized("A", K * E * N)];
   const z = per("z", E, true);
   const y = per("scan output", E, true), out = per("out-projection", D);
-  const forward = [uMm, u, wThin, yThin, dtLow, Bm, Cm, dtMm, dtAdd, delta, ...A, z, y, out];
+  const forward = [uMm, u, ...xProj.forward, dtMm, dtAdd, delta, ...A, z, y, out];
 
   const steps: BackwardStep[] = [];
   const outStep = weightProductStep("out-projection", K, BT, E, D, out, sized("d out (alias)", 0));
@@ -273,15 +276,9 @@ export function mamba1Memory(cfg: Mamba1Config, { K, B, T, D: Dm }: MemoryDims):
   steps.push({ alloc: [biasPartials], free: [dtAdd, biasPartials] });
   const dtStep = weightProductStep("dt projection", K, BT, R, E, dtMm, gDtAdd);
   steps.push(dtStep.step);
-  // the split's backward concatenates the three cotangents (and frees its outputs), the fused product's makes
-  // du's part and the concatenated weights' gradient, which the concat's backward splits into the parameters'
-  const gThin = per("d x_proj", thin);
-  steps.push({ alloc: [gThin], free: [dtStep.dx, dB, dC, dtLow, Bm, Cm] });
-  const thinStep = weightProductStep("x_proj", K, BT, E, thin, yThin, gThin);
-  const gWThin = sized("d [W_dt | W_B | W_C]", K * E * thin);
-  thinStep.step.alloc.push(gWThin);
-  steps.push(thinStep.step, { alloc: [], free: [gWThin, wThin] });
-  const fl = accumulate(du, thinStep.dx);
+  const xProjBack = xProj.backward([dtStep.dx, dB, dC]);
+  steps.push(...xProjBack.steps);
+  const fl = accumulate(du, xProjBack.dx);
   steps.push(...fl.steps);
   const gU = fl.acc;
   // conv + SiLU backward: dx, the conv output's cotangent g·silu'(u) (scratch) and the parameters' partials

@@ -32,6 +32,7 @@ import { ssdChunkedScratch } from "../ops/ssd_chunked.ts";
 import {
   accumulate,
   type BackwardStep,
+  matmulPartsSchedule,
   type MemoryDims,
   type MixerMemory,
   sized,
@@ -300,11 +301,14 @@ export function mamba2Memory(cfg: Mamba2Config, { K, B, T, D: Dm }: MemoryDims):
     sized("outProj", K * E * D),
   ];
   // forward, in recording order
-  // B, C and dt by one product (matmulParts): the weights concatenated, the product, its three column blocks
-  const thin = 2 * GN + H;
-  const wThin = sized("[W_B | W_C | W_dt]", K * D * thin, true), yThin = per("B, C, dt in-projection", thin);
-  const bMm = per("B in-projection", GN, true), cMm = per("C in-projection", GN, true);
-  const dtMm = per("dt in-projection", H), dtAdd = per("dt + bias", H), dt = per("dt", H, true);
+  // B, C and dt by one product (matmulParts): its three column blocks
+  const thin = matmulPartsSchedule("B, C, dt in-projection", K, BT, D, [
+    { name: "B in-projection", width: GN },
+    { name: "C in-projection", width: GN },
+    { name: "dt in-projection", width: H },
+  ]);
+  const [bMm, cMm] = thin.parts;
+  const dtAdd = per("dt + bias", H), dt = per("dt", H, true);
   // in-projection, then the conv with its SiLU in one op (the conv's own output is never stored)
   const chain = (name: string, C: number, mm = per(`${name} in-projection`, C, true)) => ({
     mm,
@@ -319,11 +323,7 @@ export function mamba2Memory(cfg: Mamba2Config, { K, B, T, D: Dm }: MemoryDims):
   const gated = per("gated norm", E), stats = per("gated norm stats", groups);
   const out = per("out-projection", D);
   const forward = [
-    wThin,
-    yThin,
-    bMm,
-    cMm,
-    dtMm,
+    ...thin.forward,
     dtAdd,
     dt,
     xc.mm,
@@ -399,14 +399,8 @@ export function mamba2Memory(cfg: Mamba2Config, { K, B, T, D: Dm }: MemoryDims):
   steps.push({ alloc: [gDtAdd], free: [dt, gDt] });
   steps.push({ alloc: [sized("dtBias grad partials", K * H * Math.ceil(BT / 64))], free: [dtAdd] });
   steps.at(-1)!.free.push(steps.at(-1)!.alloc[0]);
-  // the split's backward concatenates the three cotangents (and frees its outputs), the fused product's makes
-  // dx and the concatenated weights' gradient, which the concat's backward splits into the three parameters'
-  const gThin = per("d B, C, dt in-projection", thin);
-  steps.push({ alloc: [gThin], free: [gBMm, gCMm, gDtAdd, bMm, cMm, dtMm] });
-  const thinStep = weightProductStep("B, C, dt in-projection", K, BT, D, thin, yThin, gThin);
-  const gWThin = sized("d [W_B | W_C | W_dt]", K * D * thin);
-  thinStep.step.alloc.push(gWThin);
-  steps.push(thinStep.step, { alloc: [], free: [gWThin, wThin] });
-  fold(thinStep.dx);
+  const thinBack = thin.backward([gBMm, gCMm, gDtAdd]);
+  steps.push(...thinBack.steps);
+  fold(thinBack.dx);
   return { params, forward, forwardScratch, backward: steps, inputGrad: gIn };
 }

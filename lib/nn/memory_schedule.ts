@@ -80,6 +80,49 @@ export function weightProductStep(
 }
 
 /**
+ * The schedule of `matmulParts(x, ws)` (lib/ops/matmul.ts) for x (K, BT, Din) and parts of `widths` columns:
+ * `forward` is what it allocates in order (the concatenated weights, the joint product, then its parts, which
+ * `parts` names for the caller's later steps). `backward(cotangents)` gives the steps of its backward in tape
+ * order: the split's (the parts' cotangents concatenated, then freed with the parts), the product's (dx, the
+ * concatenated weights' gradient and split-K scratch; the joint product freed), the concat's (that gradient split
+ * into the parameters', which are counted with the state, and freed with the concatenated weights); and dx.
+ */
+export function matmulPartsSchedule(
+  name: string,
+  K: number,
+  BT: number,
+  Din: number,
+  parts: readonly { name: string; width: number }[],
+): {
+  forward: TensorSize[];
+  parts: TensorSize[];
+  backward: (cotangents: readonly TensorSize[]) => { steps: BackwardStep[]; dx: TensorSize };
+} {
+  const Dout = parts.reduce((s, q) => s + q.width, 0);
+  const weights = sized(`${name} weights, concatenated`, K * Din * Dout, true);
+  const joint = sized(name, K * BT * Dout);
+  const outs = parts.map((q) => sized(q.name, K * BT * q.width, true));
+  return {
+    forward: [weights, joint, ...outs],
+    parts: outs,
+    backward: (cotangents) => {
+      const gJoint = sized(`d ${name}`, K * BT * Dout);
+      const product = weightProductStep(name, K, BT, Din, Dout, joint, gJoint);
+      const gWeights = sized(`d ${name} weights, concatenated`, K * Din * Dout);
+      product.step.alloc.push(gWeights);
+      return {
+        steps: [
+          { alloc: [gJoint], free: [...cotangents, ...outs] },
+          product.step,
+          { alloc: [], free: [gWeights, weights] },
+        ],
+        dx: product.dx,
+      };
+    },
+  };
+}
+
+/**
  * Folds a new cotangent `g` of a tensor into its running sum `acc` (autodiff adds them, then frees both), or
  * starts the sum with it. Returns the new sum and the step (none for the first).
  */

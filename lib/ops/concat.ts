@@ -106,7 +106,7 @@ export function concat(xs: readonly Tensor[], axis: number): Tensor {
   const sizes = xs.map((x) => x.shape[a]);
   const out = empty([...shape.slice(0, a), sizes.reduce((s, v) => s + v, 0), ...shape.slice(a + 1)]);
   copyPieces("gather", out, xs, sizeOf(shape.slice(0, a)), sizes, sizeOf(shape.slice(a + 1)));
-  record("concat", [...xs], [out], { axis: a, sizes });
+  record("concat", xs, [out], { axis: a, sizes });
   return out;
 }
 
@@ -139,7 +139,7 @@ export function splitAlong(x: Tensor, sizes: readonly number[], axis: number): T
   }
   const outs = sizes.map((s) => empty([...x.shape.slice(0, a), s, ...x.shape.slice(a + 1)]));
   copyPieces("scatter", x, outs, sizeOf(x.shape.slice(0, a)), sizes, sizeOf(x.shape.slice(a + 1)));
-  record("splitAlong", [x], [...outs], { axis: a, sizes: [...sizes] }); // copies: callers may reorder theirs
+  record("splitAlong", [x], outs, { axis: a, sizes: [...sizes] });
   return outs;
 }
 

@@ -1,7 +1,7 @@
 /**
  * AdamW with decoupled weight decay, per-tensor no-decay tags, per-run learning rates and per-run global-norm
- * clipping, fused into one GPU dispatch per parameter tensor; the linear warmup / linear decay schedule; and a
- * float64 reference of one step.
+ * clipping, fused into one GPU pass over the parameters; the linear warmup / linear decay schedule; and a float64
+ * reference of one step.
  *
  * The optimiser is the ONE place in mimetic that mutates tensors: `adamwStep` updates the parameter tensors and the
  * moments in place (kernels/adamw.wgsl binds them read_write), so the model keeps using the same `Tensor` objects
@@ -11,9 +11,12 @@
  * Every parameter carries the leading run axis K: run k's hyperparameters (lr, weight decay) and its gradient norm
  * apply to slice k of every tensor. Glossary: K runs, n elements per run of one tensor, t the step (1-based).
  *
- * Dispatches per step, for T parameter tensors: T (global-norm stage 1, kernels/grad_norm.wgsl `sumsq`) + 1
- * (stage 2, `finish`) + T (the update). Nothing is read back: the clip factor of run k is computed on the GPU from
- * the norm the update kernel reads; per-run lr and decay travel in a (K, 2) buffer uploaded with `writeBuffer`.
+ * Dispatches per step, for T parameter tensors: ⌈T / 8⌉ (global-norm stage 1, kernels/grad_norm.wgsl `sumsq`, up
+ * to 8 tensors each) + 1 (stage 2, `finish`) + about ⌈T / 4⌉ (the update, up to 4 consecutive tensors of one
+ * element width each); fewer tensors per dispatch where the device binds fewer storage buffers per stage. A model
+ * has dozens of small tensors, and a dispatch each cost more than their traffic. Nothing is read back: the clip
+ * factor of run k is computed on the GPU from the norm the update kernel reads; per-run lr and decay travel in a
+ * (K, 2) buffer uploaded with `writeBuffer`.
  * @module
  */
 import { kernelSource } from "../core/kernels.ts";
