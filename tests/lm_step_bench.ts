@@ -5,8 +5,9 @@
  * · tokens, the dominant term) against the H100's 67 TFLOP/s.
  *
  * Case sets (LM_BENCH):
- * - `default`: a 2-layer, width-1024 Mamba 2 LM (N 128, P 64) on batch 64 × T 128, and the fig7 quick model
- *   (K 4, D 256, N 64 and 256, B 32 × T 220).
+ * - `default`: a 2-layer, width-1024 Mamba 2 LM (N 128, P 64) on batch 64 × T 128, the fig7 quick model
+ *   (K 4, D 256, N 64 and 256, B 32 × T 220), and two Mamba 1 LMs at K 4, B 32 × T 220: fig4 / fig5 quick's
+ *   (8 layers, D 128, N 32) and a 2-layer one (D 256, N 16).
  * - `side`: the shapes of bench/side_by_side.sh: the two models above (fig7 quick at K 4 and K 1, as PyTorch
  *   trains one run), a T sweep 128..4096 of the fig7 model at 8192 tokens per run (B = 8192 / T) and K 4, and a
  *   K sweep 1, 2, 4, 8 of the fig7 quick model.
@@ -16,8 +17,10 @@
  *   deno bench -A tests/lm_step_bench.ts                    (or deno run -A for the table only)
  *   LM_BENCH=side LM_BENCH_JSON=out.json deno run -A tests/lm_step_bench.ts   # also one JSON object per case
  *   LM_PROFILE=1 deno run -A tests/lm_step_bench.ts         # also the GPU time per kernel of one step
+ *   LM_BENCH_ONLY="Mamba 1" deno run -A tests/lm_step_bench.ts   # only the cases whose name contains this
  */
 import { valueAndGrad } from "../lib/ops/autodiff.ts";
+import { MAMBA1_DEFAULTS } from "../lib/nn/mamba1.ts";
 import { MAMBA2_DEFAULTS } from "../lib/nn/mamba2.ts";
 import { initLM, type LMConfig, lmLoss, type LMParams } from "../lib/nn/lm.ts";
 import { adamwInit, adamwStep, disposeAdamW } from "../lib/train/optim.ts";
@@ -50,7 +53,7 @@ if (!["default", "side"].includes(caseSet)) {
   Deno.exit(2);
 }
 
-/** One timed case: K runs of a Mamba 2 LM (D, layers, N, P, vocab) on batch B × T each. */
+/** One timed case: K runs of a Mamba 2 (or Mamba 1) LM (D, layers, N, P, vocab) on batch B × T each. */
 interface Case {
   name: string;
   K: number;
@@ -59,19 +62,30 @@ interface Case {
   d: number;
   layers: number;
   N: number;
+  /** Mamba 2's head dim (unused by Mamba 1). */
   P: number;
   vocab: number;
+  mixer?: "mamba1" | "mamba2";
 }
 
 const configOf = (c: Case): LMConfig => ({
   vocab: c.vocab,
   dModel: c.d,
   normEps: 1e-5,
-  layers: Array.from({ length: c.layers }, () => ({ ...MAMBA2_DEFAULTS, dState: c.N, headDim: c.P })),
+  layers: Array.from(
+    { length: c.layers },
+    () =>
+      c.mixer === "mamba1"
+        ? { ...MAMBA1_DEFAULTS, dState: c.N }
+        : { ...MAMBA2_DEFAULTS, dState: c.N, headDim: c.P },
+  ),
 });
 
 const D1024 = { d: 1024, layers: 2, N: 128, P: 64, vocab: 32 };
 const FIG7 = { d: 256, layers: 2, N: 64, P: 64, vocab: 30 };
+// The Mamba 1 models of fig4 / fig5 quick (8 layers, D 128, N 32) and a wider 2-layer one.
+const M1_DEEP = { mixer: "mamba1" as const, d: 128, layers: 8, N: 32, P: 0, vocab: 30 };
+const M1_WIDE = { mixer: "mamba1" as const, d: 256, layers: 2, N: 16, P: 0, vocab: 30 };
 
 function cases(): Case[] {
   const out: Case[] = [];
@@ -80,6 +94,8 @@ function cases(): Case[] {
     add("Mamba 2, 2 layers, D 1024, N 128, B 64 × T 128", { ...D1024, K: 1, B: 64, T: 128 });
     add("fig7 quick: K 4, D 256, N 64, B 32 × T 220", { ...FIG7, K: 4, B: 32, T: 220 });
     add("fig7 quick: K 4, D 256, N 256, B 32 × T 220", { ...FIG7, N: 256, K: 4, B: 32, T: 220 });
+    add("Mamba 1, 8 layers, D 128, N 32: K 4, B 32 × T 220", { ...M1_DEEP, K: 4, B: 32, T: 220 });
+    add("Mamba 1, 2 layers, D 256, N 16: K 4, B 32 × T 220", { ...M1_WIDE, K: 4, B: 32, T: 220 });
   } else {
     add("d1024", { ...D1024, K: 1, B: 64, T: 128 });
     add("fig7 K1", { ...FIG7, K: 1, B: 32, T: 220 });
@@ -89,6 +105,9 @@ function cases(): Case[] {
     }
     for (const K of [1, 2, 4, 8]) add(`fig7 K${K} sweep`, { ...FIG7, K, B: 32, T: 220 });
   }
+  // LM_BENCH_ONLY=text keeps the cases whose name contains it.
+  const only = Deno.env.get("LM_BENCH_ONLY");
+  if (only) out.splice(0, out.length, ...out.filter((c) => c.name.includes(only)));
   if (!tiny) return out;
   // Same structure, tiny sizes: D 32, N 16, P 16 (2 heads), B ≤ 2, T ≤ 32 (a T sweep keeps its order).
   return out.map((c) => ({

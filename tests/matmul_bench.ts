@@ -36,6 +36,7 @@ import { valueAndGrad } from "../lib/ops/autodiff.ts";
 import { MAMBA2_DEFAULTS } from "../lib/nn/mamba2.ts";
 import { disposeTree } from "../lib/core/tensor.ts";
 import { initLM, type LMConfig, lmLoss, type LMParams } from "../lib/nn/lm.ts";
+import { MAMBA1_DEFAULTS } from "../lib/nn/mamba1.ts";
 import { key, randint } from "../lib/core/random.ts";
 
 const tuneMode = Deno.env.get("MATMUL_TUNE") ?? "";
@@ -239,12 +240,23 @@ async function tuneLMShapes() {
     normEps: 1e-5,
     layers: [0, 1].map(() => ({ ...MAMBA2_DEFAULTS, dState: N, headDim: cpu ? 16 : 64 })),
   });
-  // The LM step bench's models (tests/lm_step_bench.ts), and longer sequences of the fig7 model.
+  // One layer: every layer of an LM has the same products.
+  const mamba1 = (dModel: number, N: number): LMConfig => ({
+    vocab: 30,
+    dModel,
+    normEps: 1e-5,
+    layers: [{ ...MAMBA1_DEFAULTS, dState: N }],
+  });
+  // The LM step bench's models (tests/lm_step_bench.ts: Mamba 2 and Mamba 1), the fig7 quick model at every
+  // state size it sweeps, and longer sequences of the fig7 model.
   const models: [number, number, number, LMConfig][] = cpu ? [[1, 2, 16, mamba2(32, 16, 30)]] : [
     [1, 64, 128, mamba2(1024, 128, 32)],
-    [4, 32, 220, mamba2(256, 64, 30)],
-    [4, 32, 220, mamba2(256, 256, 30)],
+    ...[8, 16, 32, 64, 128, 256].map((
+      N,
+    ): [number, number, number, LMConfig] => [4, 32, 220, mamba2(256, N, 30)]),
     [4, 8, 1024, mamba2(256, 64, 30)],
+    [4, 32, 220, mamba1(128, 32)],
+    [4, 32, 220, mamba1(256, 16)],
   ];
   const shapes = new Map<string, MatmulShape>();
   for (const [K, B, T, cfg] of models) {

@@ -133,6 +133,11 @@ export interface SelectiveScanOptions {
    * when workgroup memory is short).
    */
   tile?: number;
+  /**
+   * Most threads per workgroup: 32, 64, 128 or 256 (default on a GPU 128 for the forward and 64 for the
+   * backward, 256 on a CPU adapter; never fewer than the state slices).
+   */
+  threads?: number;
 }
 
 /** Gradients of `selectiveScan`, each of its input's shape. */
@@ -204,7 +209,10 @@ function scanConfig(
   const sn = Math.ceil(d.N / nr);
   const limits = gpuInfo().limits;
   // Small workgroups on a GPU (see above); never fewer threads than state slices.
-  const threadCap = Math.max(onGpu ? (pass === "forward" ? 128 : 64) : 256, ceilPow2(sn));
+  if (o.threads !== undefined && ![32, 64, 128, 256].includes(o.threads)) {
+    throw new RangeError(`selectiveScan: threads must be 32, 64, 128 or 256, got ${o.threads}`);
+  }
+  const threadCap = Math.max(o.threads ?? (onGpu ? (pass === "forward" ? 128 : 64) : 256), ceilPow2(sn));
   const maxThreads = Math.min(threadCap, 256, limits.maxComputeInvocationsPerWorkgroup);
   if (sn > maxThreads) {
     throw new RangeError(`selectiveScan: N = ${d.N} is too large (at most ${maxThreads * nr})`);
