@@ -2,7 +2,12 @@
 // product and a norm, and neither silu(z) nor y ⊙ silu(z) is ever stored.
 //   v = y ⊙ silu(z),   out = v · rstd · w,   rstd = 1 / sqrt(mean(v²) + eps)
 // over each group of DG = E / G consecutive channels of a row (group row gr = row·G + group, at gr·DG).
-// {{WG}} threads of the row kernels, a power of two in [32, 256] (the host picks it from DG).
+//
+// The row kernels (forward, backward_dx) treat group rows as norm.wgsl treats rows: elements of type T (vec4<f32>
+// when DG % 4 == 0, else f32), DV of them a group row; TPR threads a group row and RPW = 256 / TPR group rows a
+// workgroup; lane l holds elements l + j·TPR (j < NV) in registers, or walks chunks of TPR·NV elements when
+// FITS is false; one barrier per row sum, added in the fixed order of `rowTotal`.
+// Placeholders (lib/ops/gated_norm.ts, norm.ts `rowKernelCode`): T, HSUM, DG, DV, TPR, NV, FITS, AHEAD.
 //
 // Layout (one table for every entry point):
 //   Y     (rows, E)   y                       Z     (rows, E)   z (the gate, before SiLU)
@@ -11,115 +16,231 @@
 //   Out   forward: out (rows, E); backward_dx: dy (rows, E); backward_dw: partial dw (K, S, E)
 //   Out2  backward_dx only: dz (rows, E)
 
-struct Params { grows: u32, GR: u32, G: u32, DG: u32, eps: f32, chunk: u32, S: u32, R: u32 }
+struct Params { grows: u32, GR: u32, G: u32, eps: f32, chunk: u32, S: u32, R: u32 }
+
+alias T = {{T}};
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> Y: array<f32>;
-@group(0) @binding(2) var<storage, read> Z: array<f32>;
-@group(0) @binding(3) var<storage, read> Wt: array<f32>;
-@group(0) @binding(4) var<storage, read> G: array<f32>;
+@group(0) @binding(1) var<storage, read> Y: array<T>;
+@group(0) @binding(2) var<storage, read> Z: array<T>;
+@group(0) @binding(3) var<storage, read> Wt: array<T>;
+@group(0) @binding(4) var<storage, read> G: array<T>;
 @group(0) @binding(5) var<storage, read_write> Stats: array<f32>;
-@group(0) @binding(6) var<storage, read_write> Out: array<f32>;
-@group(0) @binding(7) var<storage, read_write> Out2: array<f32>;
+@group(0) @binding(6) var<storage, read_write> Out: array<T>;
+@group(0) @binding(7) var<storage, read_write> Out2: array<T>;
 
-const WG: u32 = {{WG}}u;
+const DG: u32 = {{DG}}u; // floats per group row
+const DV: u32 = {{DV}}u; // elements T per group row
+const TPR: u32 = {{TPR}}u;
+const NV: u32 = {{NV}}u;
+const FITS: bool = {{FITS}};
+const RPW: u32 = 256u / TPR;
+const CH: u32 = TPR * NV;
+const AHEAD: u32 = {{AHEAD}}u;
 
-var<workgroup> red_a: array<f32, WG>;
-var<workgroup> red_b: array<f32, WG>;
+var<workgroup> red: array<f32, 256>;
 
-// Sums a and b over the workgroup (a fixed tree: the same result every run). Every thread gets the totals.
-fn reduce2(lid: u32, a: f32, b: f32) -> vec2<f32> {
-  red_a[lid] = a;
-  red_b[lid] = b;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) {
-      red_a[lid] += red_a[lid + s];
-      red_b[lid] += red_b[lid + s];
-    }
-    workgroupBarrier();
+fn hsum(v: T) -> f32 { {{HSUM}} }
+
+// As norm.wgsl's: the TPR partials of one group row, four running sums (mod 4), then (s0 + s1) + (s2 + s3).
+fn rowTotal(first: u32) -> f32 {
+  if (TPR < 4u) {
+    var t = red[first];
+    for (var i = 1u; i < TPR; i++) { t += red[first + i]; }
+    return t;
   }
-  let total = vec2<f32>(red_a[0], red_b[0]);
-  workgroupBarrier();
-  return total;
+  var s = vec4<f32>(red[first], red[first + 1u], red[first + 2u], red[first + 3u]);
+  for (var i = 4u; i < TPR; i += 4u) {
+    s += vec4<f32>(red[first + i], red[first + i + 1u], red[first + i + 2u], red[first + i + 3u]);
+  }
+  return (s.x + s.y) + (s.z + s.w);
 }
 
-fn sigmoid_(x: f32) -> f32 { return 1.0 / (1.0 + exp(-x)); }
+// The sum of a over the lanes of the thread's group row (one barrier; once per dispatch; uniform control flow).
+fn rowSum(lid: u32, a: f32) -> f32 {
+  if (TPR == 1u) { return a; }
+  red[lid] = a;
+  workgroupBarrier();
+  return rowTotal(lid - lid % TPR);
+}
 
-// The weight offset of group row gr: run k = gr / GR (GR = R·G group rows per run), channel (gr % G)·DG.
-fn wbase(gr: u32) -> u32 { return (gr / p.GR) * p.G * p.DG + (gr % p.G) * p.DG; }
+fn sigmoid_(x: T) -> T { return 1.0 / (1.0 + exp(-x)); }
 
-// One workgroup per group row.
-@compute @workgroup_size(WG)
+// The weight offset (in elements T) of group row gr: run k = gr / GR (GR = R·G group rows per run), group gr % G.
+fn wrow(gr: u32) -> u32 { return ((gr / p.GR) * p.G + gr % p.G) * DV; }
+
+fn inRow(lane: u32, c: u32, j: u32) -> bool { return c + lane + j * TPR < DV; }
+
+// The thread's elements of chunk c of a group row (`at` = its first element + lane); 0 outside the row.
+fn loadY(at: u32, lane: u32, c: u32, live: bool) -> array<T, NV> {
+  var v: array<T, NV>;
+  //@repeat NV
+  if (live && inRow(lane, c, $iu)) { v[$i] = Y[at + c + $iu * TPR]; }
+  //@end
+  return v;
+}
+
+fn loadZ(at: u32, lane: u32, c: u32, live: bool) -> array<T, NV> {
+  var v: array<T, NV>;
+  //@repeat NV
+  if (live && inRow(lane, c, $iu)) { v[$i] = Z[at + c + $iu * TPR]; }
+  //@end
+  return v;
+}
+
+// The weight of the group (`wat`: its first element + lane).
+fn loadW(wat: u32, lane: u32, c: u32, live: bool) -> array<T, NV> {
+  var v: array<T, NV>;
+  //@repeat NV
+  if (live && inRow(lane, c, $iu)) { v[$i] = Wt[wat + c + $iu * TPR]; }
+  //@end
+  return v;
+}
+
+// ĝ = g·w.
+fn loadGW(at: u32, wat: u32, lane: u32, c: u32, live: bool) -> array<T, NV> {
+  var v: array<T, NV>;
+  //@repeat NV
+  if (live && inRow(lane, c, $iu)) { v[$i] = G[at + c + $iu * TPR] * Wt[wat + c + $iu * TPR]; }
+  //@end
+  return v;
+}
+
+// v = y ⊙ silu(z) of the thread's elements of chunk c.
+fn loadV(at: u32, lane: u32, c: u32, live: bool) -> array<T, NV> {
+  let y = loadY(at, lane, c, live);
+  let z = loadZ(at, lane, c, live);
+  var v: array<T, NV>;
+  //@repeat NV
+  v[$i] = y[$i] * z[$i] * sigmoid_(z[$i]);
+  //@end
+  return v;
+}
+
+// RPW group rows a workgroup; v in registers between the sum of squares and the output.
+@compute @workgroup_size(256)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
            @builtin(num_workgroups) nwg: vec3<u32>) {
-  let gr = wid.x + wid.y * nwg.x;
-  if (gr >= p.grows) { return; } // uniform per workgroup
-  let base = gr * p.DG;
-  var q = 0.0;
-  for (var d = lid; d < p.DG; d += WG) {
-    let z = Z[base + d];
-    let v = Y[base + d] * z * sigmoid_(z);
-    q += v * v;
+  let lane = lid % TPR;
+  let gr = (wid.x + wid.y * nwg.x) * RPW + lid / TPR;
+  let live = gr < p.grows; // dead rows of the last workgroup still reach the barrier
+  let at = gr * DV + lane;
+  let wat = wrow(gr) + lane;
+  var vs: array<T, NV>;
+  var ws: array<T, NV>; // loaded with y and z, so that the output waits on no load
+  if (FITS) {
+    vs = loadV(at, lane, 0u, live);
+    ws = loadW(wat, lane, 0u, live);
   }
-  let rstd = inverseSqrt(reduce2(lid, q, 0.0).x / f32(p.DG) + p.eps);
-  let wb = wbase(gr);
-  for (var d = lid; d < p.DG; d += WG) {
-    let z = Z[base + d];
-    Out[base + d] = Y[base + d] * z * sigmoid_(z) * rstd * Wt[wb + d];
+  var q = T(0.0);
+  for (var c = 0u; c < DV; c += CH) {
+    if (!FITS) { vs = loadV(at, lane, c, live); }
+    //@repeat NV
+    q += vs[$i] * vs[$i];
+    //@end
   }
-  if (lid == 0u) { Stats[gr] = rstd; }
+  let rstd = inverseSqrt(rowSum(lid, hsum(q)) / f32(DG) + p.eps);
+  for (var c = 0u; c < DV; c += CH) {
+    if (!FITS) {
+      vs = loadV(at, lane, c, live);
+      ws = loadW(wat, lane, c, live);
+    }
+    //@repeat NV
+    if (live && inRow(lane, c, $iu)) { Out[at + c + $iu * TPR] = vs[$i] * rstd * ws[$i]; }
+    //@end
+  }
+  if (live && lane == 0u) { Stats[gr] = rstd; }
 }
 
-// dy and dz, one workgroup per group row. With ĝ = g·w and v̂ = v·rstd:
+// dy and dz, RPW group rows a workgroup (y, z and ĝ in registers). With ĝ = g·w and v̂ = v·rstd:
 //   dv = rstd · (ĝ − v̂ · mean(ĝ · v̂)),   dy = dv · silu(z),   dz = dv · y · silu'(z),
 //   silu'(z) = σ(z) · (1 + z · (1 − σ(z))).
-@compute @workgroup_size(WG)
+@compute @workgroup_size(256)
 fn backward_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                @builtin(num_workgroups) nwg: vec3<u32>) {
-  let gr = wid.x + wid.y * nwg.x;
-  if (gr >= p.grows) { return; }
-  let base = gr * p.DG;
-  let wb = wbase(gr);
-  let rstd = Stats[gr];
-  var sgv = 0.0;
-  for (var d = lid; d < p.DG; d += WG) {
-    let z = Z[base + d];
-    let gh = G[base + d] * Wt[wb + d];
-    sgv += gh * Y[base + d] * z * sigmoid_(z) * rstd;
+  let lane = lid % TPR;
+  let gr = (wid.x + wid.y * nwg.x) * RPW + lid / TPR;
+  let live = gr < p.grows;
+  let at = gr * DV + lane;
+  let wat = wrow(gr) + lane;
+  var rstd = 0.0;
+  if (live) { rstd = Stats[gr]; }
+  var ys: array<T, NV>;
+  var zs: array<T, NV>;
+  var gs: array<T, NV>;
+  if (FITS) {
+    ys = loadY(at, lane, 0u, live);
+    zs = loadZ(at, lane, 0u, live);
+    gs = loadGW(at, wat, lane, 0u, live);
   }
-  let mgv = reduce2(lid, sgv, 0.0).x / f32(p.DG);
-  for (var d = lid; d < p.DG; d += WG) {
-    let z = Z[base + d];
-    let y = Y[base + d];
-    let sg = sigmoid_(z);
-    let vh = y * z * sg * rstd;
-    let dv = rstd * (G[base + d] * Wt[wb + d] - vh * mgv);
-    Out[base + d] = dv * z * sg;
-    Out2[base + d] = dv * y * sg * (1.0 + z * (1.0 - sg));
+  var sgv = T(0.0);
+  for (var c = 0u; c < DV; c += CH) {
+    if (!FITS) {
+      ys = loadY(at, lane, c, live);
+      zs = loadZ(at, lane, c, live);
+      gs = loadGW(at, wat, lane, c, live);
+    }
+    //@repeat NV
+    sgv += gs[$i] * ys[$i] * zs[$i] * sigmoid_(zs[$i]) * rstd;
+    //@end
+  }
+  let mgv = rowSum(lid, hsum(sgv)) / f32(DG);
+  for (var c = 0u; c < DV; c += CH) {
+    if (!FITS) {
+      ys = loadY(at, lane, c, live);
+      zs = loadZ(at, lane, c, live);
+      gs = loadGW(at, wat, lane, c, live);
+    }
+    //@repeat NV
+    if (live && inRow(lane, c, $iu)) {
+      let z = zs[$i];
+      let y = ys[$i];
+      let sg = sigmoid_(z);
+      let vh = y * z * sg * rstd;
+      let dv = rstd * (gs[$i] - vh * mgv);
+      Out[at + c + $iu * TPR] = dv * z * sg;
+      Out2[at + c + $iu * TPR] = dv * y * sg * (1.0 + z * (1.0 - sg));
+    }
+    //@end
   }
 }
 
-// Stage 1 of dw = Σ_rows g·v̂ per run, without atomics: thread (k, s, c) sums rows [s·chunk, min((s+1)·chunk, R))
-// of run k in order into the partials (K, S, E); the host sums the S partials of each (k, c) in order.
+// Stage 1 of dw = Σ_rows g·v̂ per run, without atomics: thread (k, s, e) (e an element T of the row's E channels)
+// sums rows [s·chunk, min((s+1)·chunk, R)) of run k in order into the partials (K, S, E); the host sums the S
+// partials of each (k, c) in order. The loads of AHEAD rows are issued before their adds, which still run in row
+// order (as norm.wgsl's `partials`).
 @compute @workgroup_size(256)
 fn backward_dw(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let idx = gid.x + gid.y * nwg.x * 256u;
-  let E = p.G * p.DG;
+  let EV = p.G * DV; // elements T per row
   let K = p.grows / p.GR;
-  if (idx >= K * p.S * E) { return; }
-  let c = idx % E;
-  let ks = idx / E;
+  if (idx >= K * p.S * EV) { return; }
+  let e = idx % EV;
+  let ks = idx / EV;
   let s = ks % p.S;
   let k = ks / p.S;
   let r0 = s * p.chunk;
   let r1 = min(r0 + p.chunk, p.R);
-  var dw = 0.0;
-  for (var r = r0; r < r1; r++) {
+  let grp = e / DV; // the element's group (a vec4 never straddles two: DG % 4 == 0)
+  var dw = T(0.0);
+  for (var r = r0; r < r1; r += AHEAD) {
     let row = k * p.R + r;
-    let o = row * E + c;
-    let z = Z[o];
-    dw += G[o] * Y[o] * z * sigmoid_(z) * Stats[row * p.G + c / p.DG];
+    var g: array<T, AHEAD>;
+    var y: array<T, AHEAD>;
+    var z: array<T, AHEAD>;
+    var st: array<f32, AHEAD>;
+    //@repeat AHEAD
+    if (r + $iu < r1) {
+      let o = (row + $iu) * EV + e;
+      g[$i] = G[o];
+      y[$i] = Y[o];
+      z[$i] = Z[o];
+      st[$i] = Stats[(row + $iu) * p.G + grp];
+    }
+    //@end
+    //@repeat AHEAD
+    if (r + $iu < r1) { dw += g[$i] * y[$i] * z[$i] * sigmoid_(z[$i]) * st[$i]; }
+    //@end
   }
   Out[idx] = dw;
 }

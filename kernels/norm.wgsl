@@ -2,8 +2,19 @@
 // and bias row of a data row is k = row / R.
 //   RMSNorm:   y = x̂ · w,      x̂ = x · rstd,        rstd = 1 / sqrt(mean(x²) + eps)
 //   LayerNorm: y = x̂ · w + b,  x̂ = (x − μ) · rstd,  rstd = 1 / sqrt(mean((x − μ)²) + eps)
-// Placeholders: {{CENTER}} true for LayerNorm (subtract μ, add b), false for RMSNorm (μ is 0);
-// {{WG}} threads of the row kernels, a power of two in [32, 256] (the host picks it from D).
+//
+// Elements are of type T: vec4<f32> when D % 4 == 0 (16-byte loads and stores), else f32; a row is DV = D / 4 (or
+// D) of them. Row kernels (forward, backward_dx): 256 threads a workgroup, TPR of them to a row (a power of two
+// the host picks from D, lib/ops/norm.ts `rowLayout`), so RPW = 256 / TPR rows a workgroup. Lane l of a row holds
+// elements l + j·TPR (j < NV) in registers: for each j the row's lanes touch consecutive addresses, and x (and g)
+// are read from memory once. A row of more than TPR·NV elements (FITS false) is walked in chunks of TPR·NV
+// elements, and read once per pass instead.
+// A row sum: each lane adds its elements in order (over the chunks, then j; a vec4's lanes as (x + y) + (z + w)),
+// writes that partial to workgroup memory, and after one barrier every lane of the row adds the row's TPR partials
+// in the fixed order of `rowTotal`. The order depends on D only, so the results are the same bits every run.
+//
+// Placeholders (lib/ops/norm.ts): CENTER true for LayerNorm (subtract μ, add b), false for RMSNorm (μ is 0); T and
+// its horizontal sum HSUM; D; DV; TPR; NV; FITS.
 //
 // Layout (one table for every entry point; an entry leaves the bindings it does not read unused):
 //   X     (rows, D)  input x
@@ -16,134 +27,263 @@
 
 // A dispatch may cover a chunk of the rows (tensors larger than one binding): X, G, Stats and the row outputs are
 // bound from row `row0` (the row kernels then see `rows` rows from there, and index the weight by the global
-// row); the dw stage writes partials [first, last) of its (K, S, D) output.
+// row); the dw stage writes partials [first, last) (in elements T) of its (K, S, D) output.
 
-struct Params { rows: u32, R: u32, D: u32, eps: f32, chunk: u32, S: u32, row0: u32, first: u32, last: u32 }
+struct Params { rows: u32, R: u32, eps: f32, chunk: u32, S: u32, row0: u32, first: u32, last: u32 }
+
+alias T = {{T}};
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var<storage, read> Wt: array<f32>;
-@group(0) @binding(3) var<storage, read> Bs: array<f32>;
-@group(0) @binding(4) var<storage, read> G: array<f32>;
-@group(0) @binding(5) var<storage, read_write> Stats: array<f32>;
-@group(0) @binding(6) var<storage, read_write> Out: array<f32>;
-@group(0) @binding(7) var<storage, read_write> Out2: array<f32>;
+@group(0) @binding(1) var<storage, read> X: array<T>;
+@group(0) @binding(2) var<storage, read> Wt: array<T>;
+@group(0) @binding(3) var<storage, read> Bs: array<T>;
+@group(0) @binding(4) var<storage, read> G: array<T>;
+@group(0) @binding(5) var<storage, read_write> Stats: array<vec2<f32>>;
+@group(0) @binding(6) var<storage, read_write> Out: array<T>;
+@group(0) @binding(7) var<storage, read_write> Out2: array<T>;
 
 const CENTER: bool = {{CENTER}};
-const WG: u32 = {{WG}}u;
+const D: u32 = {{D}}u;
+const DV: u32 = {{DV}}u; // elements T per row
+const TPR: u32 = {{TPR}}u; // threads per row
+const NV: u32 = {{NV}}u; // elements per thread per chunk, held in registers
+const FITS: bool = {{FITS}}; // DV <= TPR·NV: one chunk, the whole row in registers
+const RPW: u32 = 256u / TPR; // rows per workgroup
+const CH: u32 = TPR * NV; // elements per chunk
+const AHEAD: u32 = 8u; // rows whose loads the dw stage issues at once
 
-var<workgroup> red_a: array<f32, WG>;
-var<workgroup> red_b: array<f32, WG>;
+// The lanes' partials of one sum per half: [0, 256) and [256, 512), so that two sums need no barrier between.
+var<workgroup> red: array<f32, 512>;
 
-// Sums a and b over the workgroup (a fixed tree, so the result is the same every run). Call from uniform control
-// flow; every thread gets the totals.
-fn reduce2(lid: u32, a: f32, b: f32) -> vec2<f32> {
-  red_a[lid] = a;
-  red_b[lid] = b;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) {
-      red_a[lid] += red_a[lid + s];
-      red_b[lid] += red_b[lid + s];
-    }
-    workgroupBarrier();
+fn hsum(v: T) -> f32 { {{HSUM}} }
+
+// Sum of the TPR partials red[first ..< first + TPR] of one row in a fixed order: four running sums over the
+// partials ≡ 0, 1, 2, 3 (mod 4), then (s0 + s1) + (s2 + s3); below four lanes, in order.
+fn rowTotal(first: u32) -> f32 {
+  if (TPR < 4u) {
+    var t = red[first];
+    for (var i = 1u; i < TPR; i++) { t += red[first + i]; }
+    return t;
   }
-  let total = vec2<f32>(red_a[0], red_b[0]);
-  workgroupBarrier(); // the arrays may be reused right after
-  return total;
+  var s = vec4<f32>(red[first], red[first + 1u], red[first + 2u], red[first + 3u]);
+  for (var i = 4u; i < TPR; i += 4u) {
+    s += vec4<f32>(red[first + i], red[first + i + 1u], red[first + i + 2u], red[first + i + 3u]);
+  }
+  return (s.x + s.y) + (s.z + s.w);
 }
 
-// One workgroup per row. μ first, then the variance about μ (two passes over the row: the one-pass
+// The sum of a over the lanes of the thread's row, through half h of `red` (each half used once per dispatch).
+// One barrier; call from uniform control flow (every thread of the workgroup). Every lane gets the total.
+fn rowSum(lid: u32, a: f32, h: u32) -> f32 {
+  if (TPR == 1u) { return a; }
+  red[h * 256u + lid] = a;
+  workgroupBarrier();
+  return rowTotal(h * 256u + lid - lid % TPR);
+}
+
+// The sums of a and b over the lanes of the thread's row, with one barrier (both halves of `red`).
+fn rowSum2(lid: u32, a: f32, b: f32) -> vec2<f32> {
+  if (TPR == 1u) { return vec2<f32>(a, b); }
+  red[lid] = a;
+  red[256u + lid] = b;
+  workgroupBarrier();
+  let first = lid - lid % TPR;
+  return vec2<f32>(rowTotal(first), rowTotal(256u + first));
+}
+
+// Whether element c + lane + j·TPR is inside the row.
+fn inRow(lane: u32, c: u32, j: u32) -> bool { return c + lane + j * TPR < DV; }
+
+// The thread's elements of chunk c of a row of X (`at` = the row's first element + lane); 0 outside the row.
+fn loadX(at: u32, lane: u32, c: u32, live: bool) -> array<T, NV> {
+  var v: array<T, NV>;
+  //@repeat NV
+  if (live && inRow(lane, c, $iu)) { v[$i] = X[at + c + $iu * TPR]; }
+  //@end
+  return v;
+}
+
+// The same of the weight and the bias rows (`wat`: the row's first element + lane).
+fn loadW(wat: u32, lane: u32, c: u32, live: bool) -> array<T, NV> {
+  var v: array<T, NV>;
+  //@repeat NV
+  if (live && inRow(lane, c, $iu)) { v[$i] = Wt[wat + c + $iu * TPR]; }
+  //@end
+  return v;
+}
+
+fn loadB(wat: u32, lane: u32, c: u32, live: bool) -> array<T, NV> {
+  var v: array<T, NV>;
+  //@repeat NV
+  if (live && inRow(lane, c, $iu)) { v[$i] = Bs[wat + c + $iu * TPR]; }
+  //@end
+  return v;
+}
+
+// The same of ĝ = g·w.
+fn loadGW(at: u32, wat: u32, lane: u32, c: u32, live: bool) -> array<T, NV> {
+  var v: array<T, NV>;
+  //@repeat NV
+  if (live && inRow(lane, c, $iu)) { v[$i] = G[at + c + $iu * TPR] * Wt[wat + c + $iu * TPR]; }
+  //@end
+  return v;
+}
+
+// RPW rows a workgroup. μ first, then the variance about μ (two passes over the row, in registers: the one-pass
 // E[x²] − E[x]² cancels catastrophically in f32 when |μ| ≫ σ). Saves [μ, rstd] for the backward.
-@compute @workgroup_size(WG)
+@compute @workgroup_size(256)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
            @builtin(num_workgroups) nwg: vec3<u32>) {
-  let row = wid.x + wid.y * nwg.x;
-  if (row >= p.rows) { return; } // uniform per workgroup
-  let base = row * p.D;
-  let wbase = ((row + p.row0) / p.R) * p.D;
-  let n = f32(p.D);
+  let lane = lid % TPR;
+  let row = (wid.x + wid.y * nwg.x) * RPW + lid / TPR;
+  let live = row < p.rows; // dead rows of the last workgroup still reach the barriers
+  let at = row * DV + lane;
+  let wat = ((row + p.row0) / p.R) * DV + lane;
+  let n = f32(D);
+  var xs: array<T, NV>;
+  var ws: array<T, NV>; // the run's weight and bias, loaded with x so that the output waits on no load
+  var bs: array<T, NV>;
+  if (FITS) {
+    xs = loadX(at, lane, 0u, live);
+    ws = loadW(wat, lane, 0u, live);
+    if (CENTER) { bs = loadB(wat, lane, 0u, live); }
+  }
   var mu = 0.0;
   if (CENTER) {
-    var s = 0.0;
-    for (var d = lid; d < p.D; d += WG) { s += X[base + d]; }
-    mu = reduce2(lid, s, 0.0).x / n;
+    var s = T(0.0);
+    for (var c = 0u; c < DV; c += CH) {
+      if (!FITS) { xs = loadX(at, lane, c, live); }
+      //@repeat NV
+      s += xs[$i];
+      //@end
+    }
+    mu = rowSum(lid, hsum(s), 0u) / n;
   }
-  var q = 0.0;
-  for (var d = lid; d < p.D; d += WG) {
-    let v = X[base + d] - mu;
-    q += v * v;
+  var q = T(0.0);
+  for (var c = 0u; c < DV; c += CH) {
+    if (!FITS) { xs = loadX(at, lane, c, live); }
+    //@repeat NV
+    { let v = select(T(0.0), xs[$i] - mu, inRow(lane, c, $iu)); q += v * v; }
+    //@end
   }
-  let rstd = inverseSqrt(reduce2(lid, q, 0.0).x / n + p.eps);
-  for (var d = lid; d < p.D; d += WG) {
-    var y = (X[base + d] - mu) * rstd * Wt[wbase + d];
-    if (CENTER) { y += Bs[wbase + d]; }
-    Out[base + d] = y;
+  let rstd = inverseSqrt(rowSum(lid, hsum(q), 1u) / n + p.eps);
+  for (var c = 0u; c < DV; c += CH) {
+    if (!FITS) {
+      xs = loadX(at, lane, c, live);
+      ws = loadW(wat, lane, c, live);
+      if (CENTER) { bs = loadB(wat, lane, c, live); }
+    }
+    //@repeat NV
+    if (live && inRow(lane, c, $iu)) {
+      var y = (xs[$i] - mu) * rstd * ws[$i];
+      if (CENTER) { y += bs[$i]; }
+      Out[at + c + $iu * TPR] = y;
+    }
+    //@end
   }
-  if (lid == 0u) {
-    Stats[2u * row] = mu;
-    Stats[2u * row + 1u] = rstd;
-  }
+  if (live && lane == 0u) { Stats[row] = vec2<f32>(mu, rstd); }
 }
 
-// dx, one workgroup per row. With ĝ = g·w:
+// dx, RPW rows a workgroup. With ĝ = g·w:
 //   dx = rstd · (ĝ − mean(ĝ) − x̂ · mean(ĝ · x̂))   (LayerNorm)
 //   dx = rstd · (ĝ − x̂ · mean(ĝ · x̂))             (RMSNorm)
-// x̂ is recomputed from x and the saved [μ, rstd] (cheaper than storing it).
-@compute @workgroup_size(WG)
+// x̂ is recomputed from x and the saved [μ, rstd] (cheaper than storing it); x and ĝ stay in registers.
+@compute @workgroup_size(256)
 fn backward_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                @builtin(num_workgroups) nwg: vec3<u32>) {
-  let row = wid.x + wid.y * nwg.x;
-  if (row >= p.rows) { return; } // uniform per workgroup
-  let base = row * p.D;
-  let wbase = ((row + p.row0) / p.R) * p.D;
-  let n = f32(p.D);
-  let mu = Stats[2u * row];
-  let rstd = Stats[2u * row + 1u];
-  var sg = 0.0;
-  var sgx = 0.0;
-  for (var d = lid; d < p.D; d += WG) {
-    let gh = G[base + d] * Wt[wbase + d];
-    sg += gh;
-    sgx += gh * (X[base + d] - mu) * rstd;
+  let lane = lid % TPR;
+  let row = (wid.x + wid.y * nwg.x) * RPW + lid / TPR;
+  let live = row < p.rows;
+  let at = row * DV + lane;
+  let wat = ((row + p.row0) / p.R) * DV + lane;
+  let n = f32(D);
+  var st = vec2<f32>(0.0, 0.0);
+  if (live) { st = Stats[row]; }
+  let mu = st.x;
+  let rstd = st.y;
+  var xs: array<T, NV>;
+  var gs: array<T, NV>;
+  if (FITS) {
+    xs = loadX(at, lane, 0u, live);
+    gs = loadGW(at, wat, lane, 0u, live);
   }
-  let sums = reduce2(lid, sg, sgx);
+  var sg = T(0.0);
+  var sgx = T(0.0);
+  for (var c = 0u; c < DV; c += CH) {
+    if (!FITS) {
+      xs = loadX(at, lane, c, live);
+      gs = loadGW(at, wat, lane, c, live);
+    }
+    //@repeat NV
+    sg += gs[$i];
+    sgx += gs[$i] * (xs[$i] - mu) * rstd;
+    //@end
+  }
   var mg = 0.0;
-  if (CENTER) { mg = sums.x / n; }
-  let mgx = sums.y / n;
-  for (var d = lid; d < p.D; d += WG) {
-    let gh = G[base + d] * Wt[wbase + d];
-    let xh = (X[base + d] - mu) * rstd;
-    Out[base + d] = rstd * (gh - mg - xh * mgx);
+  var mgx = 0.0;
+  if (CENTER) {
+    let sums = rowSum2(lid, hsum(sg), hsum(sgx));
+    mg = sums.x / n;
+    mgx = sums.y / n;
+  } else {
+    mgx = rowSum(lid, hsum(sgx), 0u) / n;
+  }
+  for (var c = 0u; c < DV; c += CH) {
+    if (!FITS) {
+      xs = loadX(at, lane, c, live);
+      gs = loadGW(at, wat, lane, c, live);
+    }
+    //@repeat NV
+    if (live && inRow(lane, c, $iu)) {
+      let xh = (xs[$i] - mu) * rstd;
+      Out[at + c + $iu * TPR] = rstd * (gs[$i] - mg - xh * mgx);
+    }
+    //@end
   }
 }
 
-// Stage 1 of dw = Σ_rows g·x̂ and db = Σ_rows g per run, without atomics: thread (k, s, d) sums rows
-// [s·chunk, min((s+1)·chunk, R)) of run k in order into the partials (K, S, D); the host then sums the S
-// partials of each (k, d) in order (reduce.wgsl `cols`). Threads adjacent in d read adjacent addresses.
-fn partials(idx: u32) -> vec2<f32> {
-  let d = idx % p.D;
-  let ks = idx / p.D;
+// Stage 1 of dw = Σ_rows g·x̂ and db = Σ_rows g per run, without atomics: thread (k, s, e) (e an element T of the
+// row) sums rows [s·chunk, min((s+1)·chunk, R)) of run k in order into the partials (K, S, D); the host then sums
+// the S partials of each (k, d) in order (reduce.wgsl `cols`). Threads adjacent in e read adjacent addresses.
+// The loads of AHEAD rows are issued before their adds, which still run in row order (the same sums in the same
+// order as one row at a time): a thread's rows were otherwise one memory round trip apart, and this grid has few
+// threads (K·√R·DV: 21 k at K 4, R 7040, D 256).
+fn partials(idx: u32) -> array<T, 2> {
+  let e = idx % DV;
+  let ks = idx / DV;
   let s = ks % p.S;
   let k = ks / p.S;
   let r0 = s * p.chunk;
   let r1 = min(r0 + p.chunk, p.R);
-  var dw = 0.0;
-  var db = 0.0;
-  for (var r = r0; r < r1; r++) {
+  var dw = T(0.0);
+  var db = T(0.0);
+  for (var r = r0; r < r1; r += AHEAD) {
     let row = k * p.R + r - p.row0;
-    let g = G[row * p.D + d];
-    dw += g * (X[row * p.D + d] - Stats[2u * row]) * Stats[2u * row + 1u];
-    db += g;
+    var g: array<T, AHEAD>;
+    var x: array<T, AHEAD>;
+    var st: array<vec2<f32>, AHEAD>;
+    //@repeat AHEAD
+    if (r + $iu < r1) {
+      g[$i] = G[(row + $iu) * DV + e];
+      x[$i] = X[(row + $iu) * DV + e];
+      st[$i] = Stats[row + $iu];
+    }
+    //@end
+    //@repeat AHEAD
+    if (r + $iu < r1) {
+      dw += g[$i] * (x[$i] - st[$i].x) * st[$i].y;
+      db += g[$i];
+    }
+    //@end
   }
-  return vec2<f32>(dw, db);
+  return array<T, 2>(dw, db);
 }
 
 @compute @workgroup_size(256)
 fn backward_dw(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let idx = p.first + gid.x + gid.y * nwg.x * 256u;
   if (idx >= p.last) { return; }
-  Out[idx] = partials(idx).x;
+  Out[idx] = partials(idx)[0];
 }
 
 @compute @workgroup_size(256)
@@ -151,6 +291,6 @@ fn backward_dwdb(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
   let idx = p.first + gid.x + gid.y * nwg.x * 256u;
   if (idx >= p.last) { return; }
   let v = partials(idx);
-  Out[idx] = v.x;
-  Out2[idx] = v.y;
+  Out[idx] = v[0];
+  Out2[idx] = v[1];
 }

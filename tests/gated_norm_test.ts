@@ -9,6 +9,7 @@ import { gatedRmsNorm, gatedRmsNormRef, gatedRmsNormVjpRef } from "../lib/ops/ga
 import { rmsNorm } from "../lib/ops/norm.ts";
 import { mul, silu } from "../lib/ops/elementwise.ts";
 import { full, readTensors, tensor, tidy } from "../lib/core/tensor.ts";
+import { vjp } from "../lib/ops/autodiff.ts";
 
 function gatedCase(shape: number[], groups = 1, eps = 1e-5): OpCase {
   const K = shape[0], E = shape[shape.length - 1];
@@ -31,6 +32,40 @@ opTests([
   gatedCase([2, 12, 10], 2),
   gatedCase([2, 3, 6], 1, 0.5),
 ]);
+
+// The row kernels' layouts (lib/ops/norm.ts `rowLayout`, over E/G channels): vec4 elements when E/G % 4 == 0,
+// TPR threads a group row and 256 / TPR group rows a workgroup, the group row in registers up to 2048 elements
+// and walked in chunks beyond; group rows not a multiple of those per workgroup.
+opTests([
+  gatedCase([2, 7, 5, 48], 2), // vec4, 6 elements over 2 threads, 128 group rows a workgroup: 140 over 2
+  gatedCase([2, 3, 20], 4), // scalar, 5 channels a group, G 4
+  gatedCase([2, 9, 512]), // vec4, 32 threads of 4 (fig7 quick's gated norm)
+  gatedCase([1, 3, 2048], 2), // vec4, 256 elements a group: 64 threads of 4
+  gatedCase([1, 2, 4102], 2), // scalar, 2051 channels a group: chunks of 2048
+  gatedCase([2, 1, 8200]), // vec4, 2050 elements: chunks of 2048
+]);
+
+Deno.test({
+  name: "gatedRmsNorm backward is bit-identical run to run",
+  ignore: noGpu,
+  async fn() {
+    const shape = [2, 5, 3, 40];
+    const [y, z, w, g] = randomInputs([{ shape }, { shape, range: [-3, 3] }, { shape: [2, 40] }, { shape }]);
+    const run = () =>
+      tidy(() => {
+        const { out, backward } = vjp(([ys, zs, ws]) => gatedRmsNorm(ys, zs, ws, { groups: 2 }), [
+          tensor(y, shape),
+          tensor(z, shape),
+          tensor(w, [2, 40]),
+        ]);
+        return [out, ...backward(tensor(g, shape))];
+      });
+    const [a, c] = [run(), run()];
+    const [ra, rc] = [await readTensors(a), await readTensors(c)];
+    [...a, ...c].forEach((t) => t.dispose());
+    ra.forEach((v, i) => assert.deepEqual(rc[i], v, `output ${i} differs between runs`));
+  },
+});
 
 Deno.test({
   name: "gatedRmsNorm matches rmsNorm(y ⊙ silu(z)) per group (the unfused Mamba 2 gate)",

@@ -11,13 +11,19 @@
  * Backward. With v = y ⊙ silu(z), v̂ = v · rstd, ĝ = g · w and n = E/G, per group:
  *   dv = rstd · (ĝ − v̂ · mean(ĝ · v̂)),   dy = dv ⊙ silu(z),   dz = dv ⊙ y ⊙ silu'(z),
  *   silu'(z) = σ(z) · (1 + z · (1 − σ(z))),   dw = Σ_rows g ⊙ v̂ (per run, in two fixed-order stages as norm.ts).
+ *
+ * Layout: the row kernels take group rows (E/G channels) as norm.ts's take rows (`rowLayout`): TPR threads a group
+ * row, 256 / TPR group rows a workgroup, each thread's elements (vec4 when E/G % 4 == 0) in registers, one barrier
+ * for the sum of squares (forward) or of ĝ · v̂ (backward), added in a fixed order. E 512, G 1 → 32 threads and
+ * 8 group rows a workgroup; E 2048 → 128 and 2. So y and z are read once by the forward, y, z and g once by the
+ * backward's dy/dz kernel. The dw stage issues 8 rows' loads before adding them in row order.
  * @module
  */
-import { kernelSource } from "../core/kernels.ts";
 import { dispatch, f32, type Kernel } from "../core/runtime.ts";
 import { isRecording, record, type VjpRule } from "../core/tape.ts";
 import { empty, type Shape, sizeOf, type Tensor } from "../core/tensor.ts";
 import { sum } from "./reduce.ts";
+import { rowKernelCode, rowLayout } from "./norm.ts";
 import { expectF32, grid1d, sameShape } from "./util.ts";
 
 /** Attributes of a gated norm node. */
@@ -54,24 +60,19 @@ function checkInputs(y: Tensor, z: Tensor, weight: Tensor, groups: number, eps: 
   return { K, R: y.size / (K * E), E, G: groups };
 }
 
-/** Threads of the row kernels: the next power of two ≥ E/G, within [32, 256]. */
-function rowThreads(width: number): number {
-  return Math.min(256, Math.max(32, 2 ** Math.ceil(Math.log2(width))));
-}
-
 function gatedKernel(width: number, entry: string): Kernel {
   return {
     name: `gated_rms_norm_${entry}`,
-    code: kernelSource("gated_norm.wgsl", { WG: rowThreads(width) }),
+    code: rowKernelCode("gated_norm.wgsl", width, { DG: width }),
     entry,
     bindings: ["read", "read", "read", "read", "read_write", "read_write", "read_write"],
   };
 }
 
-function uniforms({ K, R, E, G }: Dims, eps: number) {
+function uniforms({ K, R, G }: Dims, eps: number) {
   const chunk = Math.ceil(Math.sqrt(R));
   const S = Math.ceil(R / chunk);
-  return { u: [K * R * G, R * G, G, E / G, f32(eps), chunk, S, R], S };
+  return { u: [K * R * G, R * G, G, f32(eps), chunk, S, R], S };
 }
 
 /**
@@ -107,7 +108,7 @@ export function gatedRmsNorm(
     gatedKernel(d.E / d.G, "forward"),
     [y.buffer, z.buffer, weight.buffer, y.buffer, stats.buffer, out.buffer, out.buffer],
     uniforms(d, eps).u,
-    grid1d(d.K * d.R * d.G, 1),
+    grid1d(d.K * d.R * d.G, rowLayout(d.E / d.G).rpw),
   );
   const inputs = [y, z, weight];
   if (isRecording(inputs)) record<GatedNormAttrs>("gatedRmsNorm", inputs, [out], { groups, eps }, [stats]);
@@ -127,14 +128,14 @@ export const gatedRmsNormVjp: VjpRule<GatedNormAttrs> = (
     gatedKernel(d.E / d.G, "backward_dx"),
     [y.buffer, z.buffer, w.buffer, g!.buffer, stats.buffer, dy.buffer, dz.buffer],
     u,
-    grid1d(d.K * d.R * d.G, 1),
+    grid1d(d.K * d.R * d.G, rowLayout(d.E / d.G).rpw),
   );
   const partial = empty([d.K, S, d.E]);
   dispatch(
     gatedKernel(d.E / d.G, "backward_dw"),
     [y.buffer, z.buffer, w.buffer, g!.buffer, stats.buffer, partial.buffer, partial.buffer],
     u,
-    grid1d(d.K * S * d.E),
+    grid1d(d.K * S * d.G * rowLayout(d.E / d.G).dv),
   );
   const dw = sum(partial, 1);
   partial.dispose();

@@ -30,6 +30,29 @@ export function bindingLimits(): BindingLimits {
   return limits;
 }
 
+/**
+ * Runs `fn` with the binding limits replaced by `l`, then restores them: for tests, to split small tensors over
+ * several dispatches. Ops record their dispatches synchronously, so `fn` must record everything that should see
+ * `l`. Keep `l.align` the device's (or a multiple of it): slices are bound at those offsets.
+ * @example
+ * ```ts
+ * import { initGpu } from "../core/runtime.ts";
+ * import { bindingLimits, withBindingLimits } from "./split.ts";
+ * await initGpu();
+ * const { align } = bindingLimits();
+ * console.log(withBindingLimits({ maxBytes: 4096, align }, () => bindingLimits().maxBytes)); // 4096
+ * ```
+ */
+export function withBindingLimits<R>(l: BindingLimits, fn: () => R): R {
+  const saved = bindingLimits();
+  limits = l;
+  try {
+    return fn();
+  } finally {
+    limits = saved;
+  }
+}
+
 const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
 const lcm = (a: number, b: number) => (a / gcd(a, b)) * b;
 
