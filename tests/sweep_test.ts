@@ -14,7 +14,8 @@ import { MAMBA1_DEFAULTS } from "../lib/nn/mamba1.ts";
 import { MAMBA2_DEFAULTS } from "../lib/nn/mamba2.ts";
 import { ATTENTION_DEFAULTS } from "../lib/nn/attention.ts";
 import { MIMETIC_ALL } from "../lib/nn/inits.ts";
-import { checkRunsFit } from "../lib/study/sweep.ts";
+import { checkRunsFit, claimGroup, type PlannedRun } from "../lib/study/sweep.ts";
+import { ResultsFolder } from "../lib/study/results.ts";
 import { estimateEvalMemory, estimateTrainingMemory } from "../lib/train/memory.ts";
 import { TASKS } from "../tasks/registry.ts";
 import { noGpu } from "./harness.ts";
@@ -389,4 +390,35 @@ Deno.test("checkRunsFit: a run whose training step or one evaluation row does no
       /^run \(copy mimetic 8\): one tensor of 1 run at batch 4 × T 48, .*, more than the adapter's largest buffer \(maxBufferSize .*\): lower --batch$/
         .test(e.message),
   );
+});
+
+Deno.test("a run finished by another worker after this one read the results is not claimed again", () => {
+  // The race: worker A writes run 1's result and removes its claim after worker B read the results but before
+  // B claims; B then finds the claim free. B must look again once it holds the claim, and give it back.
+  const folder = new ResultsFolder(freshDir("race"));
+  folder.create();
+  const runs: PlannedRun[] = [3, 4, 5].map((seed) => {
+    const spec = { ...sampleSpec(), seed };
+    return { id: runId(spec), spec, labels: { seed } };
+  });
+  Deno.writeTextFileSync(folder.resultPath(runs[0].id), "{}"); // what A wrote (only its existence matters)
+  const o = {
+    out: folder.root,
+    tasks: TASKS,
+    groupSize: 8,
+    claimTimeout: 60,
+    logEvery: 10,
+    checkpointEvery: 0,
+    label: "test",
+    wait: false,
+  };
+  const got = claimGroup(runs, folder, "B", o, 2 ** 40, { binding: 2 ** 31, buffer: 2 ** 32 });
+  assert.deepEqual(got?.map((r) => r.labels.seed), [4, 5]);
+  // The finished run's claim was given back; the two others are held, as one group of two.
+  assert.throws(() => Deno.statSync(folder.claimPath(runs[0].id)), Deno.errors.NotFound);
+  for (const r of runs.slice(1)) {
+    const info = JSON.parse(Deno.readTextFileSync(folder.claimPath(r.id)));
+    assert.equal(info.worker, "B");
+    assert.deepEqual([...info.runs].sort(), [runs[1].id, runs[2].id].sort());
+  }
 });

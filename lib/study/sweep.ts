@@ -216,8 +216,21 @@ export async function runWorker(runs: readonly PlannedRun[], o: WorkerOptions): 
   }
 }
 
-/** Claims the next group: a dead worker's whole group first (to resume its checkpoint), else fresh runs. */
-function claimGroup(
+function resultExists(folder: ResultsFolder, id: string): boolean {
+  try {
+    Deno.statSync(folder.resultPath(id));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Claims the next group: a dead worker's whole group first (to resume its checkpoint), else fresh runs. Exported
+ * for tests only.
+ * @internal
+ */
+export function claimGroup(
   todo: readonly PlannedRun[],
   folder: ResultsFolder,
   worker: string,
@@ -231,9 +244,15 @@ function claimGroup(
   const byId = new Map(available.map((r) => [r.id, r]));
   const claim = (members: PlannedRun[]) => {
     const ids = members.map((r) => r.id);
-    const got = members.filter((r) =>
+    const claimed = members.filter((r) =>
       tryClaim(folder.claimPath(r.id), selfClaim(worker, groupId(ids), ids), o.claimTimeout)
     );
+    // A worker writes a run's result before it releases the claim, so a run whose claim was free may have been
+    // finished since this worker read the results: look again now that the claim is held, and give back the
+    // finished ones (else they would be trained a second time).
+    const finished = claimed.filter((r) => resultExists(folder, r.id));
+    releaseClaims(folder, finished.map((r) => r.id), worker);
+    const got = claimed.filter((r) => !finished.includes(r));
     if (got.length > 0 && got.length < members.length) {
       // Some went to another worker meanwhile: record the group actually formed.
       const gids = got.map((r) => r.id);
