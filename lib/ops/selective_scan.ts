@@ -121,7 +121,7 @@ export interface SelectiveScanInputs {
 export interface SelectiveScanOptions {
   /** Chunk length L of the backward's boundary terms (default 64; dA loses about log10(L) digits). */
   chunk?: number;
-  /** States per thread NR: 4, 8 or 16 (default 8). */
+  /** States per thread NR: 4, 8 or 16 (default 8; 4 for the backward on a GPU at 8 < N ≤ 16). */
   statesPerThread?: number;
   /**
    * Most channels per thread RE: 1, 2 or 4 (default 4, and 2 for the forward on a GPU; the largest of these
@@ -129,13 +129,13 @@ export interface SelectiveScanOptions {
    */
   channelsPerThread?: number;
   /**
-   * Time steps per tile TT (default on a GPU 4 for the forward and 3 for the backward, 2 on a CPU adapter; less
-   * when workgroup memory is short).
+   * Time steps per tile TT (default on a GPU 4 for the forward and 3 for the backward, 2 for the backward at
+   * 8 < N ≤ 16 and on a CPU adapter; less when workgroup memory is short).
    */
   tile?: number;
   /**
    * Most threads per workgroup: 32, 64, 128 or 256 (default on a GPU 128 for the forward and 64 for the
-   * backward, 256 on a CPU adapter; never fewer than the state slices).
+   * backward, 256 for the backward at 8 < N ≤ 16 and on a CPU adapter; never fewer than the state slices).
    */
   threads?: number;
 }
@@ -188,6 +188,14 @@ const ceilPow2 = (x: number) => 2 ** Math.ceil(Math.log2(x));
  *   64 threads with tiles of 4 took 6.6 + 6.8: with workgroup memory past ~24 KB fewer workgroups share an SM).
  * On a CPU adapter tiles stay at 2 (llvmpipe unrolls long tiles into minutes of compiling) and workgroups at up
  * to 256 threads.
+ *
+ * One exception, for the backward at 8 < N ≤ 16 (`smallStates`): with 8 states a thread such an N has only two
+ * state slices, so a workgroup of 64 threads holds 32 channels' worth of short sweeps. There it takes 4 states a
+ * thread (four slices), workgroups of up to 256 threads (128 at 4 channels a thread) and tiles of 2: measured on
+ * the H200 in the whole training step of a 2-layer Mamba 1 LM (D 256, N 16, K 4 × B 32, T 220, `LM_BENCH_ONLY="Mamba
+ * 1" deno run -A tests/lm_step_bench.ts`), 14.60 → 11.97 ms. At N 32, which has four slices already, the same
+ * change made the 8-layer D 128 LM slower (25.43 → 27.13 ms), as did three other configurations tried there
+ * (26.3–26.6), so the defaults above stay for N > 16.
  */
 function scanConfig(
   d: SelectiveScanDims,
@@ -196,12 +204,13 @@ function scanConfig(
   pass: "forward" | "backward",
 ): ScanConfig {
   const onGpu = !gpuInfo().isCpu;
+  const smallStates = onGpu && pass === "backward" && d.N > 8 && d.N <= 16;
   const reMax = o.channelsPerThread ?? (onGpu && pass === "forward" ? 2 : 4);
   if (![1, 2, 4].includes(reMax)) {
     throw new RangeError(`selectiveScan: channelsPerThread must be 1, 2 or 4, got ${reMax}`);
   }
   const re = [4, 2, 1].find((r) => r <= reMax && d.E % r === 0)!;
-  const nrWanted = o.statesPerThread ?? 8;
+  const nrWanted = o.statesPerThread ?? (smallStates ? 4 : 8);
   if (![4, 8, 16].includes(nrWanted)) {
     throw new RangeError(`selectiveScan: statesPerThread must be 4, 8 or 16, got ${nrWanted}`);
   }
@@ -212,7 +221,10 @@ function scanConfig(
   if (o.threads !== undefined && ![32, 64, 128, 256].includes(o.threads)) {
     throw new RangeError(`selectiveScan: threads must be 32, 64, 128 or 256, got ${o.threads}`);
   }
-  const threadCap = Math.max(o.threads ?? (onGpu ? (pass === "forward" ? 128 : 64) : 256), ceilPow2(sn));
+  const threadCap = Math.max(
+    o.threads ?? (onGpu && !smallStates ? (pass === "forward" ? 128 : 64) : 256),
+    ceilPow2(sn),
+  );
   const maxThreads = Math.min(threadCap, 256, limits.maxComputeInvocationsPerWorkgroup);
   if (sn > maxThreads) {
     throw new RangeError(`selectiveScan: N = ${d.N} is too large (at most ${maxThreads * nr})`);
@@ -257,8 +269,8 @@ function scanConfig(
     sn,
     wc,
     ttFwd: pick(fwdBytes, onGpu ? 4 : 2),
-    ttBf: pick(bfBytes, onGpu ? 3 : 2),
-    ttBr: pick(brBytes, onGpu ? 3 : 2),
+    ttBf: pick(bfBytes, onGpu && !smallStates ? 3 : 2),
+    ttBr: pick(brBytes, onGpu && !smallStates ? 3 : 2),
     chunk,
     groups: Math.ceil(ev / wc),
   };
