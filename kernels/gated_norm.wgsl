@@ -42,19 +42,7 @@ var<workgroup> red: array<f32, 256>;
 
 fn hsum(v: T) -> f32 { {{HSUM}} }
 
-// As norm.wgsl's: the TPR partials of one group row, four running sums (mod 4), then (s0 + s1) + (s2 + s3).
-fn rowTotal(first: u32) -> f32 {
-  if (TPR < 4u) {
-    var t = red[first];
-    for (var i = 1u; i < TPR; i++) { t += red[first + i]; }
-    return t;
-  }
-  var s = vec4<f32>(red[first], red[first + 1u], red[first + 2u], red[first + 3u]);
-  for (var i = 4u; i < TPR; i += 4u) {
-    s += vec4<f32>(red[first + i], red[first + i + 1u], red[first + i + 2u], red[first + i + 3u]);
-  }
-  return (s.x + s.y) + (s.z + s.w);
-}
+//@use norm_parts.wgsl row_total
 
 // The sum of a over the lanes of the thread's group row (one barrier; once per dispatch; uniform control flow).
 fn rowSum(lid: u32, a: f32) -> f32 {
@@ -69,42 +57,15 @@ fn sigmoid_(x: T) -> T { return 1.0 / (1.0 + exp(-x)); }
 // The weight offset (in elements T) of group row gr: run k = gr / GR (GR = R·G group rows per run), group gr % G.
 fn wrow(gr: u32) -> u32 { return ((gr / p.GR) * p.G + gr % p.G) * DV; }
 
-fn inRow(lane: u32, c: u32, j: u32) -> bool { return c + lane + j * TPR < DV; }
+//@use norm_parts.wgsl in_row
 
-// The thread's elements of chunk c of a group row (`at` = its first element + lane); 0 outside the row.
-fn loadY(at: u32, lane: u32, c: u32, live: bool) -> array<T, NV> {
-  var v: array<T, NV>;
-  //@repeat NV
-  if (live && inRow(lane, c, $iu)) { v[$i] = Y[at + c + $iu * TPR]; }
-  //@end
-  return v;
-}
+//@use norm_parts.wgsl load FN=loadY BUF=Y
 
-fn loadZ(at: u32, lane: u32, c: u32, live: bool) -> array<T, NV> {
-  var v: array<T, NV>;
-  //@repeat NV
-  if (live && inRow(lane, c, $iu)) { v[$i] = Z[at + c + $iu * TPR]; }
-  //@end
-  return v;
-}
+//@use norm_parts.wgsl load FN=loadZ BUF=Z
 
-// The weight of the group (`wat`: its first element + lane).
-fn loadW(wat: u32, lane: u32, c: u32, live: bool) -> array<T, NV> {
-  var v: array<T, NV>;
-  //@repeat NV
-  if (live && inRow(lane, c, $iu)) { v[$i] = Wt[wat + c + $iu * TPR]; }
-  //@end
-  return v;
-}
+//@use norm_parts.wgsl load FN=loadW BUF=Wt
 
-// ĝ = g·w.
-fn loadGW(at: u32, wat: u32, lane: u32, c: u32, live: bool) -> array<T, NV> {
-  var v: array<T, NV>;
-  //@repeat NV
-  if (live && inRow(lane, c, $iu)) { v[$i] = G[at + c + $iu * TPR] * Wt[wat + c + $iu * TPR]; }
-  //@end
-  return v;
-}
+//@use norm_parts.wgsl load_gw
 
 // v = y ⊙ silu(z) of the thread's elements of chunk c.
 fn loadV(at: u32, lane: u32, c: u32, live: bool) -> array<T, NV> {

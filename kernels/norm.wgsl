@@ -57,20 +57,7 @@ var<workgroup> red: array<f32, 512>;
 
 fn hsum(v: T) -> f32 { {{HSUM}} }
 
-// Sum of the TPR partials red[first ..< first + TPR] of one row in a fixed order: four running sums over the
-// partials ≡ 0, 1, 2, 3 (mod 4), then (s0 + s1) + (s2 + s3); below four lanes, in order.
-fn rowTotal(first: u32) -> f32 {
-  if (TPR < 4u) {
-    var t = red[first];
-    for (var i = 1u; i < TPR; i++) { t += red[first + i]; }
-    return t;
-  }
-  var s = vec4<f32>(red[first], red[first + 1u], red[first + 2u], red[first + 3u]);
-  for (var i = 4u; i < TPR; i += 4u) {
-    s += vec4<f32>(red[first + i], red[first + i + 1u], red[first + i + 2u], red[first + i + 3u]);
-  }
-  return (s.x + s.y) + (s.z + s.w);
-}
+//@use norm_parts.wgsl row_total
 
 // The sum of a over the lanes of the thread's row, through half h of `red` (each half used once per dispatch).
 // One barrier; call from uniform control flow (every thread of the workgroup). Every lane gets the total.
@@ -91,43 +78,15 @@ fn rowSum2(lid: u32, a: f32, b: f32) -> vec2<f32> {
   return vec2<f32>(rowTotal(first), rowTotal(256u + first));
 }
 
-// Whether element c + lane + j·TPR is inside the row.
-fn inRow(lane: u32, c: u32, j: u32) -> bool { return c + lane + j * TPR < DV; }
+//@use norm_parts.wgsl in_row
 
-// The thread's elements of chunk c of a row of X (`at` = the row's first element + lane); 0 outside the row.
-fn loadX(at: u32, lane: u32, c: u32, live: bool) -> array<T, NV> {
-  var v: array<T, NV>;
-  //@repeat NV
-  if (live && inRow(lane, c, $iu)) { v[$i] = X[at + c + $iu * TPR]; }
-  //@end
-  return v;
-}
+//@use norm_parts.wgsl load FN=loadX BUF=X
 
-// The same of the weight and the bias rows (`wat`: the row's first element + lane).
-fn loadW(wat: u32, lane: u32, c: u32, live: bool) -> array<T, NV> {
-  var v: array<T, NV>;
-  //@repeat NV
-  if (live && inRow(lane, c, $iu)) { v[$i] = Wt[wat + c + $iu * TPR]; }
-  //@end
-  return v;
-}
+//@use norm_parts.wgsl load FN=loadW BUF=Wt
 
-fn loadB(wat: u32, lane: u32, c: u32, live: bool) -> array<T, NV> {
-  var v: array<T, NV>;
-  //@repeat NV
-  if (live && inRow(lane, c, $iu)) { v[$i] = Bs[wat + c + $iu * TPR]; }
-  //@end
-  return v;
-}
+//@use norm_parts.wgsl load FN=loadB BUF=Bs
 
-// The same of ĝ = g·w.
-fn loadGW(at: u32, wat: u32, lane: u32, c: u32, live: bool) -> array<T, NV> {
-  var v: array<T, NV>;
-  //@repeat NV
-  if (live && inRow(lane, c, $iu)) { v[$i] = G[at + c + $iu * TPR] * Wt[wat + c + $iu * TPR]; }
-  //@end
-  return v;
-}
+//@use norm_parts.wgsl load_gw
 
 // RPW rows a workgroup. μ first, then the variance about μ (two passes over the row, in registers: the one-pass
 // E[x²] − E[x]² cancels catastrophically in f32 when |μ| ≫ σ). Saves [μ, rstd] for the backward.

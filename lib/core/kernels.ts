@@ -29,6 +29,7 @@ export const KERNEL_FILES = [
   "selective_scan_parts.wgsl",
   "ssd_scan_parts.wgsl",
   "gated_norm.wgsl",
+  "norm_parts.wgsl",
   "ssd_chunk_parts.wgsl",
   "ssd_chunk_prep.wgsl",
   "ssd_chunk_cb.wgsl",
