@@ -63,7 +63,7 @@ function checkInputs(y: Tensor, z: Tensor, weight: Tensor, groups: number, eps: 
 function gatedKernel(width: number, entry: string): Kernel {
   return {
     name: `gated_rms_norm_${entry}`,
-    code: rowKernelCode("gated_norm.wgsl", width, { DG: width }),
+    code: rowKernelCode("gated_norm.wgsl", width, { DG: width }, entry === "backward_dw"), // (as norm.ts)
     entry,
     bindings: ["read", "read", "read", "read", "read_write", "read_write", "read_write"],
   };
@@ -135,7 +135,7 @@ export const gatedRmsNormVjp: VjpRule<GatedNormAttrs> = (
     gatedKernel(d.E / d.G, "backward_dw"),
     [y.buffer, z.buffer, w.buffer, g!.buffer, stats.buffer, partial.buffer, partial.buffer],
     u,
-    grid1d(d.K * S * d.G * rowLayout(d.E / d.G).dv),
+    grid1d(d.K * S * d.G * rowLayout(d.E / d.G, true).dv),
   );
   const dw = sum(partial, 1);
   partial.dispose();

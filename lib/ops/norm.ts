@@ -24,8 +24,10 @@
  * dw, db: deterministic, without atomics, in two stages: stage 1 gives each thread one (k, s, element) and sums
  * the rows of chunk s of run k in order into partials (K, S, D), issuing 8 rows' loads before their adds; stage 2
  * (reduce.ts `sum`, a thread per (k, d)) adds the S partials in order. With R rows per run the chunk is ⌈√R⌉ rows
- * and S = ⌈R / chunk⌉ ≈ √R, so both stages loop ≈ √R times and stage 1 has K·S·D/4 threads with vec4 elements
- * (for R = 1760, D = 1024: 11 k threads, where one thread per (k, d) would give 1 k threads looping 1760 times).
+ * and S = ⌈R / chunk⌉ ≈ √R, so both stages loop ≈ √R times and stage 1 has K·S·D threads, one float each (for
+ * R = 1760, D = 1024: 43 k threads, where one thread per (k, d) would give 1 k threads looping 1760 times; with
+ * vec4 elements, a quarter of the threads, it ran 15–20% slower on the H200, so its kernels are compiled with
+ * scalar elements: the same adds, in the same order, as a vec4's lanes).
  * Cost: stage 1 reads x and g once more (2·K·R·D floats, the same as the dx kernel) and writes K·S·D partials
  * per parameter (≈ K·√R·D floats, 4 % of x for R = 1760); stage 2 reads those back. Every sum's order depends only
  * on the shapes, so the results are bit-identical run to run (and when rows are split over several dispatches).
@@ -77,15 +79,16 @@ const AHEAD = 8;
  * threads: elements of 4 floats when width % 4 == 0 (else of 1), `dv` of them a row; `tpr` threads a row, the
  * smallest power of two that leaves each at most 4 elements (up to 256), so `rpw` = 256 / tpr rows a workgroup;
  * `nv` elements a thread in registers. `fits` is false past 256 · 8 elements (8192 floats, or 2048 when not a
- * multiple of 4): the row is then walked in chunks of 256 · 8 elements.
+ * multiple of 4): the row is then walked in chunks of 256 · 8 elements. With `scalar`, elements of 1 float
+ * whatever the width (the dw stage's layout).
  * @example
  * ```ts
  * import { rowLayout } from "./norm.ts";
  * console.log(rowLayout(256)); // vec4, 64 elements a row: 16 threads of 4 each, 16 rows a workgroup
  * ```
  */
-export function rowLayout(width: number): RowLayout {
-  const vec = width % 4 === 0;
+export function rowLayout(width: number, scalar = false): RowLayout {
+  const vec = !scalar && width % 4 === 0;
   const dv = vec ? width / 4 : width;
   let tpr = 1;
   while (tpr * 4 < dv && tpr < 256) tpr *= 2;
@@ -112,15 +115,16 @@ export interface RowLayout {
 const codeCache = new Map<string, string>();
 
 /**
- * The code of a norm kernel file for rows of `width` floats: its layout placeholders filled in (with `subst`),
- * its repeat blocks expanded (cached: ops build their kernel per call).
+ * The code of a norm kernel file for rows of `width` floats: its layout placeholders filled in (with `subst`; the
+ * layout of `rowLayout(width, scalar)`), its repeat blocks expanded (cached: ops build their kernel per call).
  */
 export function rowKernelCode(
   file: "norm.wgsl" | "gated_norm.wgsl",
   width: number,
   subst: Record<string, string | number>,
+  scalar = false,
 ): string {
-  const l = rowLayout(width);
+  const l = rowLayout(width, scalar);
   const all = {
     ...subst,
     T: l.vec ? "vec4<f32>" : "f32",
@@ -148,7 +152,8 @@ function chunking(R: number): { chunk: number; S: number } {
 function normKernel(center: boolean, D: number, entry: string, outputs: number): Kernel {
   return {
     name: `${center ? "layer" : "rms"}_norm_${entry}`,
-    code: rowKernelCode("norm.wgsl", D, { CENTER: String(center), D }),
+    // The dw stage takes one float a thread (see the module notes), the row kernels vec4s where they can.
+    code: rowKernelCode("norm.wgsl", D, { CENTER: String(center), D }, entry.startsWith("backward_dw")),
     entry,
     bindings: ["read", "read", "read", "read", "read_write", ...new Array(outputs).fill("read_write")],
   };
@@ -281,7 +286,7 @@ function normBackward(
   const pw = empty([K, S, D]);
   const pb = center ? empty([K, S, D]) : null;
   const dwKernel = normKernel(center, D, center ? "backward_dwdb" : "backward_dw", center ? 2 : 1);
-  const dv = rowLayout(D).dv;
+  const dv = rowLayout(D, true).dv;
   for (const [b0, b1, r0, r1] of blockChunks(dwKernel.name, dims)) {
     const rowsOf = (t: Tensor, perRow: number) => slice(t, r0 * perRow, (r1 - r0) * perRow);
     const xs = rowsOf(x, D);
