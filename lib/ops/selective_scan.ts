@@ -97,7 +97,7 @@ import { dispatch, gpuInfo, type Kernel } from "../core/runtime.ts";
 import { record, type VjpRule } from "../core/tape.ts";
 import { empty, type Tensor } from "../core/tensor.ts";
 import { sum } from "./reduce.ts";
-import { expectF32 } from "./util.ts";
+import { expectF32, repeatBlocks } from "./util.ts";
 
 /** The inputs of `selectiveScan` (shapes in the module glossary). */
 export interface SelectiveScanInputs {
@@ -291,11 +291,7 @@ function unroll(src: string, nr: number): string {
     }
     return out;
   };
-  return src
-    .replace(
-      /^[ \t]*\/\/@repeat (\d+)\n([\s\S]*?)^[ \t]*\/\/@end\n/gm,
-      (_, count: string, body: string) => rep(body, Number(count), (i) => ({ $m: String(i) })),
-    )
+  return repeatBlocks(src, {}, "$m")
     .replace(
       /^[ \t]*\/\/@unroll_([nq])\n([\s\S]*?)^[ \t]*\/\/@end\n/gm,
       (_, kind: string, body: string) =>

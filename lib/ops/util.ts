@@ -30,7 +30,8 @@ export function sameShape(a: readonly number[], b: readonly number[]): boolean {
 
 /**
  * Expands the repeat blocks of a kernel source: the lines between `//@repeat N` and `//@end` (N a number, or a
- * name looked up in `counts`) are written N times, with `$i` replaced by 0, 1, …, N − 1. Per-thread arrays indexed
+ * name looked up in `counts`) are written N times, with `mark` (`$i` unless given) replaced by 0, 1, …, N − 1
+ * (so `$iu` becomes the u32 literal `0u`, `1u`, …). Per-thread arrays indexed
  * by these constants stay in registers on every driver; indexed by a loop counter they may live in slow local
  * memory where the compiler does not unroll the loop.
  * @throws {Error} on a count name missing from `counts`.
@@ -40,14 +41,14 @@ export function sameShape(a: readonly number[], b: readonly number[]): boolean {
  * console.log(repeatBlocks("//@repeat NV\ns += v[$i];\n//@end\n", { NV: 2 })); // "s += v[0];\ns += v[1];\n"
  * ```
  */
-export function repeatBlocks(src: string, counts: Record<string, number> = {}): string {
+export function repeatBlocks(src: string, counts: Record<string, number> = {}, mark = "$i"): string {
   return src.replace(
     /^[ \t]*\/\/@repeat (\w+)\n([\s\S]*?)^[ \t]*\/\/@end\n/gm,
     (_, what: string, body: string) => {
       const n = /^\d+$/.test(what) ? Number(what) : counts[what];
       if (n === undefined) throw new Error(`repeatBlocks: no count for //@repeat ${what}`);
       let out = "";
-      for (let i = 0; i < n; i++) out += body.replaceAll("$i", String(i));
+      for (let i = 0; i < n; i++) out += body.replaceAll(mark, String(i));
       return out;
     },
   );

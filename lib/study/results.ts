@@ -104,6 +104,16 @@ export class ResultsFolder {
     return join(this.runs, `${id}.json`);
   }
 
+  /** Whether run `id` has a result file (whole or damaged: results are written atomically). */
+  hasResult(id: string): boolean {
+    try {
+      Deno.statSync(this.resultPath(id));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   claimPath(id: string): string {
     return join(this.claims, `${id}.json`);
   }

@@ -216,15 +216,6 @@ export async function runWorker(runs: readonly PlannedRun[], o: WorkerOptions): 
   }
 }
 
-function resultExists(folder: ResultsFolder, id: string): boolean {
-  try {
-    Deno.statSync(folder.resultPath(id));
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Claims the next group: a dead worker's whole group first (to resume its checkpoint), else fresh runs. Exported
  * for tests only.
@@ -250,7 +241,7 @@ export function claimGroup(
     // A worker writes a run's result before it releases the claim, so a run whose claim was free may have been
     // finished since this worker read the results: look again now that the claim is held, and give back the
     // finished ones (else they would be trained a second time).
-    const finished = claimed.filter((r) => resultExists(folder, r.id));
+    const finished = claimed.filter((r) => folder.hasResult(r.id));
     releaseClaims(folder, finished.map((r) => r.id), worker);
     const got = claimed.filter((r) => !finished.includes(r));
     if (got.length > 0 && got.length < members.length) {
