@@ -14,7 +14,7 @@
 // in the fixed order of `rowTotal`. The order depends on D only, so the results are the same bits every run.
 //
 // Placeholders (lib/ops/norm.ts): CENTER true for LayerNorm (subtract μ, add b), false for RMSNorm (μ is 0); T and
-// its horizontal sum HSUM; D; DV; TPR; NV; FITS.
+// its horizontal sum HSUM; D; DV; TPR; NV; FITS; AHEAD.
 //
 // Layout (one table for every entry point; an entry leaves the bindings it does not read unused):
 //   X     (rows, D)  input x
@@ -50,7 +50,7 @@ const NV: u32 = {{NV}}u; // elements per thread per chunk, held in registers
 const FITS: bool = {{FITS}}; // DV <= TPR·NV: one chunk, the whole row in registers
 const RPW: u32 = 256u / TPR; // rows per workgroup
 const CH: u32 = TPR * NV; // elements per chunk
-const AHEAD: u32 = 8u; // rows whose loads the dw stage issues at once
+const AHEAD: u32 = {{AHEAD}}u; // rows whose loads the dw stage issues at once (lib/ops/norm.ts)
 
 // The lanes' partials of one sum per half: [0, 256) and [256, 512), so that two sums need no barrier between.
 var<workgroup> red: array<f32, 512>;
