@@ -126,6 +126,44 @@ Deno.test({
 });
 
 Deno.test({
+  name: "matmul: the unchecked loads (whole K-steps) and the checked ones agree with float64 and bit for bit",
+  ignore: noGpu,
+  async fn() {
+    // Kd = 72 is 9 K-steps of 8 (unchecked loads) and 4.5 of 16 (checked), so the bit comparison sets the two
+    // paths against each other; split-K parts (32, 32 and 8) do the same for a partial last part. M and N
+    // cross tile boundaries: edge tiles read rows and columns past the matrix, into outputs not stored.
+    const [K, M, Kd, N] = [2, 200, 72, 136];
+    const configs: MatmulTiles[] = [{ TM: 4, TN: 4, BK: 8 }, { TM: 4, TN: 8, BK: 8 }, {
+      TM: 4,
+      TN: 4,
+      BK: 16,
+    }];
+    if (!cpu) configs.push({ TM: 8, TN: 8, BK: 8 }, { TM: 8, TN: 4, BK: 16 });
+    for (const [transA, transB] of combos) {
+      const aShape = [K, ...(transA ? [Kd, M] : [M, Kd])], bShape = [K, ...(transB ? [N, Kd] : [Kd, N])];
+      const [a, b] = randomInputs([{ shape: aShape }, { shape: bShape }]);
+      const want = matmulRef(a, aShape, b, bShape, { transA, transB }).data;
+      for (const splitK of [1, 3]) {
+        const outs = await readTensors(
+          tidy(() =>
+            configs.map((tiles) =>
+              matmul(tensor(a, aShape), tensor(b, bShape), { transA, transB, tiles, splitK })
+            )
+          ),
+        );
+        const what = `transA ${transA}, transB ${transB}, splitK ${splitK}`;
+        assert.ok(maxRelError(outs[0], want) < 1e-5, `${what}: error ${maxRelError(outs[0], want)}`);
+        outs.forEach((o, i) => {
+          // (the first differing element, not deepEqual: its diff of 54k floats would take minutes to print)
+          const at = o.findIndex((v, j) => !Object.is(v, outs[0][j]));
+          assert.equal(at, -1, `${what}: tiles ${JSON.stringify(configs[i])} differ at element ${at}`);
+        });
+      }
+    }
+  },
+});
+
+Deno.test({
   name: "matmul: bad shapes throw RangeErrors naming the op",
   ignore: noGpu,
   fn: () => {
