@@ -32,11 +32,11 @@
 //     thread of a workgroup, so the branch does not diverge), nothing needs checking. Every k read is inside
 //     the matrix, and a row of op(A) past M or a column of op(B) past N only reaches outputs that are not
 //     stored (reads past the end of a buffer are clamped by WebGPU's robust access). Each thread then computes
-//     its vec4 indices once (a Cursor) and advances them by a constant per K-step. Measured on the H200 against
-//     the checked loads alone, in one call: 4096³ from 31 to 42–45 TFLOP/s, the D 1024 step's products from
-//     22.3 to 17.1 ms, the same bits (the same values reach the same FMAs). The checked path's index
-//     arithmetic, checks and selects cost about as much as a K-step's 512 FMAs could hide: its loads alone,
-//     with one k of FMAs per K-step, took half the time of the whole kernel.
+//     its vec4 indices once (a Cursor) and advances them by a constant per K-step. Measured on the H200: 4096³
+//     from 29–32 to 42–45 TFLOP/s in the four transposes (tests/matmul_bench.ts), the D 1024 step's matmuls
+//     from 22.3 to 16.1 ms of kernel time, the same bits (the same values reach the same FMAs). The checked
+//     path's index arithmetic, checks and selects were not hidden behind the FMAs: its loads alone, with one k
+//     of FMAs per K-step instead of BK, took half the time of the whole kernel.
 //
 // Placeholders: {{TM}}, {{TN}} (4 or 8), {{BK}} (multiple of 4); {{TRANS_A}}, {{TRANS_B}}, {{VEC_A}}, {{VEC_B}}:
 // `true` or `false` on GPUs, so that unused paths compile away, or on CPU adapters an expression reading bits 0..3
