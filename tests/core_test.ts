@@ -16,10 +16,12 @@ import { adamwInit, adamwStep, disposeAdamW, lrSchedule } from "../lib/train/opt
 import { constant, drawParam, gaussian, torchDefault } from "../lib/nn/init.ts";
 import { foldIn, key, randint, split } from "../lib/core/random.ts";
 import {
+  dispatch,
   GpuUnavailableError,
   liveGpuBytes,
   pipelineCount,
   profileKernels,
+  runtimeStats,
   sync,
 } from "../lib/core/runtime.ts";
 import { disposeTree, keep, readTensors, type Tensor, tensor, tidy } from "../lib/core/tensor.ts";
@@ -146,6 +148,36 @@ Deno.test({
     tidy(() => add(tensor([3]), tensor([4])));
     assert.equal(pipelineCount(), n0);
     assert.throws(() => y.buffer, /after dispose/);
+  },
+});
+
+Deno.test({
+  name: "runtimeStats counts the time spent compiling a new pipeline, and none for a cached one",
+  ignore: noGpu,
+  async fn() {
+    const kernel = {
+      name: "stats_probe",
+      bindings: ["read_write"] as const,
+      code: `struct Params { n: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  if (gid.x < p.n) { out[gid.x] = f32(gid.x) * 0.5; }
+}`,
+    };
+    const out = tensor(new Float32Array(64));
+    const s0 = runtimeStats();
+    dispatch(kernel, [out.buffer], [64], [1]);
+    const s1 = runtimeStats();
+    dispatch(kernel, [out.buffer], [64], [1]);
+    const s2 = runtimeStats();
+    assert.equal(s1.pipelines, s0.pipelines + 1);
+    assert.ok(s1.pipelineSeconds > s0.pipelineSeconds, "the first dispatch compiled, in some time");
+    assert.equal(s2.pipelines, s1.pipelines);
+    assert.equal(s2.pipelineSeconds, s1.pipelineSeconds, "the second took the cached pipeline");
+    assert.equal((await out.toArray())[63], 31.5);
+    out.dispose();
   },
 });
 

@@ -185,6 +185,7 @@ interface PipelineEntry {
  */
 const pipelineCache = new Map<string, Map<string, PipelineEntry>>();
 let pipelineTotal = 0;
+let pipelineMs = 0; // wall time spent creating them
 
 function pipelineFor(kernel: Kernel): PipelineEntry {
   let byRest = pipelineCache.get(kernel.code);
@@ -210,12 +211,15 @@ function pipelineFor(kernel: Kernel): PipelineEntry {
       })),
     ],
   });
+  // (timed: the driver compiles here, synchronously, which can cost a run's first steps seconds)
+  const start = performance.now();
   const module = dev.createShaderModule({ label: kernel.name, code: kernel.code });
   const pipeline = dev.createComputePipeline({
     label: kernel.name,
     layout: dev.createPipelineLayout({ bindGroupLayouts: [layout] }),
     compute: { module, entryPoint: kernel.entry ?? "main", constants: kernel.constants },
   });
+  pipelineMs += performance.now() - start;
   hit = { pipeline, layout, layoutId: ++pipelineTotal };
   byRest.set(rest, hit);
   return hit;
@@ -793,6 +797,8 @@ export interface RuntimeStats {
   submits: number;
   /** Distinct pipelines compiled. */
   pipelines: number;
+  /** Seconds of wall time spent creating them (shader module and pipeline, where the driver compiles). */
+  pipelineSeconds: number;
   /** Bind groups created (cache misses). */
   bindGroupsCreated: number;
   /** Bind groups in the cache now. */
@@ -807,6 +813,7 @@ export function runtimeStats(): RuntimeStats {
     dispatches: dispatchCount,
     submits: submitCount,
     pipelines: pipelineTotal,
+    pipelineSeconds: pipelineMs / 1000,
     bindGroupsCreated,
     bindGroupsCached: bindGroupCache.size,
     uniformSlots: uniformSlotCount,

@@ -12,7 +12,7 @@
  */
 import { hostname } from "node:os";
 import { foldIn, key } from "../core/random.ts";
-import { gpuInfo } from "../core/runtime.ts";
+import { gpuInfo, runtimeStats } from "../core/runtime.ts";
 import { tensor } from "../core/tensor.ts";
 import { initRule } from "../nn/inits.ts";
 import { applyLM, layerAttentionMap, type LMConsts, type LMParams } from "../nn/lm.ts";
@@ -408,6 +408,7 @@ async function trainGroup(
   const beatEvery = Math.max(1000, (o.claimTimeout * 1000) / 6);
   const progress = new Progress(`${o.label} runs ${position}`);
   try {
+    const compiledBefore = runtimeStats();
     const trained = await trainLM(spec.model, trainRuns(group), (k, b) => task.trainBatch(k, cfg, b), {
       steps: spec.train.steps,
       batch: spec.train.batch,
@@ -437,6 +438,15 @@ async function trainGroup(
         ),
     });
     if (trained.resumed) log(`${o.label}: resumed from its checkpoint`);
+    // Shader compiles happen in a group's first steps (pipelines are cached per process, so later groups of
+    // the same shapes compile nothing): said apart, since on a GPU they can be seconds of the training time.
+    const compiledAfter = runtimeStats();
+    const newPipelines = compiledAfter.pipelines - compiledBefore.pipelines;
+    const compiled = newPipelines > 0
+      ? ` (${
+        fmtSeconds(compiledAfter.pipelineSeconds - compiledBefore.pipelineSeconds)
+      } of it compiling ${newPipelines} pipelines)`
+      : "";
     const evalStart = performance.now();
     const final = await evaluate(o.tasks, spec, trained, K, spec.eval.lengths, spec.eval.samples);
     const maps = await attentionMaps(o.tasks, spec, trained, K);
@@ -476,9 +486,9 @@ async function trainGroup(
       }`
     );
     log(
-      `${o.label}: trained in ${fmtSeconds(trained.seconds)}, evaluated in ${fmtSeconds(evalSeconds)}\n  ${
-        summary.join("\n  ")
-      }`,
+      `${o.label}: trained in ${fmtSeconds(trained.seconds)}${compiled}, evaluated in ${
+        fmtSeconds(evalSeconds)
+      }\n  ${summary.join("\n  ")}`,
     );
     disposeModel(trained);
     try {
